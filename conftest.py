@@ -1,0 +1,126 @@
+"""Fixtures shared by every module's tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from rest_framework.test import APIClient
+
+from energy_dashboard import heartbeats, roles
+
+
+@pytest.fixture
+def make_user(django_db_blocker: Any) -> Callable[..., User]:
+    """Create a user in a group ("operators", "viewers" or None)."""
+
+    def make(username: str = "someone", group: str | None = None, **extra: Any) -> User:
+        user = User.objects.create_user(username=username, password="pw-for-tests-1", **extra)
+        if group:
+            user.groups.add(Group.objects.get(name=group))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def operator(make_user: Callable[..., User]) -> User:
+    return make_user("op", roles.OPERATORS, is_staff=True)
+
+
+@pytest.fixture
+def viewer(make_user: Callable[..., User]) -> User:
+    return make_user("viewer", roles.VIEWERS)
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def operator_api(api: APIClient, operator: User) -> APIClient:
+    api.force_authenticate(operator)
+    return api
+
+
+@pytest.fixture
+def viewer_api(api: APIClient, viewer: User) -> APIClient:
+    api.force_authenticate(viewer)
+    return api
+
+
+@pytest.fixture
+def redis_clean() -> Iterator[Any]:
+    """The test Redis with no heartbeats before and after the test."""
+    client = heartbeats.redis_client()
+
+    def clear() -> None:
+        for key in client.scan_iter(match="ed:heartbeat:*"):
+            client.delete(key)
+
+    clear()
+    yield client
+    clear()
+
+
+class Process:
+    """A process a test started, with its output in a file the test can wait on."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
+        self.log = log
+        self._out = log.open("wb")
+        self.popen = subprocess.Popen(  # noqa: S603
+            argv, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            if predicate(text):
+                return text
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{what} did not happen within {timeout}s; output:\n{self.output()[-4000:]}")
+
+    def stop(self, timeout: float = 20) -> None:
+        import os
+        import signal
+
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+            except ProcessLookupError:
+                pass
+        self._out.close()
+
+
+@pytest.fixture
+def start_process(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start `python -m ...` processes that are stopped (their whole group) after the test."""
+    started: list[Process] = []
+    base = Path(__file__).resolve().parent
+
+    def start(name: str, *args: str, env: dict[str, str]) -> Process:
+        process = Process([sys.executable, *args], env, tmp_path / f"{name}.log", base)
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()

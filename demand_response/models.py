@@ -1,0 +1,1 @@
+"""Models of the demand_response module (they arrive with its issue)."""

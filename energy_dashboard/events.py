@@ -1,0 +1,94 @@
+"""The event bus: the seed's topics as Django signals.
+
+Modules publish facts here and other modules react, without importing each other. Send with
+`send_on_commit` so that no receiver ever sees data that could still roll back. Receivers must
+be quick and idempotent (a periodic job may publish the same fact twice); anything slow
+becomes a Celery task. Signals stay in one process: `sensors` forwards what the dashboard
+needs to the Channels layer, the one bridge to other processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.dispatch import Signal
+
+logger = logging.getLogger(__name__)
+
+energy_data = Signal()
+"""Readings were stored.
+
+Keyword arguments:
+    readings: list of dicts ``{sensor_id, metric, timestamp (ISO 8601 UTC), value, quality}``,
+        one batch per ingest call, never one signal per point.
+    source: str, where they came from (``"api"``, ``"ingestion"``, ``"simulator"``, ...).
+"""
+
+sensor_events = Signal()
+"""A sensor changed: registered, updated, deleted, went stale or recovered.
+
+Keyword arguments:
+    sensor_id: str, the sensor's stable key.
+    event: str, one of ``registered``, ``updated``, ``deleted``, ``stale``, ``recovered``,
+        ``fault``.
+    status: str, the sensor's status after the change.
+    room: str | None, the name of the sensor's room.
+"""
+
+dr_events = Signal()
+"""A demand-response invitation or event changed state.
+
+Keyword arguments:
+    kind: str, ``invitation`` or ``event``.
+    id: int, the invitation's or event's primary key.
+    status: str, the state after the change.
+    previous_status: str | None, the state before it.
+    detail: dict, what the dashboard shows (target kW, start, end, reason ...).
+"""
+
+data_ingestion = Signal()
+"""A meter file was processed.
+
+Keyword arguments:
+    file_id: int, the ledger entry's primary key.
+    source: str | None, the remote source's name (None for uploads and local files).
+    name: str, the file's name.
+    status: str, the ledger status (``imported``, ``duplicate``, ``rejected``, ``failed``).
+    counts: dict, ``{records, inserted, duplicates, conflicts}``.
+"""
+
+system_events = Signal()
+"""Something about the platform itself: start-up, a dependency going down or coming back.
+
+Keyword arguments:
+    event: str, what happened (``started``, ``dependency_down``, ``dependency_up`` ...).
+    detail: dict, anything that explains it.
+"""
+
+TOPICS: dict[str, Signal] = {
+    "energy_data": energy_data,
+    "sensor_events": sensor_events,
+    "dr_events": dr_events,
+    "data_ingestion": data_ingestion,
+    "system_events": system_events,
+}
+
+
+def send_on_commit(signal: Signal, *, sender: Any, using: str | None = None, **kwargs: Any) -> None:
+    """Send `signal` once the transaction open on `using` commits; at once when none is open.
+
+    `using` is the database alias whose transaction the event depends on. If that transaction
+    rolls back, the event is dropped. A receiver that raises is logged and does not stop the
+    other receivers or the sender (`send_robust`): the data is already committed.
+    """
+
+    def send() -> None:
+        for receiver, result in signal.send_robust(sender=sender, **kwargs):
+            if isinstance(result, Exception):
+                logger.error(
+                    "receiver %r of %s failed", receiver, sender, exc_info=result
+                )
+
+    transaction.on_commit(send, using=using)

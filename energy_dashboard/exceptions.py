@@ -1,0 +1,69 @@
+"""Every API error is a JSON body with a message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def _first_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            inner = _first_message(value)
+            return inner if field in ("detail", "non_field_errors") else f"{field}: {inner}"
+    if isinstance(detail, list) and detail:
+        return _first_message(detail[0])
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, reshaped to `{"message", "code", "errors"?}`.
+
+    `message` is one sentence for people; `code` is stable for programs; `errors` keeps the
+    per-field details of a validation error.
+    """
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else getattr(exc, "default_code", "invalid")
+    else:
+        code = "error"
+    body: dict[str, Any] = {"message": _first_message(data), "code": code}
+    if isinstance(exc, exceptions.ValidationError):
+        body["errors"] = data
+    response.data = body
+    return response
+
+
+def _json_error(status: int, message: str, code: str) -> JsonResponse:
+    return JsonResponse({"message": message, "code": code}, status=status)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """404 as JSON: API clients and browsers alike get a body that says what was missing."""
+    return _json_error(404, f"Nothing at {request.path}.", "not_found")
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """500 as JSON; the traceback goes to the log, never to the client."""
+    return _json_error(500, "Internal error; it has been logged.", "server_error")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """400 raised outside DRF (e.g. a disallowed Host header)."""
+    return _json_error(400, "Bad request.", "bad_request")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """403 raised outside DRF (e.g. a failed CSRF check)."""
+    return _json_error(403, "Permission denied.", "permission_denied")

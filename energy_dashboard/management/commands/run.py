@@ -1,0 +1,174 @@
+"""Run the whole platform: Redis (embedded when none is configured), web, worker and beat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections, transaction
+
+from energy_dashboard import roles
+from energy_dashboard.supervisor import (
+    Child,
+    EmbeddedRedis,
+    PortInUse,
+    Supervisor,
+    listen,
+    python_module,
+)
+from sensors import services as sensors_services
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = (
+        "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
+        "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat. "
+        "Ctrl-C or SIGTERM stops them all."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--demo", action="store_true", help="Load the demo building and the operator user.")
+        parser.add_argument("--host", default=settings.HOST, help="Address to listen on (HOST).")
+        parser.add_argument("--port", type=int, default=settings.PORT, help="HTTP port (PORT).")
+        parser.add_argument("--ws-port", type=int, default=None, help="WebSocket port (WS_PORT; default PORT+1).")
+        parser.add_argument("--web-workers", type=int, default=settings.WEB_CONCURRENCY, help="gunicorn worker processes (WEB_CONCURRENCY).")
+        parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes.")
+        parser.add_argument("--no-worker", action="store_true", help="Do not start a Celery worker.")
+        parser.add_argument("--no-beat", action="store_true", help="Do not start Celery beat.")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        host: str = opts["host"]
+        port: int = opts["port"]
+        ws_port: int = opts["ws_port"] or (settings.WS_PORT if port == settings.PORT else port + 1)
+        base_dir = Path(settings.BASE_DIR)
+
+        # Claim the ports before anything else: a second `run` stops here, having changed nothing.
+        try:
+            http_sock = listen(host, port)
+            ws_sock = listen(host, ws_port)
+        except PortInUse as exc:
+            raise CommandError(str(exc)) from None
+
+        # The children announce these (e.g. the WebSocket URL in the service description).
+        env = dict(
+            os.environ, REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
+            HOST=host, PORT=str(port), WS_PORT=str(ws_port),
+        )
+        env.setdefault("DJANGO_SETTINGS_MODULE", "energy_dashboard.settings")
+        supervisor = Supervisor(env=env, cwd=base_dir)
+        supervisor.install_signal_handlers()
+        try:
+            if settings.REDIS_EMBEDDED:
+                try:
+                    redis_child = EmbeddedRedis(Path(settings.EMBEDDED_REDIS_SOCKET)).start(env, base_dir)
+                except PortInUse as exc:
+                    raise CommandError(str(exc)) from None
+                supervisor.adopt(redis_child)
+                self.stdout.write(f"Embedded Redis on {settings.REDIS_URL}")
+
+            call_command("migrate_all", verbosity=0)
+            if opts["demo"]:
+                self._load_demo()
+            # The children open their own connections; do not hand them ours.
+            connections.close_all()
+
+            self._start_children(supervisor, opts, http_sock, ws_sock)
+            http_sock.close()
+            ws_sock.close()
+
+            shown = f"[{host}]" if ":" in host else host
+            self.stdout.write(
+                self.style.SUCCESS(f"Energy Dashboard is running at http://{shown}:{port}/")
+                + f"\n  API        http://{shown}:{port}/api/v1/"
+                + f"\n  API docs   http://{shown}:{port}/api/v1/docs/"
+                + f"\n  admin      http://{shown}:{port}/admin/"
+                + f"\n  live feed  ws://{shown}:{ws_port}/api/v1/ws"
+                + "\nPress Ctrl-C to stop."
+            )
+            self.stdout.flush()
+            status = supervisor.wait()
+        finally:
+            supervisor.stop_all()
+            self.stdout.write("Stopped.")
+        if status:
+            raise CommandError("A process of the platform died; everything was stopped.")
+
+    def _start_children(
+        self, supervisor: Supervisor, opts: dict[str, Any], http_sock: Any, ws_sock: Any
+    ) -> None:
+        log_level = "info" if opts["verbosity"] >= 1 else "warning"
+        if not opts["no_beat"]:
+            supervisor.start(
+                Child(
+                    "beat",
+                    python_module(
+                        "celery", "-A", "energy_dashboard", "beat", "--loglevel", log_level,
+                        "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+                    ),
+                )
+            )
+        if not opts["no_worker"]:
+            supervisor.start(
+                Child(
+                    "worker",
+                    python_module(
+                        "celery", "-A", "energy_dashboard", "worker", "--loglevel", log_level,
+                        "--concurrency", str(opts["worker_concurrency"]),
+                        "--hostname", f"worker-{os.getpid()}@%h",
+                    ),
+                    stop_timeout_s=30.0,
+                )
+            )
+        supervisor.start(
+            Child(
+                "websockets",
+                python_module(
+                    "daphne", "--fd", str(ws_sock.fileno()), "--proxy-headers",
+                    "energy_dashboard.asgi:application",
+                ),
+                pass_fds=(ws_sock.fileno(),),
+            )
+        )
+        web = python_module(
+            "gunicorn", "energy_dashboard.wsgi:application",
+            "--bind", f"fd://{http_sock.fileno()}",
+            "--workers", str(opts["web_workers"]),
+            "--worker-class", "gthread", "--threads", "4",
+            "--log-level", log_level,
+        )
+        if opts["verbosity"] >= 2:
+            web += ["--access-logfile", "-"]
+        supervisor.start(Child("web", web, pass_fds=(http_sock.fileno(),)))
+
+    def _load_demo(self) -> None:
+        counts = sensors_services.demo_load()
+        self.stdout.write(f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors")
+        user_model = get_user_model()
+        password = settings.DEMO_PASSWORD
+        with transaction.atomic(using="default"):
+            user, created = user_model.objects.get_or_create(
+                username="operator", defaults={"is_staff": True, "email": ""}
+            )
+            user.groups.add(Group.objects.get(name=roles.OPERATORS))
+            if created or password:
+                shown = password or secrets.token_urlsafe(12)
+                user.set_password(shown)
+                user.is_staff = True
+                user.save()
+                if password:
+                    self.stdout.write("User 'operator' (operators group): password from DEMO_PASSWORD")
+                else:
+                    # Printed this once only; the hash is all that is kept.
+                    self.stdout.write(f"User 'operator' (operators group), password: {shown}")
+            else:
+                self.stdout.write("User 'operator' exists; password unchanged (set DEMO_PASSWORD to reset it)")

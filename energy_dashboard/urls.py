@@ -1,0 +1,28 @@
+"""URL map: the service description, /health, the API under /api/v1/, the admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from energy_dashboard import views
+
+api_v1 = [
+    path("", views.ApiRootView.as_view(), name="api-root"),
+    path("overview", views.OverviewView.as_view(), name="overview"),
+    path("auth/token/", views.TokenView.as_view(), name="auth-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+urlpatterns = [
+    path("", views.service_root, name="service-root"),
+    path("health", views.health, name="health"),
+    path("api/v1/", include(api_v1)),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "energy_dashboard.exceptions.bad_request"
+handler403 = "energy_dashboard.exceptions.permission_denied"
+handler404 = "energy_dashboard.exceptions.not_found"
+handler500 = "energy_dashboard.exceptions.server_error"

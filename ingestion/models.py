@@ -1,0 +1,1 @@
+"""Models of the ingestion module (they arrive with its issue)."""

@@ -1,0 +1,63 @@
+"""Publishing to the live WebSocket: group names and the one helper every push goes through."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+ALL = "live.all"
+_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def room_group(name: str) -> str:
+    """The group of one room's subscribers."""
+    return f"live.room.{name}"
+
+
+def sensor_group(sensor_id: str) -> str:
+    """The group of one sensor's subscribers."""
+    return f"live.sensor.{sensor_id}"
+
+
+def groups_for(message: dict[str, Any]) -> list[str]:
+    """The groups a subscribe/unsubscribe message names; ValueError when it names none."""
+    groups: list[str] = []
+    if message.get("all") is True:
+        groups.append(ALL)
+    for field, to_group in (("rooms", room_group), ("sensors", sensor_group)):
+        keys = message.get(field, [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) and _KEY.match(k) for k in keys):
+            raise ValueError(f"'{field}' must be a list of names (letters, digits, - _ .)")
+        groups.extend(to_group(k) for k in keys)
+    if not groups:
+        raise ValueError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
+    return groups
+
+
+def publish(
+    payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()
+) -> None:
+    """Push `payload` (a dict with a "type") to everyone following it.
+
+    The message goes to the all-group and to the group of each room and sensor it concerns;
+    a client in several of them gets it once (the consumer drops repeated ids).
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "live.message", "id": uuid.uuid4().hex, "payload": payload}
+    groups = [ALL, *(room_group(r) for r in set(rooms)), *(sensor_group(s) for s in set(sensors))]
+
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, message)
+
+    async_to_sync(send_all)()

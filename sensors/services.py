@@ -1,0 +1,112 @@
+"""The public face of the sensors module: other modules and the project call only this."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+
+from energy_dashboard.events import send_on_commit, sensor_events
+from sensors.models import Room, Sensor
+
+logger = logging.getLogger(__name__)
+
+DB = "sensors"
+
+
+def room_create(
+    *, name: str, display_name: str = "", floor: str = "", area_m2: float | None = None,
+    capacity: int | None = None,
+) -> Room:
+    """Create a room (or return the one with that name, unchanged)."""
+    room, _ = Room.objects.get_or_create(
+        name=name,
+        defaults={
+            "display_name": display_name,
+            "floor": floor,
+            "area_m2": area_m2,
+            "capacity": capacity,
+        },
+    )
+    return room
+
+
+def sensor_register(
+    *, sensor_id: str, kind: str, name: str = "", room_name: str | None = None,
+    external_id: str | None = None, expected_interval_s: int = 300,
+    metadata: dict[str, Any] | None = None,
+) -> Sensor:
+    """Register a sensor if its id is new; send `sensor_events` (registered) when it was."""
+    with transaction.atomic(using=DB):
+        room = Room.objects.get(name=room_name) if room_name else None
+        sensor, created = Sensor.objects.get_or_create(
+            sensor_id=sensor_id,
+            defaults={
+                "kind": kind,
+                "name": name,
+                "room": room,
+                "external_id": external_id,
+                "expected_interval_s": expected_interval_s,
+                "metadata": metadata or {},
+            },
+        )
+        if created:
+            send_on_commit(
+                sensor_events,
+                sender=Sensor,
+                using=DB,
+                sensor_id=sensor.sensor_id,
+                event="registered",
+                status=sensor.status,
+                room=room.name if room else None,
+            )
+    return sensor
+
+
+def overview() -> dict[str, Any]:
+    """Counts for the platform overview."""
+    return {
+        "rooms": Room.objects.count(),
+        "sensors": Sensor.objects.count(),
+        "sensors_by_status": {
+            row["status"]: row["n"]
+            for row in Sensor.objects.values("status").annotate(n=Count("id")).order_by()
+        },
+    }
+
+
+# The demo building: rooms with their sensors, each room with the same five kinds.
+DEMO_ROOMS: list[tuple[str, str, str, float, int]] = [
+    ("lobby", "Lobby", "0", 120.0, 40),
+    ("office-101", "Office 101", "1", 45.0, 8),
+    ("office-102", "Office 102", "1", 45.0, 8),
+    ("meeting-201", "Meeting room 201", "2", 30.0, 12),
+    ("server-room", "Server room", "-1", 20.0, 2),
+]
+DEMO_KINDS = [
+    Sensor.Kind.ENERGY_METER,
+    Sensor.Kind.POWER,
+    Sensor.Kind.CO2,
+    Sensor.Kind.TEMPERATURE,
+    Sensor.Kind.HUMIDITY,
+]
+
+
+def demo_load() -> dict[str, int]:
+    """Create the demo building's rooms and sensors (idempotent); returns what exists."""
+    with transaction.atomic(using=DB):
+        for name, display, floor, area, capacity in DEMO_ROOMS:
+            room_create(
+                name=name, display_name=display, floor=floor, area_m2=area, capacity=capacity
+            )
+            for kind in DEMO_KINDS:
+                sensor_register(
+                    sensor_id=f"{name}-{kind.value.replace('_', '-')}",
+                    kind=kind.value,
+                    name=f"{display} {kind.label.lower()}",
+                    room_name=name,
+                    expected_interval_s=60,
+                )
+    return {"rooms": Room.objects.count(), "sensors": Sensor.objects.count()}
