@@ -16,6 +16,15 @@ from rest_framework.test import APIClient
 from energy_dashboard import heartbeats, roles
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    # The production hasher costs ~0.3 s a password by design; tests make many users.
+    from django.test.utils import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture
 def make_user(django_db_blocker: Any) -> Callable[..., User]:
     """Create a user in a group ("operators", "viewers" or None)."""
@@ -76,7 +85,7 @@ class Process:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path) -> None:
         self.log = log
         self._out = log.open("wb")
-        self.popen = subprocess.Popen(  # noqa: S603
+        self.popen = subprocess.Popen(
             argv, env=env, cwd=cwd, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
         )
 

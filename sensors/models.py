@@ -43,9 +43,7 @@ class Sensor(models.Model):
     sensor_id = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=128, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    room = models.ForeignKey(
-        Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="sensors"
-    )
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="sensors")
     # A meter's CPE, a vendor's device id ...: unique when given.
     external_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)

@@ -17,7 +17,11 @@ DB = "sensors"
 
 
 def room_create(
-    *, name: str, display_name: str = "", floor: str = "", area_m2: float | None = None,
+    *,
+    name: str,
+    display_name: str = "",
+    floor: str = "",
+    area_m2: float | None = None,
     capacity: int | None = None,
 ) -> Room:
     """Create a room (or return the one with that name, unchanged)."""
@@ -34,8 +38,13 @@ def room_create(
 
 
 def sensor_register(
-    *, sensor_id: str, kind: str, name: str = "", room_name: str | None = None,
-    external_id: str | None = None, expected_interval_s: int = 300,
+    *,
+    sensor_id: str,
+    kind: str,
+    name: str = "",
+    room_name: str | None = None,
+    external_id: str | None = None,
+    expected_interval_s: int = 300,
     metadata: dict[str, Any] | None = None,
 ) -> Sensor:
     """Register a sensor if its id is new; send `sensor_events` (registered) when it was."""
@@ -98,9 +107,7 @@ def demo_load() -> dict[str, int]:
     """Create the demo building's rooms and sensors (idempotent); returns what exists."""
     with transaction.atomic(using=DB):
         for name, display, floor, area, capacity in DEMO_ROOMS:
-            room_create(
-                name=name, display_name=display, floor=floor, area_m2=area, capacity=capacity
-            )
+            room_create(name=name, display_name=display, floor=floor, area_m2=area, capacity=capacity)
             for kind in DEMO_KINDS:
                 sensor_register(
                     sensor_id=f"{name}-{kind.value.replace('_', '-')}",

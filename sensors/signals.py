@@ -14,34 +14,60 @@ logger = logging.getLogger(__name__)
 
 
 @receiver(events.sensor_events, dispatch_uid="sensors.live.sensor_events")
-def forward_sensor_event(sender: Any, *, sensor_id: str, event: str, status: str,
-                         room: str | None = None, **kwargs: Any) -> None:
+def forward_sensor_event(
+    sender: Any, *, sensor_id: str, event: str, status: str, room: str | None = None, **kwargs: Any
+) -> None:
     """Push a sensor's status change to its followers."""
     live.publish(
-        {"type": "sensor_status", "sensor_id": sensor_id, "event": event, "status": status,
-         "room": room},
+        {"type": "sensor_status", "sensor_id": sensor_id, "event": event, "status": status, "room": room},
         rooms=[room] if room else [],
         sensors=[sensor_id],
     )
 
 
 @receiver(events.dr_events, dispatch_uid="sensors.live.dr_events")
-def forward_dr_event(sender: Any, *, kind: str, id: int, status: str,
-                     previous_status: str | None = None, detail: dict[str, Any] | None = None,
-                     **kwargs: Any) -> None:
+def forward_dr_event(
+    sender: Any,
+    *,
+    kind: str,
+    id: int,
+    status: str,
+    previous_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> None:
     """Push a demand-response state change to everyone."""
     live.publish(
-        {"type": "dr_event", "kind": kind, "id": id, "status": status,
-         "previous_status": previous_status, "detail": detail or {}}
+        {
+            "type": "dr_event",
+            "kind": kind,
+            "id": id,
+            "status": status,
+            "previous_status": previous_status,
+            "detail": detail or {},
+        }
     )
 
 
 @receiver(events.data_ingestion, dispatch_uid="sensors.live.data_ingestion")
-def forward_ingestion(sender: Any, *, file_id: int, name: str, status: str,
-                      source: str | None = None, counts: dict[str, int] | None = None,
-                      **kwargs: Any) -> None:
+def forward_ingestion(
+    sender: Any,
+    *,
+    file_id: int,
+    name: str,
+    status: str,
+    source: str | None = None,
+    counts: dict[str, int] | None = None,
+    **kwargs: Any,
+) -> None:
     """Push a processed meter file's outcome to everyone."""
     live.publish(
-        {"type": "ingestion", "file_id": file_id, "name": name, "status": status,
-         "source": source, "counts": counts or {}}
+        {
+            "type": "ingestion",
+            "file_id": file_id,
+            "name": name,
+            "status": status,
+            "source": source,
+            "counts": counts or {},
+        }
     )

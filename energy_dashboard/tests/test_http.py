@@ -83,9 +83,14 @@ def test_health_says_a_database_is_down(client: Client, redis_clean: Any, monkey
 
     heartbeats.worker_beat("w1@test", 1)
     heartbeats.beat_beat(2)
-    monkeypatch.setattr(health, "database_checks", lambda: {
-        "default": {"ok": True}, "sensors": {"ok": False, "error": "connection refused"},
-    })
+    monkeypatch.setattr(
+        health,
+        "database_checks",
+        lambda: {
+            "default": {"ok": True},
+            "sensors": {"ok": False, "error": "connection refused"},
+        },
+    )
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["databases"]["sensors"]["error"] == "connection refused"
@@ -120,7 +125,9 @@ def test_user_without_role_may_not_read(api: APIClient, make_user: Any) -> None:
 
 
 def test_token_for_username_and_password(api: APIClient, operator: User) -> None:
-    response = api.post("/api/v1/auth/token/", {"username": "op", "password": "pw-for-tests-1"}, format="json")
+    response = api.post(
+        "/api/v1/auth/token/", {"username": "op", "password": "pw-for-tests-1"}, format="json"
+    )
     assert response.status_code == 200
     token = response.json()["token"]
     assert Token.objects.get(user=operator).key == token
@@ -148,7 +155,9 @@ def test_unknown_path_is_a_json_404(client: Client) -> None:
     assert response.json()["code"] == "not_found"
 
 
-def test_openapi_schema_and_docs_use_local_assets(operator_api: APIClient, client: Client, operator: User) -> None:
+def test_openapi_schema_and_docs_use_local_assets(
+    operator_api: APIClient, client: Client, operator: User
+) -> None:
     schema = operator_api.get("/api/v1/schema/?format=json")
     assert schema.status_code == 200
     assert "/api/v1/overview" in schema.json()["paths"]

@@ -13,7 +13,9 @@ class Command(BaseCommand):
     help = "Apply migrations to every database alias (default first, then each module's)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--check", action="store_true", help="Exit non-zero if any alias has unapplied migrations.")
+        parser.add_argument(
+            "--check", action="store_true", help="Exit non-zero if any alias has unapplied migrations."
+        )
 
     def handle(self, *args: Any, check: bool = False, **options: Any) -> None:
         verbosity = options["verbosity"]

@@ -37,11 +37,20 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--demo", action="store_true", help="Load the demo building and the operator user.")
+        parser.add_argument(
+            "--demo", action="store_true", help="Load the demo building and the operator user."
+        )
         parser.add_argument("--host", default=settings.HOST, help="Address to listen on (HOST).")
         parser.add_argument("--port", type=int, default=settings.PORT, help="HTTP port (PORT).")
-        parser.add_argument("--ws-port", type=int, default=None, help="WebSocket port (WS_PORT; default PORT+1).")
-        parser.add_argument("--web-workers", type=int, default=settings.WEB_CONCURRENCY, help="gunicorn worker processes (WEB_CONCURRENCY).")
+        parser.add_argument(
+            "--ws-port", type=int, default=None, help="WebSocket port (WS_PORT; default PORT+1)."
+        )
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=settings.WEB_CONCURRENCY,
+            help="gunicorn worker processes (WEB_CONCURRENCY).",
+        )
         parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes.")
         parser.add_argument("--no-worker", action="store_true", help="Do not start a Celery worker.")
         parser.add_argument("--no-beat", action="store_true", help="Do not start Celery beat.")
@@ -61,8 +70,12 @@ class Command(BaseCommand):
 
         # The children announce these (e.g. the WebSocket URL in the service description).
         env = dict(
-            os.environ, REDIS_URL=settings.REDIS_URL, PYTHONUNBUFFERED="1",
-            HOST=host, PORT=str(port), WS_PORT=str(ws_port),
+            os.environ,
+            REDIS_URL=settings.REDIS_URL,
+            PYTHONUNBUFFERED="1",
+            HOST=host,
+            PORT=str(port),
+            WS_PORT=str(ws_port),
         )
         env.setdefault("DJANGO_SETTINGS_MODULE", "energy_dashboard.settings")
         supervisor = Supervisor(env=env, cwd=base_dir)
@@ -112,8 +125,14 @@ class Command(BaseCommand):
                 Child(
                     "beat",
                     python_module(
-                        "celery", "-A", "energy_dashboard", "beat", "--loglevel", log_level,
-                        "--schedule", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+                        "celery",
+                        "-A",
+                        "energy_dashboard",
+                        "beat",
+                        "--loglevel",
+                        log_level,
+                        "--schedule",
+                        str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
                     ),
                 )
             )
@@ -122,9 +141,16 @@ class Command(BaseCommand):
                 Child(
                     "worker",
                     python_module(
-                        "celery", "-A", "energy_dashboard", "worker", "--loglevel", log_level,
-                        "--concurrency", str(opts["worker_concurrency"]),
-                        "--hostname", f"worker-{os.getpid()}@%h",
+                        "celery",
+                        "-A",
+                        "energy_dashboard",
+                        "worker",
+                        "--loglevel",
+                        log_level,
+                        "--concurrency",
+                        str(opts["worker_concurrency"]),
+                        "--hostname",
+                        f"worker-{os.getpid()}@%h",
                     ),
                     stop_timeout_s=30.0,
                 )
@@ -133,18 +159,28 @@ class Command(BaseCommand):
             Child(
                 "websockets",
                 python_module(
-                    "daphne", "--fd", str(ws_sock.fileno()), "--proxy-headers",
+                    "daphne",
+                    "--fd",
+                    str(ws_sock.fileno()),
+                    "--proxy-headers",
                     "energy_dashboard.asgi:application",
                 ),
                 pass_fds=(ws_sock.fileno(),),
             )
         )
         web = python_module(
-            "gunicorn", "energy_dashboard.wsgi:application",
-            "--bind", f"fd://{http_sock.fileno()}",
-            "--workers", str(opts["web_workers"]),
-            "--worker-class", "gthread", "--threads", "4",
-            "--log-level", log_level,
+            "gunicorn",
+            "energy_dashboard.wsgi:application",
+            "--bind",
+            f"fd://{http_sock.fileno()}",
+            "--workers",
+            str(opts["web_workers"]),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            "4",
+            "--log-level",
+            log_level,
         )
         if opts["verbosity"] >= 2:
             web += ["--access-logfile", "-"]
@@ -171,4 +207,6 @@ class Command(BaseCommand):
                     # Printed this once only; the hash is all that is kept.
                     self.stdout.write(f"User 'operator' (operators group), password: {shown}")
             else:
-                self.stdout.write("User 'operator' exists; password unchanged (set DEMO_PASSWORD to reset it)")
+                self.stdout.write(
+                    "User 'operator' exists; password unchanged (set DEMO_PASSWORD to reset it)"
+                )

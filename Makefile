@@ -1,0 +1,67 @@
+# The README's two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HOST ?= 127.0.0.1
+export PORT ?= 8000
+export DEMO_PASSWORD ?=
+# Local development and tests run with DEBUG on; production sets DEBUG=false (see README).
+export DEBUG ?= true
+
+# Test settings for `make test-postgres`: the machine's PostgreSQL and Redis; all four
+# database aliases on one database (the test runner creates and drops test_energy_dashboard).
+PG_URL ?= postgres://postgres@127.0.0.1:5432/energy_dashboard
+PG_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: run test test-postgres lint fmt venv clean bench-deps bench lock
+
+$(STAMP): requirements/base.txt requirements/dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: set up, migrate, load the demo building and start everything (Ctrl-C stops it).
+run: $(STAMP)
+	$(BIN)/python manage.py run --demo
+
+## make test: the whole suite on SQLite and an embedded Redis.
+test: $(STAMP)
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
+test-postgres: $(STAMP)
+	env -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL -u INGESTION_DATABASE_URL \
+	    DATABASE_URL=$(PG_URL) REDIS_URL=$(PG_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make lint: ruff (lint + format check), migrations up to date, module boundaries.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/lint-imports
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## make lock: re-pin requirements/*.txt from requirements/*.in.
+lock: $(STAMP)
+	cd requirements && ../$(BIN)/pip-compile -q --strip-extras --no-header --allow-unsafe base.in -o base.txt
+	cd requirements && ../$(BIN)/pip-compile -q --strip-extras --no-header --allow-unsafe dev.in -o dev.txt
+
+## make bench-deps: what the benchmarks need that pip cannot install (wrk, as root).
+bench-deps:
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+## make bench: the HTTP baseline benchmark (see README, Performance).
+bench: $(STAMP) bench-deps
+	$(BIN)/python bench/http_baseline.py
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache

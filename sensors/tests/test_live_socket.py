@@ -1,0 +1,228 @@
+"""The live WebSocket: who may connect, subscriptions, and events reaching the client."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from rest_framework.authtoken.models import Token
+
+from energy_dashboard import events
+from energy_dashboard.asgi import application
+from sensors import live
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return async_to_sync(fn)()
+
+
+def communicator(headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+    return WebsocketCommunicator(application, "/api/v1/ws", headers=headers or [])
+
+
+def token_header(user: Any) -> list[tuple[bytes, bytes]]:
+    key = Token.objects.create(user=user).key
+    return [(b"authorization", f"Token {key}".encode())]
+
+
+def test_anonymous_connection_is_closed_with_4401() -> None:
+    async def scenario() -> Any:
+        ws = communicator()
+        connected, _ = await ws.connect()
+        assert connected
+        closed = await ws.receive_output(timeout=2)
+        await ws.disconnect()
+        return closed
+
+    assert run(scenario) == {"type": "websocket.close", "code": 4401}
+
+
+def test_wrong_token_is_closed_with_4401() -> None:
+    async def scenario() -> Any:
+        ws = communicator([(b"authorization", b"Token not-a-real-token")])
+        await ws.connect()
+        closed = await ws.receive_output(timeout=2)
+        await ws.disconnect()
+        return closed
+
+    assert run(scenario)["code"] == 4401
+
+
+def test_user_without_a_role_is_closed_with_4403(make_user: Any) -> None:
+    headers = token_header(make_user("nobody"))
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        closed = await ws.receive_output(timeout=2)
+        await ws.disconnect()
+        return closed
+
+    assert run(scenario)["code"] == 4403
+
+
+def test_token_header_authenticates_a_non_browser_client(viewer: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        welcome = await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "ping"})
+        pong = await ws.receive_json_from(timeout=2)
+        await ws.disconnect()
+        return welcome, pong
+
+    welcome, pong = run(scenario)
+    assert welcome == {"type": "welcome", "user": "viewer"}
+    assert pong == {"type": "pong"}
+
+
+def test_session_cookie_authenticates_a_browser(viewer: Any) -> None:
+    client = Client()
+    client.force_login(viewer)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    headers = [(b"cookie", cookie), (b"origin", b"http://localhost:8000")]
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        welcome = await ws.receive_json_from(timeout=2)
+        await ws.disconnect()
+        return welcome
+
+    assert run(scenario)["user"] == "viewer"
+
+
+def test_cross_site_origin_is_refused(viewer: Any) -> None:
+    headers = [*token_header(viewer), (b"origin", b"https://evil.example")]
+
+    async def scenario() -> bool:
+        ws = communicator(headers)
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    assert run(scenario) is False
+
+
+def test_subscriptions_filter_what_a_client_receives(viewer: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> list[Any]:
+        room_ws = communicator(headers)
+        all_ws = communicator(headers)
+        for ws in (room_ws, all_ws):
+            await ws.connect()
+            await ws.receive_json_from(timeout=2)
+        await room_ws.send_json_to({"type": "subscribe", "rooms": ["lab"]})
+        subscribed = await room_ws.receive_json_from(timeout=2)
+        # Following everything and one room: each message must still arrive once.
+        await all_ws.send_json_to({"type": "subscribe", "all": True, "rooms": ["lab"]})
+        await all_ws.receive_json_from(timeout=2)
+
+        publish = sync_to_async(live.publish)
+        await publish({"type": "room_metrics", "room": "office"}, rooms=["office"])
+        await publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
+        got_room = await room_ws.receive_json_from(timeout=2)
+        got_all = [await all_ws.receive_json_from(timeout=2) for _ in range(2)]
+        nothing_more = await all_ws.receive_nothing(timeout=0.3) and await room_ws.receive_nothing(
+            timeout=0.3
+        )
+        await room_ws.send_json_to({"type": "unsubscribe", "rooms": ["lab"]})
+        unsubscribed = await room_ws.receive_json_from(timeout=2)
+        for ws in (room_ws, all_ws):
+            await ws.disconnect()
+        return [subscribed, got_room, got_all, nothing_more, unsubscribed]
+
+    subscribed, got_room, got_all, nothing_more, unsubscribed = run(scenario)
+    assert subscribed == {"type": "subscribed", "subscriptions": ["live.room.lab"]}
+    assert got_room == {"type": "room_metrics", "room": "lab"}
+    assert [m["room"] for m in got_all] == ["office", "lab"]
+    assert nothing_more is True
+    assert unsubscribed == {"type": "unsubscribed", "subscriptions": []}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "subscribe"},
+        {"type": "subscribe", "rooms": "lab"},
+        {"type": "subscribe", "sensors": ["bad name!"]},
+        {"type": "dance"},
+        ["not", "an", "object"],
+    ],
+)
+def test_bad_client_messages_get_an_error_not_a_disconnect(viewer: Any, message: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to(message)
+        error = await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "ping"})
+        pong = await ws.receive_json_from(timeout=2)
+        await ws.disconnect()
+        return error, pong
+
+    error, pong = run(scenario)
+    assert error["type"] == "error" and error["message"]
+    assert pong == {"type": "pong"}
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_bus_events_reach_the_socket_after_commit(viewer: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> list[Any]:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "all": True})
+        await ws.receive_json_from(timeout=2)
+
+        def emit() -> None:
+            events.send_on_commit(
+                events.dr_events,
+                sender=None,
+                using="demand_response",
+                kind="event",
+                id=7,
+                status="active",
+                previous_status="scheduled",
+                detail={"target_kw": 12.5},
+            )
+            events.send_on_commit(
+                events.data_ingestion,
+                sender=None,
+                using="ingestion",
+                file_id=3,
+                source="sa4cps",
+                name="a.slg_v2",
+                status="imported",
+                counts={"records": 96, "inserted": 96, "duplicates": 0, "conflicts": 0},
+            )
+
+        await sync_to_async(emit)()
+        received = [await ws.receive_json_from(timeout=3) for _ in range(2)]
+        await ws.disconnect()
+        return received
+
+    dr, ingestion = run(scenario)
+    assert dr == {
+        "type": "dr_event",
+        "kind": "event",
+        "id": 7,
+        "status": "active",
+        "previous_status": "scheduled",
+        "detail": {"target_kw": 12.5},
+    }
+    assert ingestion["type"] == "ingestion" and ingestion["counts"]["inserted"] == 96
