@@ -9,9 +9,12 @@ from django.db.models.signals import post_migrate
 
 
 def _after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> None:
-    # post_migrate fires once per app; do the work once, on the alias that holds auth and beat
-    # (and again after a test flush, which empties those tables).
-    if sender.label != "energy_dashboard" or using != "default":
+    # post_migrate fires once per app; do the work once, on the database that holds auth and
+    # beat (and again after a test flush, which empties those tables). When all aliases share
+    # one database, a flush of any alias empties them.
+    from energy_dashboard.db_router import same_database
+
+    if sender.label != "energy_dashboard" or not same_database(using, "default"):
         return
     from django.apps import apps
     from django.contrib.auth.management import create_permissions
@@ -21,9 +24,9 @@ def _after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> 
 
     # The modules' apps come after this one, so their permissions may not exist yet.
     for app_config in apps.get_app_configs():
-        create_permissions(app_config, verbosity=0, using=using)
+        create_permissions(app_config, verbosity=0, using="default")
     sync_roles()
-    sync_schedule(using=using)
+    sync_schedule()
 
 
 class EnergyDashboardConfig(AppConfig):
