@@ -70,6 +70,8 @@ class ApiRootView(APIView):
         return Response(
             {
                 "overview": link("overview"),
+                "sensors": link("sensor-list"),
+                "rooms": link("room-list"),
                 "auth_token": link("auth-token"),
                 "schema": link("api-schema"),
                 "docs": link("api-docs"),

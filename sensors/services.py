@@ -46,6 +46,7 @@ def sensor_register(
     external_id: str | None = None,
     expected_interval_s: int = 300,
     metadata: dict[str, Any] | None = None,
+    status: str = Sensor.Status.ACTIVE,
 ) -> Sensor:
     """Register a sensor if its id is new; send `sensor_events` (registered) when it was."""
     with transaction.atomic(using=DB):
@@ -59,19 +60,64 @@ def sensor_register(
                 "external_id": external_id,
                 "expected_interval_s": expected_interval_s,
                 "metadata": metadata or {},
+                "status": status,
             },
         )
         if created:
-            send_on_commit(
-                sensor_events,
-                sender=Sensor,
-                using=DB,
-                sensor_id=sensor.sensor_id,
-                event="registered",
-                status=sensor.status,
-                room=room.name if room else None,
-            )
+            _sensor_event(sensor, "registered")
     return sensor
+
+
+def _sensor_event(sensor: Sensor, event: str) -> None:
+    send_on_commit(
+        sensor_events,
+        sender=Sensor,
+        using=DB,
+        sensor_id=sensor.sensor_id,
+        event=event,
+        status=sensor.status,
+        room=sensor.room.name if sensor.room_id else None,
+    )
+
+
+def sensor_update(*, sensor: Sensor, **changes: Any) -> Sensor:
+    """Change a sensor's registry fields (room given as `room_name`); sends `sensor_events`."""
+    with transaction.atomic(using=DB):
+        if "room_name" in changes:
+            room_name = changes.pop("room_name")
+            sensor.room = Room.objects.get(name=room_name) if room_name else None
+        for field, value in changes.items():
+            setattr(sensor, field, value)
+        sensor.full_clean()
+        sensor.save()
+        _sensor_event(sensor, "updated")
+    return sensor
+
+
+def sensor_delete(*, sensor: Sensor) -> None:
+    """Remove a sensor from the registry; sends `sensor_events` (deleted)."""
+    with transaction.atomic(using=DB):
+        _sensor_event(sensor, "deleted")
+        sensor.delete()
+
+
+def room_update(*, room: Room, **changes: Any) -> Room:
+    """Change a room's descriptive fields."""
+    for field, value in changes.items():
+        setattr(room, field, value)
+    room.full_clean()
+    room.save()
+    return room
+
+
+def room_delete(*, room: Room) -> None:
+    """Delete a room; its sensors stay registered, with no room."""
+    room.delete()
+
+
+def room_names() -> list[str]:
+    """Every room's name, sorted."""
+    return list(Room.objects.order_by("name").values_list("name", flat=True))
 
 
 def overview() -> dict[str, Any]:
