@@ -158,9 +158,11 @@ def _database(alias: str, variable: str) -> dict[str, Any]:
         # Test databases are files too: the end-to-end tests' worker processes open them.
         config["TEST"] = {"NAME": str(Path(name).with_name(f"test_{Path(name).name}"))}
     else:
-        config["CONN_MAX_AGE"] = DB_CONN_MAX_AGE
-        config["CONN_HEALTH_CHECKS"] = True
         config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # Opening a connection per request costs more than the request itself (SQLite runs its
+    # PRAGMAs, PostgreSQL a TLS/auth handshake); keep them, checked before reuse.
+    config["CONN_MAX_AGE"] = DB_CONN_MAX_AGE
+    config["CONN_HEALTH_CHECKS"] = True
     return config
 
 

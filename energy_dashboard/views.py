@@ -26,13 +26,18 @@ from sensors import services as sensors_services
 
 def websocket_url(request: HttpRequest) -> str:
     """Where the live WebSocket is, as seen by this client."""
+    scheme = "wss" if request.is_secure() else "ws"
+    if settings.PUBLIC_WS_URL == "same-origin":
+        # Behind a proxy that routes /api/v1/ws to daphne on the page's own origin.
+        return f"{scheme}://{request.get_host()}/api/v1/ws"
     if settings.PUBLIC_WS_URL:
         return settings.PUBLIC_WS_URL
-    scheme = "wss" if request.is_secure() else "ws"
-    host = (
-        request.get_host().rsplit(":", 1)[0] if not request.get_host().endswith("]") else request.get_host()
-    )
+    host = request.get_host()
+    # Strip the HTTP port (keeping an IPv6 literal's brackets): daphne listens on WS_PORT.
+    if not host.endswith("]") and ":" in host:
+        host = host.rsplit(":", 1)[0]
     return f"{scheme}://{host}:{settings.WS_PORT}/api/v1/ws"
+
 
 
 @require_GET

@@ -31,6 +31,16 @@ def test_service_root_announces_the_public_websocket_url(client: Client) -> None
     assert client.get("/").json()["websocket"] == "wss://energy.example.com/api/v1/ws"
 
 
+@override_settings(PUBLIC_WS_URL="same-origin", WS_PORT=8001)
+def test_behind_a_proxy_the_websocket_is_on_the_same_origin(client: Client) -> None:
+    assert client.get("/", HTTP_HOST="localhost:8080").json()["websocket"] == "ws://localhost:8080/api/v1/ws"
+
+
+@override_settings(WS_PORT=9001)
+def test_websocket_url_uses_the_websocket_port(client: Client) -> None:
+    assert client.get("/", HTTP_HOST="127.0.0.1:9000").json()["websocket"] == "ws://127.0.0.1:9001/api/v1/ws"
+
+
 def test_health_is_503_without_worker_and_beat(client: Client, redis_clean: Any) -> None:
     response = client.get("/health")
     assert response.status_code == 503

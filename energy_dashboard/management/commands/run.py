@@ -175,10 +175,10 @@ class Command(BaseCommand):
             f"fd://{http_sock.fileno()}",
             "--workers",
             str(opts["web_workers"]),
+            # Sync workers: measured faster here than gthread (docs/adr/0002).
             "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
+            "sync",
+
             "--log-level",
             log_level,
         )
