@@ -59,7 +59,9 @@ def wrk(url: str, token: str | None, duration: int, connections: int) -> dict[st
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if token:
         argv += ["-H", f"Authorization: Token {token}"]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30).stdout
+    out = subprocess.run(
+        [*argv, url], check=True, capture_output=True, text=True, timeout=duration + 30
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def percentile(p: str) -> float:
@@ -67,8 +69,12 @@ def wrk(url: str, token: str | None, duration: int, connections: int) -> dict[st
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": percentile("50"), "p99": percentile("99"),
-            "non2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rps": rps,
+        "p50": percentile("50"),
+        "p99": percentile("99"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def main() -> None:
@@ -84,24 +90,64 @@ def main() -> None:
     password = secrets.token_urlsafe(12)
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "REDIS_URL"}
     env.update(
-        DEBUG="false", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false", VAR_DIR=str(var), DEMO_PASSWORD=password, LOG_LEVEL="WARNING",
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        VAR_DIR=str(var),
+        DEMO_PASSWORD=password,
+        LOG_LEVEL="WARNING",
     )
     port, ws_port, ref_port = free_port(), free_port(), free_port()
     processes: list[subprocess.Popen[bytes]] = []
     log = (var / "run.log").open("wb")
     try:
-        processes.append(subprocess.Popen(
-            [sys.executable, "manage.py", "run", "--demo", "-v", "0", "--port", str(port), "--ws-port", str(ws_port)],
-            cwd=BASE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "run",
+                    "--demo",
+                    "-v",
+                    "0",
+                    "--port",
+                    str(port),
+                    "--ws-port",
+                    str(ws_port),
+                ],
+                cwd=BASE,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_http(f"http://127.0.0.1:{port}/health", 120)
         ref_env = dict(env, REDIS_URL=f"unix://{var / 'redis' / 'redis.sock'}")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "energy_dashboard.wsgi:application", "--workers", "2",
-             "--worker-class", "sync", "--bind", f"127.0.0.1:{ref_port}", "--log-level", "warning"],
-            cwd=BASE, env=ref_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "energy_dashboard.wsgi:application",
+                    "--workers",
+                    "2",
+                    "--worker-class",
+                    "sync",
+                    "--bind",
+                    f"127.0.0.1:{ref_port}",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=BASE,
+                env=ref_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_http(f"http://127.0.0.1:{ref_port}/health", 60)
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/auth/token/",
@@ -118,13 +164,16 @@ def main() -> None:
         }
         endpoints = {"/health": None, "/api/v1/sensors/": token}
         results: dict[tuple[str, str], dict[str, float]] = {}
-        print(f"wrk: 2 threads, {args.connections} connections, {args.duration}s per run, "
-              f"{args.rounds} rounds in alternating order (median shown), loopback\n")
+        print(
+            f"wrk: 2 threads, {args.connections} connections, {args.duration}s per run, "
+            f"{args.rounds} rounds in alternating order (median shown), loopback\n"
+        )
         print(f"{'server':44} {'endpoint':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for path, auth in endpoints.items():
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-            for name, server_port in servers.items():
+            for server_port in servers.values():
                 wrk(f"http://127.0.0.1:{server_port}{path}", auth, 2, args.connections)  # warm-up
+
             # The machine's background work (beat's first runs, the worker) lands on whichever
             # server is measured at that moment: alternate the order and take medians.
             for round_no in range(args.rounds):
@@ -136,7 +185,9 @@ def main() -> None:
                 by_rps = sorted(runs[name], key=lambda r: r["rps"])
                 r = by_rps[len(by_rps) // 2]
                 results[(name, path)] = r
-                print(f"{name:44} {path:18} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
+                print(
+                    f"{name:44} {path:18} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}"
+                )
         print()
         product, reference, daphne = servers
         worst = 10.0
@@ -144,8 +195,10 @@ def main() -> None:
             ratio = results[(product, path)]["rps"] / results[(reference, path)]["rps"]
             worst = min(worst, ratio)
             daphne_ratio = results[(daphne, path)]["rps"] / results[(reference, path)]["rps"]
-            print(f"{path:18} product/reference = {ratio:.2f} (target >= {TARGET_RATIO:.2f}); "
-                  f"daphne/reference = {daphne_ratio:.2f}")
+            print(
+                f"{path:18} product/reference = {ratio:.2f} (target >= {TARGET_RATIO:.2f}); "
+                f"daphne/reference = {daphne_ratio:.2f}"
+            )
         print(f"\nresult: {'PASS' if worst >= TARGET_RATIO else 'BELOW TARGET'} (worst ratio {worst:.2f})")
     finally:
         for process in reversed(processes):

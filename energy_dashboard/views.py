@@ -39,7 +39,6 @@ def websocket_url(request: HttpRequest) -> str:
     return f"{scheme}://{host}:{settings.WS_PORT}/api/v1/ws"
 
 
-
 @require_GET
 def service_root(request: HttpRequest) -> JsonResponse:
     """What this service is and where its parts are, for API clients (no authentication)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -58,4 +59,9 @@ def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iter
         for group in groups:
             await layer.group_send(group, message)
 
-    async_to_sync(send_all)()
+    try:
+        async_to_sync(send_all)()
+    except (OSError, RedisError) as exc:
+        # The live feed is best-effort; the data is committed and the dashboard catches up
+        # on its next load. Say so once per failure, without a traceback per message.
+        logger.warning("live feed unavailable, %s not pushed: %s", payload.get("type"), exc)

@@ -226,3 +226,22 @@ def test_bus_events_reach_the_socket_after_commit(viewer: Any) -> None:
         "detail": {"target_kw": 12.5},
     }
     assert ingestion["type"] == "ingestion" and ingestion["counts"]["inserted"] == 96
+
+
+def test_publish_without_redis_logs_a_warning_and_does_not_raise(
+    settings: Any, caplog: Any, tmp_path: Any
+) -> None:
+    from channels.layers import channel_layers
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": f"unix://{tmp_path}/none.sock"}]},
+        }
+    }
+    channel_layers.backends.clear()
+    try:
+        live.publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
+    finally:
+        channel_layers.backends.clear()
+    assert "live feed unavailable, room_metrics not pushed" in caplog.text

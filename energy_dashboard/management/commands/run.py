@@ -178,7 +178,6 @@ class Command(BaseCommand):
             # Sync workers: measured faster here than gthread (docs/adr/0002).
             "--worker-class",
             "sync",
-
             "--log-level",
             log_level,
         )
