@@ -133,3 +133,17 @@ def start_process(tmp_path: Path) -> Iterator[Callable[..., Process]]:
     yield start
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Close every connection before the test databases are dropped.
+
+    Connections are kept between requests (CONN_MAX_AGE); on PostgreSQL the module aliases
+    are separate sessions on one test database, which cannot be dropped while they are open.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        connections.close_all()

@@ -243,6 +243,9 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 READINGS_RETENTION_DAYS = env.int("READINGS_RETENTION_DAYS", default=90)
+# A sensor is stale after this many of its expected intervals without data.
+SENSOR_STALE_FACTOR = env.float("SENSOR_STALE_FACTOR", default=3.0)
+
 ROLLUP_RETENTION_DAYS = env.int("ROLLUP_RETENTION_DAYS", default=3650)
 
 FTP_SA4CPS_PROTOCOL = env.str("FTP_SA4CPS_PROTOCOL", default="ftp")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import OrderedDict, deque
+
 from typing import Any
 
 from energy_dashboard.ws import AuthenticatedJsonConsumer
@@ -22,10 +23,12 @@ class LiveConsumer(AuthenticatedJsonConsumer):
 
     groups_joined: set[str]
     recent_ids: deque[str]
+    batches: OrderedDict[str, set[tuple[str, str, str]]]
 
     async def on_authenticated(self) -> None:
         self.groups_joined = set()
         self.recent_ids = deque(maxlen=64)
+        self.batches = OrderedDict()
         await self.send_json({"type": "welcome", "user": self.scope["user"].get_username()})
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -58,9 +61,26 @@ class LiveConsumer(AuthenticatedJsonConsumer):
 
     async def live_message(self, event: dict[str, Any]) -> None:
         """A message pushed to one of this client's groups (see sensors.live.publish)."""
-        # Sent once to each group it concerns: a client in the all-group and a room's group
-        # would otherwise see it twice.
-        if event["id"] in self.recent_ids:
+        # Sent to each group it concerns: a client in the all-group and a room's group would
+        # otherwise see it twice. Reading batches are split per group, so drop the readings
+        # of this batch already delivered; other messages are whole, so drop repeated ids.
+        payload = event["payload"]
+        if payload.get("type") == "reading":
+            seen = self.batches.pop(event["id"], set())
+            self.batches[event["id"]] = seen
+            while len(self.batches) > 32:
+                self.batches.popitem(last=False)
+            fresh = []
+            for reading in payload["readings"]:
+                key = (reading["sensor_id"], reading["metric"], reading["timestamp"])
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(reading)
+            if not fresh:
+                return
+            payload = {"type": "reading", "readings": fresh}
+        elif event["id"] in self.recent_ids:
             return
-        self.recent_ids.append(event["id"])
-        await self.send_json(event["payload"])
+        else:
+            self.recent_ids.append(event["id"])
+        await self.send_json(payload)

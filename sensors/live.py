@@ -43,20 +43,13 @@ def groups_for(message: dict[str, Any]) -> list[str]:
     return groups
 
 
-def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()) -> None:
-    """Push `payload` (a dict with a "type") to everyone following it.
-
-    The message goes to the all-group and to the group of each room and sensor it concerns;
-    a client in several of them gets it once (the consumer drops repeated ids).
-    """
+def _send(messages: list[tuple[str, dict[str, Any]]], what: str) -> None:
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not messages:
         return
-    message = {"type": "live.message", "id": uuid.uuid4().hex, "payload": payload}
-    groups = [ALL, *(room_group(r) for r in set(rooms)), *(sensor_group(s) for s in set(sensors))]
 
     async def send_all() -> None:
-        for group in groups:
+        for group, message in messages:
             await layer.group_send(group, message)
 
     try:
@@ -64,4 +57,37 @@ def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iter
     except (OSError, RedisError) as exc:
         # The live feed is best-effort; the data is committed and the dashboard catches up
         # on its next load. Say so once per failure, without a traceback per message.
-        logger.warning("live feed unavailable, %s not pushed: %s", payload.get("type"), exc)
+        logger.warning("live feed unavailable, %s not pushed: %s", what, exc)
+
+
+def publish_readings(readings: list[dict[str, Any]]) -> None:
+    """Push a batch of stored readings: the whole batch to the all-group, each room's and each
+    sensor's share to its group. Messages of one batch share an id, so a client that follows
+    several matching groups gets each reading once (the consumer drops repeats)."""
+    batch_id = uuid.uuid4().hex
+    by_group: dict[str, list[dict[str, Any]]] = {ALL: readings}
+    for reading in readings:
+        by_group.setdefault(sensor_group(reading["sensor_id"]), []).append(reading)
+        if reading.get("room"):
+            by_group.setdefault(room_group(reading["room"]), []).append(reading)
+    _send(
+        [
+            (
+                group,
+                {"type": "live.message", "id": batch_id, "payload": {"type": "reading", "readings": part}},
+            )
+            for group, part in by_group.items()
+        ],
+        "reading",
+    )
+
+
+def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()) -> None:
+    """Push `payload` (a dict with a "type") to everyone following it.
+
+    The message goes to the all-group and to the group of each room and sensor it concerns;
+    a client in several of them gets it once (the consumer drops repeated ids).
+    """
+    message = {"type": "live.message", "id": uuid.uuid4().hex, "payload": payload}
+    groups = [ALL, *(room_group(r) for r in set(rooms)), *(sensor_group(s) for s in set(sensors))]
+    _send([(group, message) for group in groups], str(payload.get("type")))

@@ -59,3 +59,119 @@ class Sensor(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.sensor_id
+
+
+class Metric(models.TextChoices):
+    """What a reading measures, each in its canonical unit."""
+
+    ENERGY = "energy", "Energy (kWh in the interval)"
+    POWER = "power", "Power (W)"
+    CO2 = "co2", "CO2 (ppm)"
+    TEMPERATURE = "temperature", "Temperature (°C)"
+    HUMIDITY = "humidity", "Relative humidity (%)"
+    OCCUPANCY = "occupancy", "Occupancy (people)"
+
+
+class Reading(models.Model):
+    """One value of one metric of one sensor at one instant (UTC); the raw readings store."""
+
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    timestamp = models.DateTimeField()
+    value = models.FloatField()
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            # Also the index of every range query: sensor + metric, then time.
+            models.UniqueConstraint(fields=["sensor", "metric", "timestamp"], name="reading_unique_point")
+        ]
+        indexes = [
+            # Retention deletes and "what arrived since" scans by time alone.
+            models.Index(fields=["timestamp"], name="reading_timestamp"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} {self.metric} {self.timestamp:%Y-%m-%dT%H:%M:%SZ} {self.value}"
+
+
+class CounterState(models.Model):
+    """The last cumulative counter value seen per sensor, to turn counters into interval energy."""
+
+    sensor = models.OneToOneField(Sensor, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    timestamp = models.DateTimeField()
+    value = models.FloatField()
+
+
+class Rollup(models.Model):
+    """Aggregate of one sensor's metric over a 15-minute, hourly or (local) daily bucket."""
+
+    class Resolution(models.TextChoices):
+        QUARTER_HOUR = "15m", "15 minutes"
+        HOUR = "1h", "1 hour"
+        DAY = "1d", "1 day (building time zone)"
+
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    resolution = models.CharField(max_length=3, choices=Resolution.choices)
+    bucket = models.DateTimeField(help_text="Start of the bucket (UTC).")
+    count = models.PositiveIntegerField()
+    sum = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+    mean = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sensor", "metric", "resolution", "bucket"], name="rollup_unique_bucket"
+            )
+        ]
+        indexes = [models.Index(fields=["resolution", "metric", "bucket"], name="rollup_by_time")]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} {self.metric} {self.resolution} {self.bucket:%Y-%m-%dT%H:%M}"
+
+
+class RoomMetrics(models.Model):
+    """A room's figures over a 5-minute window."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
+    bucket = models.DateTimeField(help_text="Start of the 5-minute window (UTC).")
+    energy_kwh = models.FloatField(null=True)
+    power_w = models.FloatField(null=True, help_text="Mean of the room's power sensors' sum.")
+    co2_ppm = models.FloatField(null=True)
+    temperature_c = models.FloatField(null=True)
+    humidity_pct = models.FloatField(null=True)
+    occupancy = models.FloatField(null=True)
+    sensors_reporting = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "bucket"], name="room_metrics_unique")]
+        verbose_name_plural = "room metrics"
+
+    def __str__(self) -> str:
+        return f"{self.room_id} {self.bucket:%Y-%m-%dT%H:%M}"
+
+
+class DirtyBucket(models.Model):
+    """A 5-minute window of one sensor's metric whose aggregates must be recomputed.
+
+    Written in the same transaction as the readings; `version` grows on every new mark, so
+    the aggregation job deletes a mark only if nothing arrived while it was computing
+    (compare-and-swap), and late data is never lost.
+    """
+
+    sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
+    metric = models.CharField(max_length=16, choices=Metric.choices)
+    bucket = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sensor", "metric", "bucket"], name="dirty_unique_bucket")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sensor_id} {self.metric} {self.bucket:%Y-%m-%dT%H:%M} v{self.version}"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
+
 
 from django.db import transaction
 from django.db.models import Count
 
-from energy_dashboard.events import send_on_commit, sensor_events
-from sensors.models import Room, Sensor
+from energy_dashboard.events import energy_data, send_on_commit, sensor_events
+from sensors import ingest
+from sensors.ingest import IngestResult
+from sensors.models import Reading, Room, Sensor
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +122,42 @@ def room_delete(*, room: Room) -> None:
 def room_names() -> list[str]:
     """Every room's name, sorted."""
     return list(Room.objects.order_by("name").values_list("name", flat=True))
+
+
+def readings_ingest(
+    *, readings: Sequence[Any], source: str = "api", sensor_id: str | None = None
+) -> IngestResult:
+    """Validate, convert and store a batch of readings; the one way readings enter.
+
+    Each item is ``{sensor_id, metric, timestamp, value, unit?, quality?}`` (``sensor_id``
+    may come from `sensor_id` instead). Points already stored are skipped (a differing value
+    is counted as a conflict, the stored one kept). All new points commit together; then
+    `energy_data` is sent once for the batch.
+    """
+    with transaction.atomic(using=DB):
+        outcome = ingest.ingest(readings, default_sensor=sensor_id)
+        if outcome.inserted:
+            by_pk = outcome.sensors
+            send_on_commit(
+                energy_data,
+                sender=Reading,
+                using=DB,
+                source=source,
+                readings=[
+                    {
+                        "sensor_id": by_pk[pk].sensor_id,
+                        "room": by_pk[pk].room.name if by_pk[pk].room_id else None,
+                        "metric": metric,
+                        "timestamp": moment.isoformat().replace("+00:00", "Z"),
+                        "value": value,
+                        "quality": "estimated" if estimated else "measured",
+                    }
+                    for pk, metric, moment, value, estimated in outcome.inserted
+                ],
+            )
+        for sensor in outcome.recovered:
+            _sensor_event(sensor, "recovered")
+    return outcome.result
 
 
 def overview() -> dict[str, Any]:

@@ -25,6 +25,12 @@ def forward_sensor_event(
     )
 
 
+@receiver(events.energy_data, dispatch_uid="sensors.live.energy_data")
+def forward_readings(sender: Any, *, readings: list[dict[str, Any]], source: str = "", **kwargs: Any) -> None:
+    """Push a stored batch to the live feed: one message per group, each with its readings."""
+    live.publish_readings(readings)
+
+
 @receiver(events.dr_events, dispatch_uid="sensors.live.dr_events")
 def forward_dr_event(
     sender: Any,

@@ -1,0 +1,211 @@
+"""readings_ingest: validation, units, counters, duplicates, conflicts, one event per batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from energy_dashboard import events
+from sensors import services
+from sensors.models import Reading, Sensor
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture
+def sensors_in_lab() -> None:
+    services.room_create(name="lab")
+    services.sensor_register(sensor_id="p1", kind="power", room_name="lab")
+    services.sensor_register(sensor_id="m1", kind="energy_meter", room_name="lab")
+    services.sensor_register(sensor_id="t1", kind="temperature", room_name="lab")
+
+
+def point(sensor: str = "p1", metric: str = "power", at: datetime = T0, value: Any = 100.0, **extra: Any) -> dict[str, Any]:
+    return {"sensor_id": sensor, "metric": metric, "timestamp": iso(at), "value": value, **extra}
+
+
+def stored(sensor: str, metric: str) -> list[tuple[datetime, float]]:
+    return list(
+        Reading.objects.filter(sensor__sensor_id=sensor, metric=metric)
+        .order_by("timestamp")
+        .values_list("timestamp", "value")
+    )
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_new_points_are_accepted_and_stored() -> None:
+    result = services.readings_ingest(readings=[point(at=T0), point(at=T0 + timedelta(minutes=1), value=120)])
+    assert result == {"accepted": 2, "duplicates": 0, "conflicts": 0, "rejected": []}
+    assert stored("p1", "power") == [(T0, 100.0), (T0 + timedelta(minutes=1), 120.0)]
+    assert Sensor.objects.get(sensor_id="p1").last_seen == T0 + timedelta(minutes=1)
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_same_batch_twice_adds_nothing_and_counts_duplicates() -> None:
+    batch = [point(at=T0), point(at=T0 + timedelta(minutes=1))]
+    services.readings_ingest(readings=batch)
+    assert services.readings_ingest(readings=batch) == {"accepted": 0, "duplicates": 2, "conflicts": 0, "rejected": []}
+    assert Reading.objects.count() == 2
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_conflicting_value_is_counted_and_the_stored_one_kept() -> None:
+    services.readings_ingest(readings=[point(value=100)])
+    result = services.readings_ingest(readings=[point(value=999), point(at=T0 + timedelta(minutes=5))])
+    assert result["accepted"] == 1 and result["conflicts"] == 1 and result["duplicates"] == 0
+    assert stored("p1", "power")[0] == (T0, 100.0)
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_repeats_inside_one_batch() -> None:
+    result = services.readings_ingest(readings=[point(value=1), point(value=1), point(value=2)])
+    assert result == {"accepted": 1, "duplicates": 1, "conflicts": 1, "rejected": []}
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+@pytest.mark.parametrize(("item", "reason"), [
+    (point(value=float("nan")), "finite number"),
+    (point(value="12"), "finite number"),
+    (point(value=True), "finite number"),
+    (point(sensor="ghost"), "unknown sensor 'ghost'"),
+    (point(metric="voltage"), "metric 'voltage' is not one of"),
+    ({"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T10:00:00", "value": 1}, "no UTC offset"),
+    ({"sensor_id": "p1", "metric": "power", "timestamp": "yesterday", "value": 1}, "not ISO 8601"),
+    (point(at=timezone.now() + timedelta(hours=1)), "in the future"),
+    (point(metric="temperature", sensor="t1", value=500), "outside the physical range"),
+    (point(metric="humidity", value=101), "outside the physical range"),
+    (point(unit="furlongs"), "unit 'furlongs' is not one of"),
+    (point(quality="guessed"), "quality must be"),
+    ("not an object", "must be an object"),
+])
+def test_bad_points_are_rejected_with_their_index_and_reason(item: Any, reason: str) -> None:
+    result = services.readings_ingest(readings=[point(at=T0 - timedelta(minutes=1)), item])
+    assert result["accepted"] == 1
+    assert len(result["rejected"]) == 1
+    assert result["rejected"][0]["index"] == 1
+    assert reason in result["rejected"][0]["reason"]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+@pytest.mark.parametrize(("metric", "value", "unit", "expected"), [
+    ("power", 1.5, "kW", 1500.0),
+    ("power", 2, "MW", 2_000_000.0),
+    ("energy", 2500, "Wh", 2.5),
+    ("energy", 0.5, "MWh", 500.0),
+    ("temperature", 212, "°F", 100.0),
+    ("temperature", 273.15, "K", 0.0),
+    ("temperature", 21.5, None, 21.5),
+])
+def test_units_are_converted_to_canonical(metric: str, value: float, unit: str | None, expected: float) -> None:
+    item = point(metric=metric, value=value) | ({"unit": unit} if unit else {})
+    assert services.readings_ingest(readings=[item])["accepted"] == 1
+    assert stored("p1", metric)[0][1] == pytest.approx(expected)
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_epoch_timestamps_in_seconds_and_milliseconds() -> None:
+    epoch = int(T0.timestamp())
+    result = services.readings_ingest(readings=[
+        {"sensor_id": "p1", "metric": "power", "timestamp": epoch, "value": 1},
+        {"sensor_id": "p1", "metric": "power", "timestamp": (epoch + 60) * 1000, "value": 2},
+    ])
+    assert result["accepted"] == 2
+    assert [t for t, _ in stored("p1", "power")] == [T0, T0 + timedelta(minutes=1)]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_offsets_are_stored_in_utc() -> None:
+    services.readings_ingest(readings=[
+        {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T11:00:00+01:00", "value": 1}
+    ])
+    assert stored("p1", "power") == [(T0, 1.0)]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_cumulative_counter_becomes_interval_energy_across_a_reset_and_a_rollover() -> None:
+    def register(minutes: int, value: float) -> dict[str, Any]:
+        return point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=minutes), value=value)
+
+    result = services.readings_ingest(readings=[
+        register(0, 999_990.0),   # sets the base
+        register(15, 999_995.0),  # +5
+        register(30, 3.0),        # rollover at 1 000 000: +5 +3 = 8
+        register(45, 4.0),        # +1
+        register(60, 1.5),        # reset (not near the top): 1.5 since the reset
+    ])
+    assert result["rejected"] == []
+    assert result["accepted"] == 5
+    assert [v for _, v in stored("m1", "energy")] == pytest.approx([5.0, 8.0, 1.0, 1.5])
+    # The next batch continues from the stored register, and never goes negative.
+    services.readings_ingest(readings=[register(75, 2.0)])
+    assert [v for _, v in stored("m1", "energy")][-1] == pytest.approx(0.5)
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_counter_spike_and_stale_register_are_rejected() -> None:
+    base = point(sensor="m1", metric="energy_total", at=T0, value=100.0)
+    spike = point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=15), value=1e9)
+    older = point(sensor="m1", metric="energy_total", at=T0 - timedelta(minutes=15), value=50.0)
+    services.readings_ingest(readings=[base])
+    result = services.readings_ingest(readings=[base, spike, older])
+    assert result["duplicates"] == 1  # the base register value again
+    assert [r["index"] for r in result["rejected"]] == [1, 2]
+
+    assert "counter jumped" in result["rejected"][0]["reason"]
+    assert "not newer" in result["rejected"][1]["reason"]
+    assert stored("m1", "energy") == []
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_energy_data_is_sent_once_per_batch_after_commit(django_capture_on_commit_callbacks: Any) -> None:
+    batches: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        batches.append(kwargs)
+
+    events.energy_data.connect(receiver, dispatch_uid="t")
+    try:
+        with django_capture_on_commit_callbacks(execute=True, using="sensors"):
+            services.readings_ingest(
+                readings=[point(at=T0 + timedelta(minutes=i)) for i in range(50)], source="test"
+            )
+        with django_capture_on_commit_callbacks(execute=True, using="sensors"):
+            services.readings_ingest(readings=[point(at=T0)])  # nothing new: no event
+    finally:
+        events.energy_data.disconnect(dispatch_uid="t")
+    assert len(batches) == 1
+    assert batches[0]["source"] == "test"
+    assert len(batches[0]["readings"]) == 50
+    assert batches[0]["readings"][0] == {
+        "sensor_id": "p1", "room": "lab", "metric": "power", "timestamp": "2026-11-02T10:00:00Z",
+        "value": 100.0, "quality": "measured",
+    }
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_stale_sensor_recovers_when_data_returns(django_capture_on_commit_callbacks: Any) -> None:
+    Sensor.objects.filter(sensor_id="p1").update(status="stale")
+    heard: list[dict[str, Any]] = []
+    events.sensor_events.connect(lambda sender, **kw: heard.append(kw), dispatch_uid="t", weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True, using="sensors"):
+            services.readings_ingest(readings=[point(at=timezone.now() - timedelta(seconds=5))])
+    finally:
+        events.sensor_events.disconnect(dispatch_uid="t")
+    assert Sensor.objects.get(sensor_id="p1").status == "active"
+    assert [(e["sensor_id"], e["event"]) for e in heard] == [("p1", "recovered")]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_estimated_quality_is_kept() -> None:
+    services.readings_ingest(readings=[point(quality="estimated")])
+    assert Reading.objects.get().estimated is True
