@@ -64,6 +64,12 @@ def jobs() -> list[Job]:
             daily_at=(3, 15),
         ),
         Job(
+            name="sensors: stale sensors",
+            task="sensors.tasks.sensors_mark_stale",
+            description="Marks sensors stale after SENSOR_STALE_FACTOR expected intervals of silence.",
+            every_s=60,
+        ),
+        Job(
             name="demand_response: event scheduler",
             task="demand_response.tasks.scheduler_tick",
             description="Starts, dispatches and completes demand-response events.",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-
 from typing import Any
 
 from energy_dashboard.ws import AuthenticatedJsonConsumer

@@ -320,7 +320,8 @@ def write(points: list[Point]) -> Written:
             )
             cursor.execute(f"DELETE FROM {staging}")
             cursor.executemany(
-                f"INSERT INTO {staging} (sensor_id, metric, timestamp, value, estimated) VALUES (%s, %s, %s, %s, %s)",
+                f"INSERT INTO {staging} (sensor_id, metric, timestamp, value, estimated) "
+                "VALUES (%s, %s, %s, %s, %s)",
                 [(p.sensor.pk, p.metric, adapt(p.timestamp), p.value, p.estimated) for p in points],
             )
         # WHERE true: SQLite needs it to tell the upsert's ON from a join's.

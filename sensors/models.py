@@ -102,6 +102,9 @@ class CounterState(models.Model):
     timestamp = models.DateTimeField()
     value = models.FloatField()
 
+    def __str__(self) -> str:
+        return f"{self.sensor_id} register {self.value} at {self.timestamp:%Y-%m-%dT%H:%M:%SZ}"
+
 
 class Rollup(models.Model):
     """Aggregate of one sensor's metric over a 15-minute, hourly or (local) daily bucket."""

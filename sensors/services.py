@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
-
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
-from sensors import ingest
+from sensors import aggregation, ingest, live
 from sensors.ingest import IngestResult
-from sensors.models import Reading, Room, Sensor
+from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,117 @@ def readings_ingest(
         for sensor in outcome.recovered:
             _sensor_event(sensor, "recovered")
     return outcome.result
+
+
+def aggregates_compute(*, limit: int = 50_000) -> dict[str, int]:
+    """Bring rollups and room metrics up to date with what arrived (incremental, idempotent).
+
+    Pushes each touched room's latest window to the live feed.
+    """
+    done = aggregation.recompute_dirty(limit=limit)
+    if done.rooms:
+        latest = (
+            RoomMetrics.objects.filter(room_id__in=done.rooms)
+            .order_by("room_id", "-bucket")
+            .select_related("room")
+        )
+        seen: set[int] = set()
+        for metrics in latest:
+            if metrics.room_id in seen:
+                continue
+            seen.add(metrics.room_id)
+            live.publish(room_metrics_payload(metrics), rooms=[metrics.room.name])
+    return {"days": done.days, "marks": done.marks, "rooms": len(done.rooms)}
+
+
+def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:
+    """A room's 5-minute figures as the live feed and the API show them."""
+    return {
+        "type": "room_metrics",
+        "room": metrics.room.name,
+        "bucket": metrics.bucket.isoformat().replace("+00:00", "Z"),
+        "energy_kwh": metrics.energy_kwh,
+        "power_w": metrics.power_w,
+        "co2_ppm": metrics.co2_ppm,
+        "temperature_c": metrics.temperature_c,
+        "humidity_pct": metrics.humidity_pct,
+        "occupancy": metrics.occupancy,
+        "sensors_reporting": metrics.sensors_reporting,
+    }
+
+
+def rollups_backfill(
+    *, since: datetime, until: datetime, sensor_ids: list[str] | None = None
+) -> dict[str, int]:
+    """Recompute rollups and room metrics over a range (repairs, imports of history)."""
+    pks = (
+        list(Sensor.objects.filter(sensor_id__in=sensor_ids).values_list("pk", flat=True))
+        if sensor_ids
+        else None
+    )
+    totals = {"marked": 0, "days": 0, "marks": 0, "rooms": 0}
+    if sensor_ids and not pks:
+        return totals
+    with transaction.atomic(using=DB):
+        totals["marked"] = aggregation.mark_range_dirty(since=since, until=until, sensor_pks=pks)
+    while True:
+        done = aggregates_compute()
+        for key in ("days", "marks", "rooms"):
+            totals[key] += done[key]
+        if done["marks"] == 0:
+            return totals
+
+
+def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> dict[str, int]:
+    """Delete raw readings older than READINGS_RETENTION_DAYS and quarter-hour rollups older
+    than ROLLUP_RETENTION_DAYS, in bounded batches so no transaction holds the table long."""
+    now = timezone.now()
+    deleted = {"readings": 0, "rollups": 0}
+    targets = [
+        (
+            "readings",
+            Reading.objects.filter(timestamp__lt=now - timedelta(days=settings.READINGS_RETENTION_DAYS)),
+        ),
+        (
+            "rollups",
+            Rollup.objects.filter(
+                resolution=Rollup.Resolution.QUARTER_HOUR,
+                bucket__lt=now - timedelta(days=settings.ROLLUP_RETENTION_DAYS),
+            ),
+        ),
+    ]
+    for name, queryset in targets:
+        for _ in range(max_batches):
+            ids = list(queryset.values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                break
+            with transaction.atomic(using=DB):
+                count, _ = queryset.model.objects.filter(pk__in=ids).delete()
+            deleted[name] += count
+    return deleted
+
+
+def sensors_mark_stale() -> dict[str, int]:
+    """Mark active sensors stale after SENSOR_STALE_FACTOR expected intervals without data;
+    send `sensor_events` (stale) for each. They recover when data returns (readings_ingest)."""
+    now = timezone.now()
+    candidates = [
+        sensor
+        for sensor in Sensor.objects.filter(status=Sensor.Status.ACTIVE).select_related("room")
+        if now - (sensor.last_seen or sensor.created_at)
+        > timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
+    ]
+    marked = 0
+    with transaction.atomic(using=DB):
+        for sensor in candidates:
+            # Compare-and-swap: only if still active (data may have arrived meanwhile).
+            if Sensor.objects.filter(pk=sensor.pk, status=Sensor.Status.ACTIVE).update(
+                status=Sensor.Status.STALE
+            ):
+                sensor.status = Sensor.Status.STALE
+                _sensor_event(sensor, "stale")
+                marked += 1
+    return {"stale": marked}
 
 
 def overview() -> dict[str, Any]:

@@ -1,21 +1,34 @@
-"""Periodic jobs of the sensors module; thin wrappers that will call its services."""
+"""Periodic jobs of the sensors module: thin wrappers around its services."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
+
+from sensors import services
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="sensors.tasks.room_metrics_compute")
-def room_metrics_compute() -> None:
-    """Roll readings up into room metrics (issue #3 fills this in)."""
-    logger.info("room metrics: nothing to compute yet (rollups arrive with the readings store)")
+def room_metrics_compute() -> dict[str, int]:
+    """Bring rollups and room metrics up to date with the readings that arrived."""
+    done = services.aggregates_compute()
+    logger.info("room metrics: %s", done)
+    return done
 
 
 @shared_task(name="sensors.tasks.readings_cleanup")
-def readings_cleanup() -> None:
-    """Delete raw readings past their retention (issue #3 fills this in)."""
-    logger.info("readings cleanup: no readings store yet")
+def readings_cleanup() -> dict[str, int]:
+    """Delete raw readings (and quarter-hour rollups) past their retention."""
+    done = services.readings_cleanup()
+    logger.info("readings cleanup: %s", done)
+    return done
+
+
+@shared_task(name="sensors.tasks.sensors_mark_stale")
+def sensors_mark_stale() -> dict[str, Any]:
+    """Mark sensors that stopped reporting as stale."""
+    return services.sensors_mark_stale()

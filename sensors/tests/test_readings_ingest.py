@@ -29,7 +29,9 @@ def sensors_in_lab() -> None:
     services.sensor_register(sensor_id="t1", kind="temperature", room_name="lab")
 
 
-def point(sensor: str = "p1", metric: str = "power", at: datetime = T0, value: Any = 100.0, **extra: Any) -> dict[str, Any]:
+def point(
+    sensor: str = "p1", metric: str = "power", at: datetime = T0, value: Any = 100.0, **extra: Any
+) -> dict[str, Any]:
     return {"sensor_id": sensor, "metric": metric, "timestamp": iso(at), "value": value, **extra}
 
 
@@ -53,7 +55,12 @@ def test_new_points_are_accepted_and_stored() -> None:
 def test_same_batch_twice_adds_nothing_and_counts_duplicates() -> None:
     batch = [point(at=T0), point(at=T0 + timedelta(minutes=1))]
     services.readings_ingest(readings=batch)
-    assert services.readings_ingest(readings=batch) == {"accepted": 0, "duplicates": 2, "conflicts": 0, "rejected": []}
+    assert services.readings_ingest(readings=batch) == {
+        "accepted": 0,
+        "duplicates": 2,
+        "conflicts": 0,
+        "rejected": [],
+    }
     assert Reading.objects.count() == 2
 
 
@@ -72,21 +79,27 @@ def test_repeats_inside_one_batch() -> None:
 
 
 @pytest.mark.usefixtures("sensors_in_lab")
-@pytest.mark.parametrize(("item", "reason"), [
-    (point(value=float("nan")), "finite number"),
-    (point(value="12"), "finite number"),
-    (point(value=True), "finite number"),
-    (point(sensor="ghost"), "unknown sensor 'ghost'"),
-    (point(metric="voltage"), "metric 'voltage' is not one of"),
-    ({"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T10:00:00", "value": 1}, "no UTC offset"),
-    ({"sensor_id": "p1", "metric": "power", "timestamp": "yesterday", "value": 1}, "not ISO 8601"),
-    (point(at=timezone.now() + timedelta(hours=1)), "in the future"),
-    (point(metric="temperature", sensor="t1", value=500), "outside the physical range"),
-    (point(metric="humidity", value=101), "outside the physical range"),
-    (point(unit="furlongs"), "unit 'furlongs' is not one of"),
-    (point(quality="guessed"), "quality must be"),
-    ("not an object", "must be an object"),
-])
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        (point(value=float("nan")), "finite number"),
+        (point(value="12"), "finite number"),
+        (point(value=True), "finite number"),
+        (point(sensor="ghost"), "unknown sensor 'ghost'"),
+        (point(metric="voltage"), "metric 'voltage' is not one of"),
+        (
+            {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T10:00:00", "value": 1},
+            "no UTC offset",
+        ),
+        ({"sensor_id": "p1", "metric": "power", "timestamp": "yesterday", "value": 1}, "not ISO 8601"),
+        (point(at=timezone.now() + timedelta(hours=1)), "in the future"),
+        (point(metric="temperature", sensor="t1", value=500), "outside the physical range"),
+        (point(metric="humidity", value=101), "outside the physical range"),
+        (point(unit="furlongs"), "unit 'furlongs' is not one of"),
+        (point(quality="guessed"), "quality must be"),
+        ("not an object", "must be an object"),
+    ],
+)
 def test_bad_points_are_rejected_with_their_index_and_reason(item: Any, reason: str) -> None:
     result = services.readings_ingest(readings=[point(at=T0 - timedelta(minutes=1)), item])
     assert result["accepted"] == 1
@@ -96,16 +109,21 @@ def test_bad_points_are_rejected_with_their_index_and_reason(item: Any, reason: 
 
 
 @pytest.mark.usefixtures("sensors_in_lab")
-@pytest.mark.parametrize(("metric", "value", "unit", "expected"), [
-    ("power", 1.5, "kW", 1500.0),
-    ("power", 2, "MW", 2_000_000.0),
-    ("energy", 2500, "Wh", 2.5),
-    ("energy", 0.5, "MWh", 500.0),
-    ("temperature", 212, "°F", 100.0),
-    ("temperature", 273.15, "K", 0.0),
-    ("temperature", 21.5, None, 21.5),
-])
-def test_units_are_converted_to_canonical(metric: str, value: float, unit: str | None, expected: float) -> None:
+@pytest.mark.parametrize(
+    ("metric", "value", "unit", "expected"),
+    [
+        ("power", 1.5, "kW", 1500.0),
+        ("power", 2, "MW", 2_000_000.0),
+        ("energy", 2500, "Wh", 2.5),
+        ("energy", 0.5, "MWh", 500.0),
+        ("temperature", 212, "°F", 100.0),
+        ("temperature", 273.15, "K", 0.0),
+        ("temperature", 21.5, None, 21.5),
+    ],
+)
+def test_units_are_converted_to_canonical(
+    metric: str, value: float, unit: str | None, expected: float
+) -> None:
     item = point(metric=metric, value=value) | ({"unit": unit} if unit else {})
     assert services.readings_ingest(readings=[item])["accepted"] == 1
     assert stored("p1", metric)[0][1] == pytest.approx(expected)
@@ -114,19 +132,23 @@ def test_units_are_converted_to_canonical(metric: str, value: float, unit: str |
 @pytest.mark.usefixtures("sensors_in_lab")
 def test_epoch_timestamps_in_seconds_and_milliseconds() -> None:
     epoch = int(T0.timestamp())
-    result = services.readings_ingest(readings=[
-        {"sensor_id": "p1", "metric": "power", "timestamp": epoch, "value": 1},
-        {"sensor_id": "p1", "metric": "power", "timestamp": (epoch + 60) * 1000, "value": 2},
-    ])
+    result = services.readings_ingest(
+        readings=[
+            {"sensor_id": "p1", "metric": "power", "timestamp": epoch, "value": 1},
+            {"sensor_id": "p1", "metric": "power", "timestamp": (epoch + 60) * 1000, "value": 2},
+        ]
+    )
     assert result["accepted"] == 2
     assert [t for t, _ in stored("p1", "power")] == [T0, T0 + timedelta(minutes=1)]
 
 
 @pytest.mark.usefixtures("sensors_in_lab")
 def test_offsets_are_stored_in_utc() -> None:
-    services.readings_ingest(readings=[
-        {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T11:00:00+01:00", "value": 1}
-    ])
+    services.readings_ingest(
+        readings=[
+            {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T11:00:00+01:00", "value": 1}
+        ]
+    )
     assert stored("p1", "power") == [(T0, 1.0)]
 
 
@@ -135,13 +157,15 @@ def test_cumulative_counter_becomes_interval_energy_across_a_reset_and_a_rollove
     def register(minutes: int, value: float) -> dict[str, Any]:
         return point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=minutes), value=value)
 
-    result = services.readings_ingest(readings=[
-        register(0, 999_990.0),   # sets the base
-        register(15, 999_995.0),  # +5
-        register(30, 3.0),        # rollover at 1 000 000: +5 +3 = 8
-        register(45, 4.0),        # +1
-        register(60, 1.5),        # reset (not near the top): 1.5 since the reset
-    ])
+    result = services.readings_ingest(
+        readings=[
+            register(0, 999_990.0),  # sets the base
+            register(15, 999_995.0),  # +5
+            register(30, 3.0),  # rollover at 1 000 000: +5 +3 = 8
+            register(45, 4.0),  # +1
+            register(60, 1.5),  # reset (not near the top): 1.5 since the reset
+        ]
+    )
     assert result["rejected"] == []
     assert result["accepted"] == 5
     assert [v for _, v in stored("m1", "energy")] == pytest.approx([5.0, 8.0, 1.0, 1.5])
@@ -186,8 +210,12 @@ def test_energy_data_is_sent_once_per_batch_after_commit(django_capture_on_commi
     assert batches[0]["source"] == "test"
     assert len(batches[0]["readings"]) == 50
     assert batches[0]["readings"][0] == {
-        "sensor_id": "p1", "room": "lab", "metric": "power", "timestamp": "2026-11-02T10:00:00Z",
-        "value": 100.0, "quality": "measured",
+        "sensor_id": "p1",
+        "room": "lab",
+        "metric": "power",
+        "timestamp": "2026-11-02T10:00:00Z",
+        "value": 100.0,
+        "quality": "measured",
     }
 
 

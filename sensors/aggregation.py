@@ -1,0 +1,214 @@
+"""Rollups and room metrics, recomputed from the windows that new readings marked dirty.
+
+Incremental: only days with marks are touched. Idempotent: every bucket is recomputed from
+its source and upserted, so running twice changes nothing. Correct for late data: a reading
+that arrives hours late marks its own window, whatever the time now.
+Internal to the sensors module; callers use `sensors.services`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from sensors.models import DirtyBucket, Reading, Rollup, RoomMetrics, Sensor
+
+logger = logging.getLogger(__name__)
+DB = "sensors"
+
+
+def building_tz() -> ZoneInfo:
+    """The building's time zone (TIME_ZONE)."""
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def local_day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a local calendar day: 23 or 25 hours on daylight-saving days."""
+    tz = building_tz()
+    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def _bucket_sql(vendor: str, column: str, seconds: int) -> str:
+    if vendor == "postgresql":
+        return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
+    # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC text, as Django writes them.
+    # '%%s': Django's SQLite cursor turns %s into a placeholder and %% into %.
+    return f"datetime((CAST(strftime('%%s', {column}) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
+
+
+def _in(values: list[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+@dataclass
+class Recomputed:
+    """What a run did."""
+
+    days: int
+    marks: int
+    rooms: set[int]
+
+
+def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None:
+    connection = connections[DB]
+    vendor = connection.vendor
+    adapt = connection.ops.adapt_datetimefield_value
+    start, end = local_day_bounds(day)
+    rollup, reading = Rollup._meta.db_table, Reading._meta.db_table
+    upsert = (
+        "ON CONFLICT (sensor_id, metric, resolution, bucket) DO UPDATE SET count = excluded.count, "
+        "sum = excluded.sum, min = excluded.min, max = excluded.max, mean = excluded.mean"
+    )
+    scope = f"sensor_id IN ({_in(sensor_ids)}) AND metric IN ({_in(metrics)})"
+    params = [adapt(start), adapt(end), *sensor_ids, *metrics]
+    with connection.cursor() as cursor:
+        # Buckets of this day that lost every reading (retention, a re-import) must go too.
+        cursor.execute(
+            f"DELETE FROM {rollup} WHERE resolution IN ('15m', '1h', '1d') AND bucket >= %s "
+            f"AND bucket < %s AND {scope}",
+            params,
+        )
+        bucket15 = _bucket_sql(vendor, "timestamp", 900)
+        cursor.execute(
+            f"INSERT INTO {rollup} (sensor_id, metric, resolution, bucket, count, sum, min, max, mean) "
+            f"SELECT sensor_id, metric, '15m', {bucket15}, count(*), sum(value), min(value), max(value), "
+            f"avg(value) FROM {reading} WHERE timestamp >= %s AND timestamp < %s AND {scope} "
+            f"GROUP BY sensor_id, metric, {bucket15} {upsert}",
+            params,
+        )
+        bucket60 = _bucket_sql(vendor, "bucket", 3600)
+        cursor.execute(
+            f"INSERT INTO {rollup} (sensor_id, metric, resolution, bucket, count, sum, min, max, mean) "
+            f"SELECT sensor_id, metric, '1h', {bucket60}, sum(count), sum(sum), min(min), max(max), "
+            f"sum(sum) / sum(count) FROM {rollup} WHERE resolution = '15m' AND bucket >= %s "
+            f"AND bucket < %s AND {scope} GROUP BY sensor_id, metric, {bucket60} {upsert}",
+            params,
+        )
+        # The day from its quarter hours: always aligned to local midnight, whatever the offset.
+        cursor.execute(
+            f"INSERT INTO {rollup} (sensor_id, metric, resolution, bucket, count, sum, min, max, mean) "
+            f"SELECT sensor_id, metric, '1d', %s, sum(count), sum(sum), min(min), max(max), "
+            f"sum(sum) / sum(count) FROM {rollup} WHERE resolution = '15m' AND bucket >= %s "
+            f"AND bucket < %s AND {scope} GROUP BY sensor_id, metric {upsert}",
+            [adapt(start), *params],
+        )
+
+
+def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
+    """Room metrics of each room's dirty 5-minute windows, with the rooms' current sensors."""
+    connection = connections[DB]
+    vendor = connection.vendor
+    adapt = connection.ops.adapt_datetimefield_value
+    reading, sensor, room_metrics = (
+        Reading._meta.db_table,
+        Sensor._meta.db_table,
+        RoomMetrics._meta.db_table,
+    )
+    bucket5 = _bucket_sql(vendor, "r.timestamp", 300)
+    now = adapt(timezone.now())
+    for room_id, buckets in windows.items():
+        for start in _runs(sorted(buckets), 300):
+            first, last = start
+            params = [room_id, adapt(first), adapt(last + timedelta(seconds=300))]
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"DELETE FROM {room_metrics} WHERE room_id = %s AND bucket >= %s AND bucket < %s", params
+                )
+                # Power: each sensor's mean over the window, summed over the room's sensors.
+                cursor.execute(
+                    f"INSERT INTO {room_metrics} (room_id, bucket, energy_kwh, power_w, co2_ppm, "
+                    "temperature_c, humidity_pct, occupancy, sensors_reporting, computed_at) "
+                    "SELECT room_id, b, "
+                    "sum(CASE WHEN metric = 'energy' THEN total END), "
+                    "sum(CASE WHEN metric = 'power' THEN mean END), "
+                    "avg(CASE WHEN metric = 'co2' THEN mean END), "
+                    "avg(CASE WHEN metric = 'temperature' THEN mean END), "
+                    "avg(CASE WHEN metric = 'humidity' THEN mean END), "
+                    "sum(CASE WHEN metric = 'occupancy' THEN mean END), "
+                    f"count(DISTINCT sensor_id), %s FROM ("
+                    f"SELECT s.room_id AS room_id, r.sensor_id AS sensor_id, r.metric AS metric, "
+                    f"{bucket5} AS b, sum(r.value) AS total, avg(r.value) AS mean "
+                    f"FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
+                    "WHERE s.room_id = %s AND r.timestamp >= %s AND r.timestamp < %s "
+                    f"GROUP BY s.room_id, r.sensor_id, r.metric, {bucket5}) per_sensor "
+                    "GROUP BY room_id, b",
+                    [now, *params],
+                )
+
+
+def _runs(buckets: list[datetime], step_s: int) -> list[tuple[datetime, datetime]]:
+    """Contiguous runs of bucket starts, as (first, last)."""
+    runs: list[tuple[datetime, datetime]] = []
+    for bucket in buckets:
+        if runs and (bucket - runs[-1][1]).total_seconds() <= step_s:
+            runs[-1] = (runs[-1][0], bucket)
+        else:
+            runs.append((bucket, bucket))
+    return runs
+
+
+def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
+    """Recompute what the oldest `limit` dirty marks point at, then clear the marks that did
+    not change meanwhile (a reading that arrived during the run keeps its mark for next time).
+    """
+    marks = list(
+        DirtyBucket.objects.order_by("bucket").values_list("id", "sensor_id", "metric", "bucket", "version")[
+            :limit
+        ]
+    )
+    if not marks:
+        return Recomputed(0, 0, set())
+    tz = building_tz()
+    by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
+    for _, sensor_id, metric, bucket, _ in marks:
+        sensors, metrics = by_day[bucket.astimezone(tz).date()]
+        sensors.add(sensor_id)
+        metrics.add(metric)
+    rooms_of = dict(
+        Sensor.objects.filter(id__in={m[1] for m in marks}, room__isnull=False).values_list("id", "room_id")
+    )
+    windows: dict[int, set[datetime]] = defaultdict(set)
+    for _, sensor_id, _, bucket, _ in marks:
+        if sensor_id in rooms_of:
+            windows[rooms_of[sensor_id]].add(bucket)
+    with transaction.atomic(using=DB):
+        for day, (sensors, metrics) in sorted(by_day.items()):
+            _recompute_day(day, sorted(sensors), sorted(metrics))
+        _recompute_rooms(windows)
+        with connections[DB].cursor() as cursor:
+            cursor.executemany(
+                f"DELETE FROM {DirtyBucket._meta.db_table} WHERE id = %s AND version = %s",
+                [(mark_id, version) for mark_id, _, _, _, version in marks],
+            )
+    logger.info(
+        "recomputed %d day(s) from %d dirty window(s), %d room(s)", len(by_day), len(marks), len(windows)
+    )
+    return Recomputed(len(by_day), len(marks), set(windows))
+
+
+def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] | None = None) -> int:
+    """Mark every 5-minute window with readings in [since, until) dirty (backfills, repairs)."""
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    bucket5 = _bucket_sql(connection.vendor, "timestamp", 300)
+    scope = f" AND sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
+    table = DirtyBucket._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (sensor_id, metric, bucket, version) "
+            f"SELECT DISTINCT sensor_id, metric, {bucket5}, 1 FROM {Reading._meta.db_table} "
+            f"WHERE timestamp >= %s AND timestamp < %s{scope} "
+            f"ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET version = {table}.version + 1",
+            [adapt(since), adapt(until), *(sensor_pks or [])],
+        )
+        return int(cursor.rowcount)
