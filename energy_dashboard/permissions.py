@@ -28,3 +28,12 @@ class IsOperator(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return roles.can_operate(request.user)
+
+
+class ReadAny(BasePermission):
+    """Viewers and operators, whatever the method: for queries sent as POST bodies."""
+
+    message = "Viewers and operators may query this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return roles.can_view(request.user)

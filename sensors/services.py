@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
-from sensors import aggregation, ingest, live
+from sensors import aggregation, analytics, ingest, live
 from sensors.ingest import IngestResult
 from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -271,6 +271,36 @@ def sensors_mark_stale() -> dict[str, int]:
                 _sensor_event(sensor, "stale")
                 marked += 1
     return {"stale": marked}
+
+
+# --- Reads: re-exported from sensors.analytics for views and other modules -----------------
+
+analytics_summary = analytics.summary
+energy_per_interval = analytics.energy_per_interval
+data_query = analytics.query_rows
+room_latest = analytics.room_latest
+latest_value = analytics.latest_value
+default_metric = analytics.DEFAULT_METRIC
+
+
+def sensor_series(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """One sensor's points: raw readings or rollup buckets, oldest first, keyset-paginated."""
+    if resolution == "raw":
+        return analytics.raw_series(
+            sensor=sensor, metric=metric, start=start, end=end, after=after, limit=limit
+        )
+    return analytics.rollup_series(
+        sensor=sensor, metric=metric, resolution=resolution, start=start, end=end, after=after, limit=limit
+    )
 
 
 def overview() -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """API routes of the sensors module, mounted under /api/v1/."""
 
+from django.urls import path
+
 from energy_dashboard.api import OptionalSlashRouter
 from sensors import views
 
@@ -7,4 +9,10 @@ router = OptionalSlashRouter()
 router.register("sensors", views.SensorViewSet, basename="sensor")
 router.register("rooms", views.RoomViewSet, basename="room")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("readings", views.ReadingsView.as_view(), name="readings"),
+    path("analytics/summary", views.AnalyticsSummaryView.as_view(), name="analytics-summary"),
+    path("analytics/energy", views.AnalyticsEnergyView.as_view(), name="analytics-energy"),
+    path("data/query", views.DataQueryView.as_view(), name="data-query"),
+    *router.urls,
+]

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf_serializers
-from rest_framework import viewsets
+from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
 
+from energy_dashboard.api import CSVRenderer, csv_response
+from energy_dashboard.permissions import ReadAny
 from sensors import services
+from sensors.analytics import iso, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
-from sensors.serializers import RoomSerializer, SensorSerializer
+from sensors.serializers import (
+    DataQuery,
+    EnergyQuery,
+    IngestSummary,
+    ReadingsBatch,
+    RoomSerializer,
+    SensorSerializer,
+    SeriesQuery,
+)
 
 
 def _room_name(data: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +41,190 @@ def _room_name(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class SensorViewSet(viewsets.ModelViewSet[Sensor]):
+def _csv_wanted(request: Request) -> bool:
+    return getattr(request.accepted_renderer, "format", "") == "csv"
+
+
+RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+
+class SensorDataMixin:
+    """GET and POST /sensors/{sensor_id}/data, added to the sensor viewset."""
+
+    @extend_schema(
+        methods=["GET"],
+        parameters=[SeriesQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="Points of one metric: raw, or 15m / 1h / 1d rollups; `next` is the cursor URL.",
+    )
+    @extend_schema(methods=["POST"], request=ReadingsBatch, responses=IngestSummary)
+    @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
+    def data(self, request: Request, sensor_id: str | None = None) -> Any:
+        """A sensor's series (GET) or a batch of its readings (POST)."""
+        sensor: Sensor = self.get_object()  # type: ignore[attr-defined]
+        if request.method == "POST":
+            return _ingest(request, sensor_id=sensor.sensor_id)
+        query = SeriesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        metric = params.get("metric") or services.default_metric[sensor.kind]
+        if _csv_wanted(request):
+            points = services.sensor_series(
+                sensor=sensor,
+                metric=metric,
+                resolution=params["resolution"],
+                start=params["start"],
+                end=params["end"],
+                after=params.get("cursor"),
+                limit=1_000_000,
+            )
+            columns = list(points[0]) if points else ["timestamp", "value"]
+            return csv_response(
+                f"{sensor.sensor_id}-{metric}.csv", columns, ([p[c] for c in columns] for p in points)
+            )
+        points = services.sensor_series(
+            sensor=sensor,
+            metric=metric,
+            resolution=params["resolution"],
+            start=params["start"],
+            end=params["end"],
+            after=params.get("cursor"),
+            limit=params["limit"],
+        )
+        following = None
+        if len(points) == params["limit"]:
+            following = replace_query_param(request.build_absolute_uri(), "cursor", points[-1]["timestamp"])
+        return Response(
+            {
+                "sensor_id": sensor.sensor_id,
+                "metric": metric,
+                "resolution": params["resolution"],
+                "start": iso(params["start"]),
+                "end": iso(params["end"]),
+                "next": following,
+                "points": points,
+            }
+        )
+
+
+def _ingest(request: Request, *, sensor_id: str | None = None) -> Response:
+    body = request.data
+    if isinstance(body, list):  # a bare list of readings is accepted too
+        body = {"readings": body}
+    batch = ReadingsBatch(data=body)
+    batch.is_valid(raise_exception=True)
+    result = services.readings_ingest(
+        readings=batch.validated_data["readings"], source="api", sensor_id=sensor_id
+    )
+    if result["accepted"]:
+        return Response(result, status=status.HTTP_201_CREATED)
+    if result["rejected"]:
+        return Response(
+            {
+                "message": f"No reading accepted: {result['rejected'][0]['reason']} (item "
+                f"{result['rejected'][0]['index']}).",
+                "code": "invalid",
+                **result,
+            },
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    # Everything was already stored: a retried batch is not an error.
+    return Response(result, status=status.HTTP_200_OK)
+
+
+class ReadingsView(APIView):
+    """POST /readings: readings of many sensors at once."""
+
+    @extend_schema(
+        request=ReadingsBatch, responses={201: IngestSummary, 200: IngestSummary, 400: IngestSummary}
+    )
+    def post(self, request: Request) -> Response:
+        """Store a batch: 201 when anything was accepted, 200 when all was already stored,
+        400 when nothing was accepted (with each item's reason)."""
+        return _ingest(request)
+
+
+class AnalyticsSummaryView(APIView):
+    """Current power, energy today / this week / this month, top consumers, comfort."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(services.analytics_summary())
+
+
+class AnalyticsEnergyView(APIView):
+    """kWh per interval for rooms or sensors, in the building's time zone."""
+
+    renderer_classes = RENDERERS
+
+    @extend_schema(parameters=[EnergyQuery], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Any:
+        query = EnergyQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        series = services.energy_per_interval(
+            rooms=params["rooms"],
+            sensor_ids=params["sensors"],
+            start=params["start"],
+            end=params["end"],
+            interval=params["interval"],
+        )
+        if _csv_wanted(request):
+            return csv_response(
+                "energy.csv",
+                ["kind", "key", "start", "energy_kwh"],
+                ([s.kind, s.key, local_iso(at), kwh] for s in series for at, kwh in s.points.items()),
+            )
+        return Response(
+            {
+                "interval": params["interval"],
+                "timezone": settings.TIME_ZONE,
+                "start": iso(params["start"]),
+                "end": iso(params["end"]),
+                "series": [
+                    {
+                        s.kind: s.key,
+                        "total_kwh": sum(s.points.values()),
+                        "points": [
+                            {"start": local_iso(at), "energy_kwh": kwh} for at, kwh in s.points.items()
+                        ],
+                    }
+                    for s in series
+                ],
+            }
+        )
+
+
+class DataQueryView(APIView):
+    """POST /data/query: readings or aggregates of chosen sensors, rooms and metrics."""
+
+    renderer_classes = RENDERERS
+    # A query is a read, whatever its method.
+    permission_classes = [ReadAny]
+
+    @extend_schema(request=DataQuery, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Any:
+        query = DataQuery(data=request.data)
+        query.is_valid(raise_exception=True)
+        p = query.validated_data
+        rows = services.data_query(
+            sensor_ids=p["sensors"],
+            rooms=p["rooms"],
+            metrics=p["metrics"],
+            start=p["start"],
+            end=p["end"],
+            aggregation=p["aggregation"],
+            interval=p["interval"],
+            limit=p["limit"],
+        )
+        if _csv_wanted(request):
+            header = ["sensor_id", "room", "metric", "timestamp", "value"]
+            return csv_response("query.csv", header, ([row[c] for c in header] for row in rows))
+        results = list(rows)
+        return Response({"count": len(results), "truncated": len(results) == p["limit"], "results": results})
+
+
+class SensorViewSet(SensorDataMixin, viewsets.ModelViewSet[Sensor]):
     """The sensor registry; `/sensors/get` is the seed's alias of the list."""
 
     queryset = Sensor.objects.select_related("room")
@@ -78,3 +277,8 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
     def names(self, request: Request) -> Response:
         """Every room's name."""
         return Response(services.room_names())
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A room with its latest 5-minute metrics and each sensor's latest reading."""
+        room = self.get_object()
+        return Response({**self.get_serializer(room).data, "latest": services.room_latest(room)})

@@ -1,0 +1,360 @@
+"""Read-side queries: series of one sensor, energy per interval, the summary, free queries.
+
+Aggregates come from the rollups (15m, 1h, local 1d), which the room-metrics job keeps up to
+date every 5 minutes; raw readings answer `resolution=raw`. Internal to the sensors module;
+`sensors.services` re-exports what other modules and the views use.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from sensors.aggregation import building_tz, local_day_bounds
+from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
+
+DEFAULT_METRIC = {
+    Sensor.Kind.ENERGY_METER: Metric.ENERGY,
+    Sensor.Kind.POWER: Metric.POWER,
+    Sensor.Kind.CO2: Metric.CO2,
+    Sensor.Kind.TEMPERATURE: Metric.TEMPERATURE,
+    Sensor.Kind.HUMIDITY: Metric.HUMIDITY,
+    Sensor.Kind.OCCUPANCY: Metric.OCCUPANCY,
+}
+# Metrics whose natural aggregate is a sum (energy in an interval); the others average.
+SUMMED = {Metric.ENERGY}
+# The latest power reading of a sensor counts as "now" for this long.
+CURRENT_WINDOW = timedelta(minutes=15)
+# Comfort bands (EN 16798-1 category II, roughly) for the summary's comfort figures.
+COMFORT = {
+    Metric.CO2: (0.0, 1000.0),
+    Metric.TEMPERATURE: (20.0, 26.0),
+    Metric.HUMIDITY: (30.0, 60.0),
+}
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with Z."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def local_iso(moment: datetime) -> str:
+    """ISO 8601 in the building's time zone, with its offset."""
+    return moment.astimezone(building_tz()).isoformat()
+
+
+# --- One sensor's series --------------------------------------------------------------------
+
+
+def raw_series(
+    *, sensor: Sensor, metric: str, start: datetime, end: datetime, after: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """Raw points in [start, end), after `after` (keyset cursor), oldest first."""
+    queryset = Reading.objects.filter(
+        sensor=sensor, metric=metric, timestamp__gte=start, timestamp__lt=end
+    ).order_by("timestamp")
+    if after is not None:
+        queryset = queryset.filter(timestamp__gt=after)
+    return [
+        {"timestamp": iso(ts), "value": value, "quality": "estimated" if estimated else "measured"}
+        for ts, value, estimated in queryset.values_list("timestamp", "value", "estimated")[:limit]
+    ]
+
+
+def rollup_series(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Rollup buckets starting in [start, end), after `after`, oldest first."""
+    queryset = Rollup.objects.filter(
+        sensor=sensor, metric=metric, resolution=resolution, bucket__gte=start, bucket__lt=end
+    ).order_by("bucket")
+    if after is not None:
+        queryset = queryset.filter(bucket__gt=after)
+    summed = metric in SUMMED
+    return [
+        {
+            "timestamp": iso(bucket),
+            "value": total if summed else mean,
+            "count": count,
+            "sum": total,
+            "min": low,
+            "max": high,
+            "mean": mean,
+        }
+        for bucket, count, total, low, high, mean in queryset.values_list(
+            "bucket", "count", "sum", "min", "max", "mean"
+        )[:limit]
+    ]
+
+
+# --- Energy per interval --------------------------------------------------------------------
+
+INTERVALS = ("15m", "1h", "1d", "1w", "1M")
+
+
+def _period_start(moment: datetime, interval: str) -> datetime:
+    """The local week (Monday) or month that holds a local day start, as a UTC instant."""
+    local = moment.astimezone(building_tz()).date()
+    first = local - timedelta(days=local.weekday()) if interval == "1w" else local.replace(day=1)
+    return local_day_bounds(first)[0]
+
+
+@dataclass
+class EnergySeries:
+    """Energy per interval for one room or sensor."""
+
+    key: str
+    kind: str  # "room" or "sensor"
+    points: dict[datetime, float]
+
+
+def energy_per_interval(
+    *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
+) -> list[EnergySeries]:
+    """kWh per interval in [start, end) for each room (its sensors' energy) or sensor.
+
+    15m and 1h come from those rollups; days, weeks and months are local calendar periods
+    (a daylight-saving day is 23 or 25 hours), from the daily rollups.
+    """
+    resolution = {"15m": "15m", "1h": "1h"}.get(interval, "1d")
+    scope = Q()
+    if rooms:
+        scope |= Q(sensor__room__name__in=rooms)
+    if sensor_ids:
+        scope |= Q(sensor__sensor_id__in=sensor_ids)
+    rows = (
+        Rollup.objects.filter(
+            scope, metric=Metric.ENERGY, resolution=resolution, bucket__gte=start, bucket__lt=end
+        )
+        .values_list("sensor__sensor_id", "sensor__room__name", "bucket", "sum")
+        .order_by()
+    )
+    series: dict[tuple[str, str], dict[datetime, float]] = {}
+    for key in rooms:
+        series[("room", key)] = {}
+    for key in sensor_ids:
+        series[("sensor", key)] = {}
+    for sensor_id, room, bucket, total in rows:
+        period = _period_start(bucket, interval) if interval in ("1w", "1M") else bucket
+        targets = []
+        if room in rooms:
+            targets.append(("room", room))
+        if sensor_id in sensor_ids:
+            targets.append(("sensor", sensor_id))
+        for target in targets:
+            points = series[target]
+            points[period] = points.get(period, 0.0) + total
+    return [EnergySeries(key, kind, dict(sorted(points.items()))) for (kind, key), points in series.items()]
+
+
+# --- The summary ----------------------------------------------------------------------------
+
+
+def _energy_since(since: datetime, group: str) -> dict[str, float]:
+    """kWh since a local day start, per room name or per sensor kind, from daily rollups."""
+    field = {"room": "sensor__room__name", "kind": "sensor__kind", "sensor": "sensor__sensor_id"}[group]
+    totals: dict[str, float] = defaultdict(float)
+    for key, total in Rollup.objects.filter(
+        metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=since
+    ).values_list(field, "sum"):
+        totals[key or "unassigned"] += total
+    return dict(totals)
+
+
+def summary(now: datetime | None = None) -> dict[str, Any]:
+    """Current power, energy today / this week / this month (per room and per kind), top
+    consumers this week and comfort figures per room."""
+    now = now or timezone.now()
+    today = now.astimezone(building_tz()).date()
+    day_start = local_day_bounds(today)[0]
+    week_start = local_day_bounds(today - timedelta(days=today.weekday()))[0]
+    month_start = local_day_bounds(today.replace(day=1))[0]
+
+    # Each power sensor's newest reading of the last 15 minutes, summed.
+    power_by_room: dict[str, float] = defaultdict(float)
+    power_total = 0.0
+    seen: set[int] = set()
+    for sensor_pk, room, value in (
+        Reading.objects.filter(metric=Metric.POWER, timestamp__gte=now - CURRENT_WINDOW, timestamp__lte=now)
+        .order_by("sensor_id", "-timestamp")
+        .values_list("sensor_id", "sensor__room__name", "value")
+    ):
+        if sensor_pk not in seen:
+            seen.add(sensor_pk)
+            power_total += value
+            power_by_room[room or "unassigned"] += value
+
+    energy = {
+        name: _energy_since(since, "room")
+        for name, since in (("today", day_start), ("week", week_start), ("month", month_start))
+    }
+    by_kind = {
+        name: _energy_since(since, "kind")
+        for name, since in (("today", day_start), ("week", week_start), ("month", month_start))
+    }
+    top = sorted(_energy_since(week_start, "sensor").items(), key=lambda kv: kv[1], reverse=True)[:10]
+
+    comfort: dict[str, Any] = {}
+    latest_windows = RoomMetrics.objects.filter(bucket__gte=now - timedelta(hours=1)).select_related("room")
+    newest: dict[str, RoomMetrics] = {}
+    for window in latest_windows:
+        if window.room.name not in newest or window.bucket > newest[window.room.name].bucket:
+            newest[window.room.name] = window
+    outside = 0
+    for name, window in sorted(newest.items()):
+        figures = {
+            "co2_ppm": window.co2_ppm,
+            "temperature_c": window.temperature_c,
+            "humidity_pct": window.humidity_pct,
+            "as_of": iso(window.bucket),
+        }
+        flags = [
+            metric
+            for metric, value in (
+                (Metric.CO2, window.co2_ppm),
+                (Metric.TEMPERATURE, window.temperature_c),
+                (Metric.HUMIDITY, window.humidity_pct),
+            )
+            if value is not None and not COMFORT[metric][0] <= value <= COMFORT[metric][1]
+        ]
+        figures["outside_comfort"] = flags
+        outside += bool(flags)
+        comfort[name] = figures
+    return {
+        "as_of": iso(now),
+        "timezone": str(building_tz()),
+        "current_power_w": power_total,
+        "current_power_by_room_w": dict(power_by_room),
+        "energy_kwh": {name: sum(values.values()) for name, values in energy.items()},
+        "energy_by_room_kwh": energy,
+        "energy_by_kind_kwh": by_kind,
+        "top_consumers_week_kwh": [{"sensor_id": key, "energy_kwh": value} for key, value in top],
+        "comfort": {
+            "rooms": comfort,
+            "rooms_outside_comfort": outside,
+            "bands": {str(metric): list(band) for metric, band in COMFORT.items()},
+        },
+    }
+
+
+# --- Free queries ---------------------------------------------------------------------------
+
+AGGREGATIONS = ("raw", "avg", "sum", "min", "max", "count")
+
+
+def query_rows(
+    *,
+    sensor_ids: list[str],
+    rooms: list[str],
+    metrics: list[str],
+    start: datetime,
+    end: datetime,
+    aggregation: str,
+    interval: str,
+    limit: int,
+) -> Iterator[dict[str, Any]]:
+    """Rows of readings (raw) or rollup aggregates for the sensors and rooms named."""
+    scope = Q()
+    if sensor_ids:
+        scope |= Q(sensor__sensor_id__in=sensor_ids)
+    if rooms:
+        scope |= Q(sensor__room__name__in=rooms)
+    if aggregation == "raw":
+        queryset: QuerySet[Any] = Reading.objects.filter(scope, timestamp__gte=start, timestamp__lt=end)
+        if metrics:
+            queryset = queryset.filter(metric__in=metrics)
+        for sensor_id, room, metric, ts, value, estimated in queryset.order_by(
+            "timestamp", "sensor_id"
+        ).values_list("sensor__sensor_id", "sensor__room__name", "metric", "timestamp", "value", "estimated")[
+            :limit
+        ]:
+            yield {
+                "sensor_id": sensor_id,
+                "room": room,
+                "metric": metric,
+                "timestamp": iso(ts),
+                "value": value,
+                "quality": "estimated" if estimated else "measured",
+            }
+        return
+    field = {"avg": "mean", "sum": "sum", "min": "min", "max": "max", "count": "count"}[aggregation]
+    queryset = Rollup.objects.filter(scope, resolution=interval, bucket__gte=start, bucket__lt=end)
+    if metrics:
+        queryset = queryset.filter(metric__in=metrics)
+    for sensor_id, room, metric, bucket, value in queryset.order_by("bucket", "sensor_id").values_list(
+        "sensor__sensor_id", "sensor__room__name", "metric", "bucket", field
+    )[:limit]:
+        yield {
+            "sensor_id": sensor_id,
+            "room": room,
+            "metric": metric,
+            "timestamp": iso(bucket),
+            "value": value,
+        }
+
+
+def room_latest(room: Room) -> dict[str, Any]:
+    """A room's latest 5-minute metrics and each of its sensors' latest reading."""
+    window = RoomMetrics.objects.filter(room=room).order_by("-bucket").first()
+    sensors = list(room.sensors.all())
+    latest: dict[str, Any] = {}
+    for sensor in sensors:
+        reading = (
+            Reading.objects.filter(sensor=sensor, metric=DEFAULT_METRIC[sensor.kind])
+            .order_by("-timestamp")
+            .values_list("timestamp", "value")
+            .first()
+        )
+        latest[sensor.sensor_id] = (
+            {"metric": DEFAULT_METRIC[sensor.kind], "timestamp": iso(reading[0]), "value": reading[1]}
+            if reading
+            else None
+        )
+    return {
+        "metrics": (
+            {
+                "bucket": iso(window.bucket),
+                "energy_kwh": window.energy_kwh,
+                "power_w": window.power_w,
+                "co2_ppm": window.co2_ppm,
+                "temperature_c": window.temperature_c,
+                "humidity_pct": window.humidity_pct,
+                "occupancy": window.occupancy,
+                "sensors_reporting": window.sensors_reporting,
+            }
+            if window
+            else None
+        ),
+        "sensors": latest,
+    }
+
+
+def latest_value(sensor_id: str, metric: str, *, max_age: timedelta) -> tuple[datetime, float] | None:
+    """A sensor's newest value of a metric if younger than `max_age` (for other modules)."""
+    row = (
+        Reading.objects.filter(
+            sensor__sensor_id=sensor_id, metric=metric, timestamp__gte=timezone.now() - max_age
+        )
+        .order_by("-timestamp")
+        .values_list("timestamp", "value")
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+def local_day(moment: datetime) -> date:
+    """The building's calendar day of an instant."""
+    return moment.astimezone(building_tz()).date()
