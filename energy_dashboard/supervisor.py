@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: ask the kernel to SIGTERM us when the parent
     # dies, so a SIGKILLed supervisor leaves no orphans.
     with contextlib.suppress(OSError):
@@ -79,7 +79,7 @@ class Child:
             cwd=cwd,
             pass_fds=self.pass_fds,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only prctl; no threads touched)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl; no threads touched)
         )
 
     @property

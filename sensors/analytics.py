@@ -277,7 +277,7 @@ def query_rows(
         if metrics:
             queryset = queryset.filter(metric__in=metrics)
         for sensor_id, room, metric, ts, value, estimated in queryset.order_by(
-            "timestamp", "sensor_id"
+            "timestamp", "sensor__sensor_id"
         ).values_list("sensor__sensor_id", "sensor__room__name", "metric", "timestamp", "value", "estimated")[
             :limit
         ]:
@@ -294,9 +294,9 @@ def query_rows(
     queryset = Rollup.objects.filter(scope, resolution=interval, bucket__gte=start, bucket__lt=end)
     if metrics:
         queryset = queryset.filter(metric__in=metrics)
-    for sensor_id, room, metric, bucket, value in queryset.order_by("bucket", "sensor_id").values_list(
-        "sensor__sensor_id", "sensor__room__name", "metric", "bucket", field
-    )[:limit]:
+    for sensor_id, room, metric, bucket, value in queryset.order_by(
+        "bucket", "sensor__sensor_id"
+    ).values_list("sensor__sensor_id", "sensor__room__name", "metric", "bucket", field)[:limit]:
         yield {
             "sensor_id": sensor_id,
             "room": room,

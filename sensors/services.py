@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
-from sensors import aggregation, analytics, ingest, live
+from sensors import aggregation, analytics, ingest, live, simulation
 from sensors.ingest import IngestResult
 from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -119,6 +120,15 @@ def room_update(*, room: Room, **changes: Any) -> Room:
 def room_delete(*, room: Room) -> None:
     """Delete a room; its sensors stay registered, with no room."""
     room.delete()
+
+
+def sensors_list() -> list[dict[str, Any]]:
+    """Every sensor's key, kind, room and external id (for other modules and commands)."""
+    return list(
+        Sensor.objects.order_by("sensor_id").values(
+            "sensor_id", "kind", "room__name", "external_id", "status"
+        )
+    )
 
 
 def room_names() -> list[str]:
@@ -301,6 +311,24 @@ def sensor_series(
     return analytics.rollup_series(
         sensor=sensor, metric=metric, resolution=resolution, start=start, end=end, after=after, limit=limit
     )
+
+
+def simulate(
+    *, sensor_ids: list[str] | None = None, start: datetime, end: datetime, step_s: float, seed: int = 0
+) -> dict[str, int]:
+    """Ingest synthetic readings for the chosen sensors (default: every active sensor in a room)
+    at each step in [start, end), one batch per instant, through readings_ingest."""
+    sensors = Sensor.objects.select_related("room").filter(status=Sensor.Status.ACTIVE, room__isnull=False)
+    if sensor_ids:
+        sensors = sensors.filter(sensor_id__in=sensor_ids)
+    chosen = list(sensors)
+    rng = random.Random(seed)  # noqa: S311 (synthetic data, not security)
+    totals = {"batches": 0, "accepted": 0}
+    for moment in simulation.instants(start, end, timedelta(seconds=step_s)):
+        result = readings_ingest(readings=simulation.batch(chosen, moment, step_s, rng), source="simulator")
+        totals["batches"] += 1
+        totals["accepted"] += result["accepted"]
+    return totals
 
 
 def overview() -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,24 @@ class Command(BaseCommand):
                         "--schedule",
                         str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
                     ),
+                )
+            )
+        if opts["demo"]:
+            # The demo building's sensors, live: a day of history, then a batch every 10 s.
+            supervisor.start(
+                Child(
+                    "simulator",
+                    [
+                        sys.executable,
+                        "manage.py",
+                        "simulate_sensors",
+                        "--interval",
+                        "10",
+                        "--backfill-hours",
+                        "24",
+                        "--verbosity",
+                        "0",
+                    ],
                 )
             )
         if not opts["no_worker"]:
