@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+
 import json
 from pathlib import Path
 from typing import Any
@@ -83,10 +85,9 @@ class Command(BaseCommand):
 
 def _item(row: dict[str, str]) -> dict[str, Any]:
     value: Any = row.get("value", "")
-    try:
+    # A value that is not a number is passed on as text: readings_ingest rejects it, with its reason.
+    with contextlib.suppress(ValueError):
         value = float(value)
-    except ValueError:
-        pass  # readings_ingest rejects it with its reason
     timestamp: Any = row.get("timestamp", "").strip()
     if timestamp.replace(".", "", 1).isdigit():
         timestamp = float(timestamp)
