@@ -28,6 +28,15 @@ def readings_cleanup() -> dict[str, int]:
     return done
 
 
+@shared_task(name="sensors.tasks.readings_ingest", acks_late=True)
+def readings_ingest(readings: list[dict[str, Any]], source: str = "task") -> dict[str, Any]:
+    """Ingest a batch in a worker (for producers that queue readings instead of POSTing them).
+
+    Idempotent: a redelivered batch finds its points stored and adds nothing.
+    """
+    return dict(services.readings_ingest(readings=readings, source=source))
+
+
 @shared_task(name="sensors.tasks.sensors_mark_stale")
 def sensors_mark_stale() -> dict[str, Any]:
     """Mark sensors that stopped reporting as stale."""
