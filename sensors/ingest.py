@@ -278,10 +278,7 @@ class Written:
     conflicts: int
 
 
-def _aware(value: datetime | str) -> datetime:
-    # SQLite hands back naive UTC datetimes (or text); PostgreSQL aware ones.
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _floor(moment: datetime, seconds: int) -> datetime:
@@ -324,12 +321,18 @@ def write(points: list[Point]) -> Written:
                 "VALUES (%s, %s, %s, %s, %s)",
                 [(p.sensor.pk, p.metric, adapt(p.timestamp), p.value, p.estimated) for p in points],
             )
-        # WHERE true: SQLite needs it to tell the upsert's ON from a join's.
+        # WHERE true: SQLite needs it to tell the upsert's ON from a join's. RETURNING gives the
+        # keys of the rows this statement inserted (not those a concurrent writer stored first);
+        # as microseconds on PostgreSQL and as the stored text on SQLite, which map back to the
+        # points without parsing a datetime per row.
+        returned = (
+            "(extract(epoch from timestamp) * 1000000)::bigint" if vendor == "postgresql" else "timestamp"
+        )
         cursor.execute(
             f"INSERT INTO {reading} (sensor_id, metric, timestamp, value, estimated) "
             f"SELECT sensor_id, metric, timestamp, value, estimated FROM {staging} WHERE true "
             "ON CONFLICT (sensor_id, metric, timestamp) DO NOTHING "
-            "RETURNING sensor_id, metric, timestamp, value, estimated"
+            f"RETURNING sensor_id, metric, {returned}"
         )
         rows = cursor.fetchall()
         cursor.execute(
@@ -339,8 +342,25 @@ def write(points: list[Point]) -> Written:
         conflicts = int(cursor.fetchone()[0])
         if vendor != "postgresql":
             cursor.execute(f"DELETE FROM {staging}")
-    inserted = [(r[0], r[1], _aware(r[2]), float(r[3]), bool(r[4])) for r in rows]
+    if vendor == "postgresql":
+        by_key = {(p.sensor.pk, p.metric, _micros(p.timestamp)): p for p in points}
+    else:
+        # SQLite returns the stored text, parsed by Django's converter into a naive UTC datetime.
+        by_key = {(p.sensor.pk, p.metric, p.timestamp.replace(tzinfo=None)): p for p in points}
+        rows = [
+            (r[0], r[1], r[2] if isinstance(r[2], datetime) else datetime.fromisoformat(r[2])) for r in rows
+        ]
+    inserted = [
+        (point.sensor.pk, point.metric, point.timestamp, point.value, point.estimated)
+        for point in (by_key[(r[0], r[1], r[2])] for r in rows)
+    ]
+
     return Written(inserted, conflicts)
+
+
+def _micros(moment: datetime) -> int:
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def mark_dirty(inserted: Iterable[Row]) -> None:
@@ -351,12 +371,17 @@ def mark_dirty(inserted: Iterable[Row]) -> None:
     connection = connections[DB]
     table = DirtyBucket._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
+    ordered = sorted(marks)  # one lock order for every writer: no deadlocks between batches
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} (sensor_id, metric, bucket, version) VALUES (%s, %s, %s, 1) "
-            f"ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET version = {table}.version + 1",
-            [(sensor, metric, adapt(bucket)) for sensor, metric, bucket in sorted(marks)],
-        )
+        # Multi-row statements: one round trip per thousand marks, not one per mark.
+        for start in range(0, len(ordered), 1000):
+            chunk = ordered[start : start + 1000]
+            cursor.execute(
+                f"INSERT INTO {table} (sensor_id, metric, bucket, version) VALUES "
+                + ", ".join(["(%s, %s, %s, 1)"] * len(chunk))
+                + f" ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET version = {table}.version + 1",
+                [value for sensor, metric, bucket in chunk for value in (sensor, metric, adapt(bucket))],
+            )
 
 
 def touch_sensors(sensors: Mapping[int, Sensor], inserted: Sequence[Row]) -> list[Sensor]:
@@ -407,10 +432,11 @@ def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcom
     )
     sensors = {
         s.sensor_id: s
-        for s in Sensor.objects.select_related("room").filter(
-            sensor_id__in=[w for w in wanted if isinstance(w, str)]
-        )
+        for s in Sensor.objects.select_related("room")
+        .only("sensor_id", "status", "last_seen", "expected_interval_s", "room__name")
+        .filter(sensor_id__in=[w for w in wanted if isinstance(w, str)])
     }
+
     batch = validate(items, sensors, default_sensor=default_sensor)
     rejected = batch.rejected
     points = batch.points

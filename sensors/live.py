@@ -6,6 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -23,24 +24,27 @@ def room_group(name: str) -> str:
     return f"live.room.{name}"
 
 
-def sensor_group(sensor_id: str) -> str:
-    """The group of one sensor's subscribers."""
-    return f"live.sensor.{sensor_id}"
+@dataclass(frozen=True)
+class Subscription:
+    """What a subscribe/unsubscribe message names."""
+
+    follow_all: bool
+    rooms: frozenset[str]
+    sensors: frozenset[str]
 
 
-def groups_for(message: dict[str, Any]) -> list[str]:
-    """The groups a subscribe/unsubscribe message names; ValueError when it names none."""
-    groups: list[str] = []
-    if message.get("all") is True:
-        groups.append(ALL)
-    for field, to_group in (("rooms", room_group), ("sensors", sensor_group)):
-        keys = message.get(field, [])
-        if not isinstance(keys, list) or not all(isinstance(k, str) and _KEY.match(k) for k in keys):
+def subscription(message: dict[str, Any]) -> Subscription:
+    """Parse a subscribe/unsubscribe message; ValueError when it names nothing valid."""
+    keys: dict[str, frozenset[str]] = {}
+    for field in ("rooms", "sensors"):
+        values = message.get(field, [])
+        if not isinstance(values, list) or not all(isinstance(k, str) and _KEY.match(k) for k in values):
             raise ValueError(f"'{field}' must be a list of names (letters, digits, - _ .)")
-        groups.extend(to_group(k) for k in keys)
-    if not groups:
+        keys[field] = frozenset(values)
+    follow_all = message.get("all") is True
+    if not follow_all and not keys["rooms"] and not keys["sensors"]:
         raise ValueError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
-    return groups
+    return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
 def _send(messages: list[tuple[str, dict[str, Any]]], what: str) -> None:
@@ -61,15 +65,20 @@ def _send(messages: list[tuple[str, dict[str, Any]]], what: str) -> None:
 
 
 def publish_readings(readings: list[dict[str, Any]]) -> None:
-    """Push a batch of stored readings: the whole batch to the all-group, each room's and each
-    sensor's share to its group. Messages of one batch share an id, so a client that follows
-    several matching groups gets each reading once (the consumer drops repeats)."""
+    """Push a batch of stored readings: the whole batch to the all-group, each room's share to
+    its group. Messages of one batch share an id, so a client that follows several matching
+    groups gets each reading once (the consumer drops repeats).
+
+    Sensor followers listen on the all-group and keep their sensors' readings (the consumer
+    filters): one group send per sensor would cost a Redis round trip per sensor in the batch,
+    and an import touches thousands.
+    """
     batch_id = uuid.uuid4().hex
     by_group: dict[str, list[dict[str, Any]]] = {ALL: readings}
     for reading in readings:
-        by_group.setdefault(sensor_group(reading["sensor_id"]), []).append(reading)
         if reading.get("room"):
             by_group.setdefault(room_group(reading["room"]), []).append(reading)
+
     _send(
         [
             (
@@ -82,12 +91,13 @@ def publish_readings(readings: list[dict[str, Any]]) -> None:
     )
 
 
-def publish(payload: dict[str, Any], *, rooms: Iterable[str] = (), sensors: Iterable[str] = ()) -> None:
+def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
     """Push `payload` (a dict with a "type") to everyone following it.
 
-    The message goes to the all-group and to the group of each room and sensor it concerns;
+    The message goes to the all-group and to the group of each room it concerns;
     a client in several of them gets it once (the consumer drops repeated ids).
     """
     message = {"type": "live.message", "id": uuid.uuid4().hex, "payload": payload}
-    groups = [ALL, *(room_group(r) for r in set(rooms)), *(sensor_group(s) for s in set(sensors))]
+    # Sensor followers are in the all-group; the consumer filters by the payload's sensor_id.
+    groups = [ALL, *(room_group(r) for r in set(rooms))]
     _send([(group, message) for group in groups], str(payload.get("type")))

@@ -21,7 +21,6 @@ def forward_sensor_event(
     live.publish(
         {"type": "sensor_status", "sensor_id": sensor_id, "event": event, "status": status, "room": room},
         rooms=[room] if room else [],
-        sensors=[sensor_id],
     )
 
 

@@ -142,11 +142,17 @@ def test_subscriptions_filter_what_a_client_receives(viewer: Any) -> None:
         return [subscribed, got_room, got_all, nothing_more, unsubscribed]
 
     subscribed, got_room, got_all, nothing_more, unsubscribed = run(scenario)
-    assert subscribed == {"type": "subscribed", "subscriptions": ["live.room.lab"]}
+    assert subscribed == {
+        "type": "subscribed",
+        "subscriptions": {"all": False, "rooms": ["lab"], "sensors": []},
+    }
     assert got_room == {"type": "room_metrics", "room": "lab"}
     assert [m["room"] for m in got_all] == ["office", "lab"]
     assert nothing_more is True
-    assert unsubscribed == {"type": "unsubscribed", "subscriptions": []}
+    assert unsubscribed == {
+        "type": "unsubscribed",
+        "subscriptions": {"all": False, "rooms": [], "sensors": []},
+    }
 
 
 @pytest.mark.parametrize(
@@ -245,3 +251,61 @@ def test_publish_without_redis_logs_a_warning_and_does_not_raise(
     finally:
         channel_layers.backends.clear()
     assert "live feed unavailable, room_metrics not pushed" in caplog.text
+
+
+def test_sensor_followers_get_only_their_sensors(viewer: Any) -> None:
+    headers = token_header(viewer)
+    batch = [
+        {
+            "sensor_id": "a",
+            "room": "lab",
+            "metric": "power",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "value": 1.0,
+        },
+        {
+            "sensor_id": "b",
+            "room": "lab",
+            "metric": "power",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "value": 2.0,
+        },
+        {
+            "sensor_id": "c",
+            "room": None,
+            "metric": "power",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "value": 3.0,
+        },
+        {
+            "sensor_id": "d",
+            "room": "hall",
+            "metric": "power",
+            "timestamp": "2026-11-02T10:00:00Z",
+            "value": 4.0,
+        },
+    ]
+
+    async def scenario() -> list[Any]:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "sensors": ["a", "c"], "rooms": ["lab"]})
+        await ws.receive_json_from(timeout=2)
+        await sync_to_async(live.publish_readings)(batch)
+        await sync_to_async(live.publish)({"type": "sensor_status", "sensor_id": "z", "room": None})
+        await sync_to_async(live.publish)({"type": "dr_event", "id": 1})
+        await sync_to_async(live.publish)({"type": "sensor_status", "sensor_id": "c", "room": None})
+        received = []
+        while not await ws.receive_nothing(timeout=0.5):
+            received.append(await ws.receive_json_from(timeout=1))
+        await ws.disconnect()
+        return received
+
+    received = run(scenario)
+    readings = [r["sensor_id"] for m in received if m["type"] == "reading" for r in m["readings"]]
+    # a and c by the sensor list, b by the room, each once; not d (another room).
+    assert sorted(readings) == ["a", "b", "c"]
+    # Only the followed sensor's status; DR events go to followers of everything.
+    others = [(m["type"], m.get("sensor_id")) for m in received if m["type"] != "reading"]
+    assert others == [("sensor_status", "c")]

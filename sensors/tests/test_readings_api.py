@@ -305,3 +305,11 @@ def test_room_detail_has_latest_metrics(viewer_api: APIClient) -> None:
 def test_room_list_query_count_is_constant(viewer_api: APIClient, django_assert_max_num_queries: Any) -> None:
     with django_assert_max_num_queries(4):
         assert viewer_api.get("/api/v1/rooms/").status_code == 200
+
+
+@pytest.mark.usefixtures("lab")
+def test_oversized_batch_is_refused_with_a_message(operator_api: APIClient) -> None:
+    items = readings("p1", "power", [1.0] * 10_001, step_min=0)
+    response = operator_api.post("/api/v1/readings", {"readings": items}, format="json")
+    assert response.status_code == 400
+    assert "At most 10000" in response.json()["message"]

@@ -1,0 +1,248 @@
+"""Readings/s through POST /api/v1/readings on PostgreSQL, beside raw COPY and bulk_create.
+
+Creates a fresh database (`--db`, default ed_bench on the local PostgreSQL), 1,000 sensors, and
+`--readings` readings (default 400,000) in batches of `--batch` (5,000). Then, in one run:
+
+1. the API: `manage.py run --no-worker --no-beat` (gunicorn as the product serves HTTP), two
+   client threads posting pre-encoded batches (keep-alive off, as gunicorn sync workers do);
+2. raw `COPY` of the same rows into the same (emptied) table;
+3. Django `bulk_create(ignore_conflicts=True)` of the same rows into the emptied table.
+
+Prints each rate and the ratios; targets: API >= 100,000 readings/s, >= 25% of COPY, >= 3x
+bulk_create. Loopback only; every loop is bounded by --readings.
+
+Usage: python bench/ingest_api.py [--readings 400000] [--batch 5000] [--clients 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+BASE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BASE))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", default="ed_bench")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--readings", type=int, default=400_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--sensors", type=int, default=1_000)
+    args = parser.parse_args()
+
+    import psycopg
+
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{args.db}"')
+    var = Path(tempfile.mkdtemp(prefix="ed-bench-ingest-"))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "REDIS_URL"}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        VAR_DIR=str(var),
+        DATABASE_URL=f"{args.pg}/{args.db}",
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "energy_dashboard.settings"
+    port, ws_port = free_port(), free_port()
+    log = (var / "run.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run",
+            "-v",
+            "0",
+            "--no-worker",
+            "--no-beat",
+            "--port",
+            str(port),
+            "--ws-port",
+            str(ws_port),
+        ],
+        cwd=BASE,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start; see " + str(var / "run.log")) from None
+                time.sleep(0.5)
+
+        import django
+
+        django.setup()
+        from django.contrib.auth.models import User
+        from django.db import connections
+        from rest_framework.authtoken.models import Token
+
+        from sensors import services
+        from sensors.models import Reading, Sensor
+
+        for i in range(args.sensors):
+            services.sensor_register(sensor_id=f"bench-{i:04d}", kind="power")
+        user = User.objects.create_superuser("bench", password=secrets.token_urlsafe(12))
+        token = Token.objects.create(user=user).key
+
+        pks = dict(Sensor.objects.filter(sensor_id__startswith="bench-").values_list("sensor_id", "pk"))
+
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+        per_sensor = args.readings // args.sensors
+        rows = [
+            (f"bench-{s:04d}", start + timedelta(minutes=m), float((s * 7 + m) % 500))
+            for m in range(per_sensor)
+            for s in range(args.sensors)
+        ]
+        bodies = [
+            json.dumps(
+                {
+                    "readings": [
+                        {"sensor_id": sid, "metric": "power", "timestamp": ts.isoformat(), "value": v}
+                        for sid, ts, v in rows[i : i + args.batch]
+                    ]
+                }
+            ).encode()
+            for i in range(0, len(rows), args.batch)
+        ]
+        print(
+            f"{len(rows):,} readings, {args.sensors:,} sensors, {len(bodies)} batches of {args.batch:,}, "
+            f"{args.clients} client threads, PostgreSQL database {args.db}\n"
+        )
+
+        queue = list(reversed(bodies))
+        lock = threading.Lock()
+        accepted = [0]
+        errors: list[str] = []
+
+        def client() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    body = queue.pop()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                conn.request(
+                    "POST",
+                    "/api/v1/readings",
+                    body=body,
+                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+                )
+                response = conn.getresponse()
+                payload = json.loads(response.read())
+                conn.close()
+                with lock:
+                    if response.status != 201:
+                        errors.append(f"{response.status}: {str(payload)[:200]}")
+                    accepted[0] += payload.get("accepted", 0)
+
+        t = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        api_s = time.perf_counter() - t
+        if errors:
+            raise SystemExit(f"API errors: {errors[:3]}")
+        api_rate = accepted[0] / api_s
+        stored = Reading.objects.filter(sensor__sensor_id__startswith="bench-").count()
+        print(
+            f"API  POST /api/v1/readings : {accepted[0]:,} accepted ({stored:,} stored) in {api_s:.2f} s"
+            f" = {api_rate:,.0f} readings/s"
+        )
+
+        table = Reading._meta.db_table
+        copy_rows = [(pks[sid], "power", ts, v, False) for sid, ts, v in rows]
+        connection = connections["sensors"]
+
+        def truncate() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute(f"TRUNCATE {table}")
+
+        truncate()
+        t = time.perf_counter()
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {table} (sensor_id, metric, timestamp, value, estimated) FROM STDIN") as copy,
+        ):
+            for row in copy_rows:
+                copy.write_row(row)
+        copy_s = time.perf_counter() - t
+        copy_rate = len(copy_rows) / copy_s
+        print(
+            f"raw COPY (same rows, table) : {len(copy_rows):,} in {copy_s:.2f} s = {copy_rate:,.0f} readings/s"
+        )
+
+        truncate()
+        t = time.perf_counter()
+        Reading.objects.bulk_create(
+            [
+                Reading(sensor_id=p, metric=m, timestamp=ts, value=v, estimated=e)
+                for p, m, ts, v, e in copy_rows
+            ],
+            batch_size=args.batch,
+            ignore_conflicts=True,
+        )
+        bulk_s = time.perf_counter() - t
+        bulk_rate = len(copy_rows) / bulk_s
+        print(
+            f"Django bulk_create          : {len(copy_rows):,} in {bulk_s:.2f} s = {bulk_rate:,.0f} readings/s"
+        )
+        truncate()
+
+        print()
+        checks = [
+            ("API readings/s >= 100,000", api_rate >= 100_000, f"{api_rate:,.0f}"),
+            ("API / raw COPY >= 0.25", api_rate / copy_rate >= 0.25, f"{api_rate / copy_rate:.2f}"),
+            ("API / bulk_create >= 3.0", api_rate / bulk_rate >= 3.0, f"{api_rate / bulk_rate:.2f}"),
+        ]
+        for name, ok, value in checks:
+            print(f"{name:28} {value:>10}  {'PASS' if ok else 'BELOW TARGET'}")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
