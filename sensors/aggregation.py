@@ -158,19 +158,17 @@ def _runs(buckets: list[datetime], step_s: int) -> list[tuple[datetime, datetime
 
 
 def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
-    """Recompute what the oldest `limit` dirty marks point at, then clear the marks that did
-    not change meanwhile (a reading that arrived during the run keeps its mark for next time).
+    """Recompute what the oldest `limit` dirty marks point at, then delete exactly those marks
+    (a reading that arrived during the run has its own, newer mark for the next run).
     """
     marks = list(
-        DirtyBucket.objects.order_by("bucket").values_list("id", "sensor_id", "metric", "bucket", "version")[
-            :limit
-        ]
+        DirtyBucket.objects.order_by("id").values_list("id", "sensor_id", "metric", "bucket")[:limit]
     )
     if not marks:
         return Recomputed(0, 0, set())
     tz = building_tz()
     by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
-    for _, sensor_id, metric, bucket, _ in marks:
+    for _, sensor_id, metric, bucket in marks:
         sensors, metrics = by_day[bucket.astimezone(tz).date()]
         sensors.add(sensor_id)
         metrics.add(metric)
@@ -178,18 +176,19 @@ def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
         Sensor.objects.filter(id__in={m[1] for m in marks}, room__isnull=False).values_list("id", "room_id")
     )
     windows: dict[int, set[datetime]] = defaultdict(set)
-    for _, sensor_id, _, bucket, _ in marks:
+    for _, sensor_id, _, bucket in marks:
         if sensor_id in rooms_of:
             windows[rooms_of[sensor_id]].add(bucket)
     with transaction.atomic(using=DB):
         for day, (sensors, metrics) in sorted(by_day.items()):
             _recompute_day(day, sorted(sensors), sorted(metrics))
         _recompute_rooms(windows)
-        with connections[DB].cursor() as cursor:
-            cursor.executemany(
-                f"DELETE FROM {DirtyBucket._meta.db_table} WHERE id = %s AND version = %s",
-                [(mark_id, version) for mark_id, _, _, _, version in marks],
-            )
+        # Exactly the marks read, by id (not by range: a transaction still open when we read may
+        # commit a lower id later; its mark must stay). Chunks keep SQLite under its variable limit.
+        ids = [m[0] for m in marks]
+        for start in range(0, len(ids), 10_000):
+            DirtyBucket.objects.filter(id__in=ids[start : start + 10_000])._raw_delete(DB)
+
     logger.info(
         "recomputed %d day(s) from %d dirty window(s), %d room(s)", len(by_day), len(marks), len(windows)
     )
@@ -205,10 +204,10 @@ def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] 
     table = DirtyBucket._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (sensor_id, metric, bucket, version) "
-            f"SELECT DISTINCT sensor_id, metric, {bucket5}, 1 FROM {Reading._meta.db_table} "
-            f"WHERE timestamp >= %s AND timestamp < %s{scope} "
-            f"ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET version = {table}.version + 1",
+            f"INSERT INTO {table} (sensor_id, metric, bucket) "
+            f"SELECT DISTINCT sensor_id, metric, {bucket5} FROM {Reading._meta.db_table} "
+            f"WHERE timestamp >= %s AND timestamp < %s{scope}",
             [adapt(since), adapt(until), *(sensor_pks or [])],
         )
+
         return int(cursor.rowcount)

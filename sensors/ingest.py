@@ -364,54 +364,67 @@ def _micros(moment: datetime) -> int:
 
 
 def mark_dirty(inserted: Iterable[Row]) -> None:
-    """Mark the 5-minute windows the new rows fall in, bumping the version of existing marks."""
+    """Mark the 5-minute windows the new rows fall in (append-only; see DirtyBucket)."""
     marks = {(row[0], row[1], _floor(row[2], DIRTY_WINDOW_S)) for row in inserted}
     if not marks:
         return
     connection = connections[DB]
     table = DirtyBucket._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
-    ordered = sorted(marks)  # one lock order for every writer: no deadlocks between batches
+    ordered = sorted(marks)
     with connection.cursor() as cursor:
         # Multi-row statements: one round trip per thousand marks, not one per mark.
         for start in range(0, len(ordered), 1000):
             chunk = ordered[start : start + 1000]
             cursor.execute(
-                f"INSERT INTO {table} (sensor_id, metric, bucket, version) VALUES "
-                + ", ".join(["(%s, %s, %s, 1)"] * len(chunk))
-                + f" ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET version = {table}.version + 1",
+                f"INSERT INTO {table} (sensor_id, metric, bucket) VALUES "
+                + ", ".join(["(%s, %s, %s)"] * len(chunk)),
                 [value for sensor, metric, bucket in chunk for value in (sensor, metric, adapt(bucket))],
             )
 
 
 def touch_sensors(sensors: Mapping[int, Sensor], inserted: Sequence[Row]) -> list[Sensor]:
-    """Move each sensor's last_seen forward; stale sensors with new data become active again.
+    """Move each sensor's last_seen forward; stale sensors with fresh data become active again.
 
-    Returns the sensors that recovered.
+    Meant to run after the readings committed, in a short transaction of its own: concurrent
+    batches of the same sensors then never queue behind each other's row locks for the whole
+    ingest. Returns the sensors that recovered.
     """
     latest: dict[int, datetime] = {}
     for row in inserted:
         if row[0] not in latest or row[2] > latest[row[0]]:
             latest[row[0]] = row[2]
-    changed: list[Sensor] = []
+    moving = sorted(
+        (pk, moment)
+        for pk, moment in latest.items()
+        if sensors[pk].last_seen is None or moment > sensors[pk].last_seen
+    )
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    table = Sensor._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(moving), 1000):
+            chunk = moving[start : start + 1000]
+            # One statement per thousand sensors; "only forward" is checked by the database.
+            values = " UNION ALL ".join(["SELECT %s AS id, %s AS ts"] * len(chunk))
+            cursor.execute(
+                f"UPDATE {table} SET last_seen = v.ts FROM ({values}) AS v "
+                f"WHERE {table}.id = v.id AND ({table}.last_seen IS NULL OR {table}.last_seen < v.ts)",
+                [value for pk, moment in chunk for value in (pk, adapt(moment))],
+            )
+    now = timezone.now()
     recovered: list[Sensor] = []
     for pk, moment in latest.items():
         sensor = sensors[pk]
-        dirty = False
-        if sensor.last_seen is None or moment > sensor.last_seen:
-            sensor.last_seen = moment
-            dirty = True
-        fresh = timezone.now() - moment < timedelta(
-            seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR
-        )
-        if sensor.status == Sensor.Status.STALE and fresh:
+        fresh = now - moment < timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
+        # Compare-and-swap: only a sensor still marked stale recovers, and only once.
+        if (
+            sensor.status == Sensor.Status.STALE
+            and fresh
+            and Sensor.objects.filter(pk=pk, status=Sensor.Status.STALE).update(status=Sensor.Status.ACTIVE)
+        ):
             sensor.status = Sensor.Status.ACTIVE
             recovered.append(sensor)
-            dirty = True
-        if dirty:
-            changed.append(sensor)
-    if changed:
-        Sensor.objects.bulk_update(changed, ["last_seen", "status"])
     return recovered
 
 
@@ -421,7 +434,6 @@ class Outcome:
 
     result: IngestResult
     inserted: list[Row]
-    recovered: list[Sensor]
     sensors: dict[int, Sensor]
 
 
@@ -448,7 +460,6 @@ def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcom
     written = write(unique)
     by_pk = {s.pk: s for s in sensors.values()}
     mark_dirty(written.inserted)
-    recovered = touch_sensors(by_pk, written.inserted)
     stored_conflicts = written.conflicts
     result: IngestResult = {
         "accepted": len(written.inserted) + counter_bases,
@@ -456,4 +467,4 @@ def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcom
         "conflicts": conflicts + stored_conflicts,
         "rejected": sorted(rejected, key=lambda r: r["index"]),
     }
-    return Outcome(result, written.inserted, recovered, by_pk)
+    return Outcome(result, written.inserted, by_pk)

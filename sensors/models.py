@@ -161,20 +161,15 @@ class RoomMetrics(models.Model):
 class DirtyBucket(models.Model):
     """A 5-minute window of one sensor's metric whose aggregates must be recomputed.
 
-    Written in the same transaction as the readings; `version` grows on every new mark, so
-    the aggregation job deletes a mark only if nothing arrived while it was computing
-    (compare-and-swap), and late data is never lost.
+    Written in the same transaction as the readings, append-only: concurrent ingests never
+    wait on each other's marks. The aggregation job reads marks up to an id and deletes
+    exactly those, so a mark written while it computes stays for its next run (late data is
+    never lost); repeated marks of one window are recomputed once.
     """
 
     sensor = models.ForeignKey(Sensor, on_delete=models.CASCADE, related_name="+", db_index=False)
     metric = models.CharField(max_length=16, choices=Metric.choices)
     bucket = models.DateTimeField()
-    version = models.PositiveIntegerField(default=1)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["sensor", "metric", "bucket"], name="dirty_unique_bucket")
-        ]
 
     def __str__(self) -> str:
-        return f"{self.sensor_id} {self.metric} {self.bucket:%Y-%m-%dT%H:%M} v{self.version}"
+        return f"{self.sensor_id} {self.metric} {self.bucket:%Y-%m-%dT%H:%M}"

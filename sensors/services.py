@@ -167,8 +167,10 @@ def readings_ingest(
                     for pk, metric, moment, value, estimated in outcome.inserted
                 ],
             )
-        for sensor in outcome.recovered:
-            _sensor_event(sensor, "recovered")
+    if outcome.inserted:
+        with transaction.atomic(using=DB):
+            for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+                _sensor_event(sensor, "recovered")
     return outcome.result
 
 
