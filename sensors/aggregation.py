@@ -38,7 +38,7 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _bucket_sql(vendor: str, column: str, seconds: int) -> str:
+def bucket_sql(vendor: str, column: str, seconds: int) -> str:
     if vendor == "postgresql":
         return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
     # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC text, as Django writes them.
@@ -78,7 +78,7 @@ def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None
             f"AND bucket < %s AND {scope}",
             params,
         )
-        bucket15 = _bucket_sql(vendor, "timestamp", 900)
+        bucket15 = bucket_sql(vendor, "timestamp", 900)
         cursor.execute(
             f"INSERT INTO {rollup} (sensor_id, metric, resolution, bucket, count, sum, min, max, mean) "
             f"SELECT sensor_id, metric, '15m', {bucket15}, count(*), sum(value), min(value), max(value), "
@@ -86,7 +86,7 @@ def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None
             f"GROUP BY sensor_id, metric, {bucket15} {upsert}",
             params,
         )
-        bucket60 = _bucket_sql(vendor, "bucket", 3600)
+        bucket60 = bucket_sql(vendor, "bucket", 3600)
         cursor.execute(
             f"INSERT INTO {rollup} (sensor_id, metric, resolution, bucket, count, sum, min, max, mean) "
             f"SELECT sensor_id, metric, '1h', {bucket60}, sum(count), sum(sum), min(min), max(max), "
@@ -114,7 +114,7 @@ def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
         Sensor._meta.db_table,
         RoomMetrics._meta.db_table,
     )
-    bucket5 = _bucket_sql(vendor, "r.timestamp", 300)
+    bucket5 = bucket_sql(vendor, "r.timestamp", 300)
     now = adapt(timezone.now())
     for room_id, buckets in windows.items():
         for start in _runs(sorted(buckets), 300):
@@ -199,7 +199,7 @@ def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] 
     """Mark every 5-minute window with readings in [since, until) dirty (backfills, repairs)."""
     connection = connections[DB]
     adapt = connection.ops.adapt_datetimefield_value
-    bucket5 = _bucket_sql(connection.vendor, "timestamp", 300)
+    bucket5 = bucket_sql(connection.vendor, "timestamp", 300)
     scope = f" AND sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
     table = DirtyBucket._meta.db_table
     with connection.cursor() as cursor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from sensors.aggregation import bucket_sql
 from sensors.models import CounterState, DirtyBucket, Metric, Reading, Sensor
 
 DB = "sensors"
@@ -70,7 +71,7 @@ class IngestResult(TypedDict):
     rejected: list[Rejection]
 
 
-@dataclass
+@dataclass(slots=True)
 class Point:
     """A validated point in canonical units, ready to store."""
 
@@ -281,11 +282,6 @@ class Written:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _floor(moment: datetime, seconds: int) -> datetime:
-    epoch = int(moment.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
-
-
 def write(points: list[Point]) -> Written:
     """Insert new points in bulk; existing points are kept and differing values counted.
 
@@ -304,6 +300,9 @@ def write(points: list[Point]) -> Written:
                 f"CREATE TEMP TABLE IF NOT EXISTS {staging} (sensor_id bigint, metric varchar(16), "
                 "timestamp timestamptz, value double precision, estimated boolean) ON COMMIT DELETE ROWS"
             )
+            # Emptied by each commit, but a caller's outer transaction may hold several batches.
+            cursor.execute(f"DELETE FROM {staging}")
+
             with cursor.copy(
                 f"COPY {staging} (sensor_id, metric, timestamp, value, estimated) FROM STDIN"
             ) as copy:
@@ -335,13 +334,22 @@ def write(points: list[Point]) -> Written:
             f"RETURNING sensor_id, metric, {returned}"
         )
         rows = cursor.fetchall()
+        if rows:
+            # Mark the 5-minute windows for the aggregation job, in the same transaction and
+            # without shipping the rows back: staged repeats mark a window twice, which only
+            # costs the job a recomputation it does anyway.
+            bucket = bucket_sql(vendor, "timestamp", DIRTY_WINDOW_S)
+            cursor.execute(
+                f"INSERT INTO {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) "
+                f"SELECT DISTINCT sensor_id, metric, {bucket} FROM {staging} WHERE true",
+                [],
+            )
         cursor.execute(
             f"SELECT count(*) FROM {staging} s JOIN {reading} r ON r.sensor_id = s.sensor_id "
             "AND r.metric = s.metric AND r.timestamp = s.timestamp WHERE r.value <> s.value"
         )
         conflicts = int(cursor.fetchone()[0])
-        if vendor != "postgresql":
-            cursor.execute(f"DELETE FROM {staging}")
+        cursor.execute(f"DELETE FROM {staging}")
     if vendor == "postgresql":
         by_key = {(p.sensor.pk, p.metric, _micros(p.timestamp)): p for p in points}
     else:
@@ -361,26 +369,6 @@ def write(points: list[Point]) -> Written:
 def _micros(moment: datetime) -> int:
     delta = moment - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def mark_dirty(inserted: Iterable[Row]) -> None:
-    """Mark the 5-minute windows the new rows fall in (append-only; see DirtyBucket)."""
-    marks = {(row[0], row[1], _floor(row[2], DIRTY_WINDOW_S)) for row in inserted}
-    if not marks:
-        return
-    connection = connections[DB]
-    table = DirtyBucket._meta.db_table
-    adapt = connection.ops.adapt_datetimefield_value
-    ordered = sorted(marks)
-    with connection.cursor() as cursor:
-        # Multi-row statements: one round trip per thousand marks, not one per mark.
-        for start in range(0, len(ordered), 1000):
-            chunk = ordered[start : start + 1000]
-            cursor.execute(
-                f"INSERT INTO {table} (sensor_id, metric, bucket) VALUES "
-                + ", ".join(["(%s, %s, %s)"] * len(chunk)),
-                [value for sensor, metric, bucket in chunk for value in (sensor, metric, adapt(bucket))],
-            )
 
 
 def touch_sensors(sensors: Mapping[int, Sensor], inserted: Sequence[Row]) -> list[Sensor]:
@@ -459,7 +447,6 @@ def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcom
     unique, duplicates, conflicts = dedupe(points)
     written = write(unique)
     by_pk = {s.pk: s for s in sensors.values()}
-    mark_dirty(written.inserted)
     stored_conflicts = written.conflicts
     result: IngestResult = {
         "accepted": len(written.inserted) + counter_bases,

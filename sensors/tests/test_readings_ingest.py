@@ -237,3 +237,17 @@ def test_stale_sensor_recovers_when_data_returns(django_capture_on_commit_callba
 def test_estimated_quality_is_kept() -> None:
     services.readings_ingest(readings=[point(quality="estimated")])
     assert Reading.objects.get().estimated is True
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_batches_inside_one_outer_transaction_do_not_see_each_other_staged_rows() -> None:
+    from django.db import transaction
+
+    from sensors.models import DirtyBucket
+
+    with transaction.atomic(using="sensors"):
+        first = services.readings_ingest(readings=[point(at=T0)])
+        second = services.readings_ingest(readings=[point(at=T0 + timedelta(hours=1))])
+    assert (first["accepted"], second["accepted"], second["duplicates"]) == (1, 1, 0)
+    # One mark per batch's window, not the first batch's again.
+    assert DirtyBucket.objects.count() == 2
