@@ -23,6 +23,9 @@ from sensors.models import DirtyBucket, Reading, Rollup, RoomMetrics, Sensor
 
 logger = logging.getLogger(__name__)
 DB = "sensors"
+# Dirty marks cover an hour of one sensor's metric: one mark per hour of a 1-minute stream
+# instead of sixty; the job then recomputes that hour's twelve 5-minute room windows.
+MARK_WINDOW_S = 3600
 
 
 def building_tz() -> ZoneInfo:
@@ -105,7 +108,7 @@ def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None
 
 
 def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
-    """Room metrics of each room's dirty 5-minute windows, with the rooms' current sensors."""
+    """Room metrics of the 5-minute windows of each room's dirty hours, with the rooms' current sensors."""
     connection = connections[DB]
     vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value
@@ -117,9 +120,8 @@ def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
     bucket5 = bucket_sql(vendor, "r.timestamp", 300)
     now = adapt(timezone.now())
     for room_id, buckets in windows.items():
-        for start in _runs(sorted(buckets), 300):
-            first, last = start
-            params = [room_id, adapt(first), adapt(last + timedelta(seconds=300))]
+        for first, last in _runs(sorted(buckets), MARK_WINDOW_S):
+            params = [room_id, adapt(first), adapt(last + timedelta(seconds=MARK_WINDOW_S))]
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"DELETE FROM {room_metrics} WHERE room_id = %s AND bucket >= %s AND bucket < %s", params
@@ -196,10 +198,10 @@ def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
 
 
 def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] | None = None) -> int:
-    """Mark every 5-minute window with readings in [since, until) dirty (backfills, repairs)."""
+    """Mark every hour with readings in [since, until) dirty (backfills, repairs)."""
     connection = connections[DB]
     adapt = connection.ops.adapt_datetimefield_value
-    bucket5 = bucket_sql(connection.vendor, "timestamp", 300)
+    bucket5 = bucket_sql(connection.vendor, "timestamp", MARK_WINDOW_S)
     scope = f" AND sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
     table = DirtyBucket._meta.db_table
     with connection.cursor() as cursor:

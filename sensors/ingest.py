@@ -16,12 +16,11 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from sensors.aggregation import bucket_sql
+from sensors.aggregation import MARK_WINDOW_S, bucket_sql
 from sensors.models import CounterState, DirtyBucket, Metric, Reading, Sensor
 
 DB = "sensors"
 FUTURE_SKEW = timedelta(minutes=5)
-DIRTY_WINDOW_S = 300
 
 # Canonical unit per metric, the units accepted for it and the factor to the canonical one.
 UNITS: dict[str, dict[str, Any]] = {
@@ -335,10 +334,10 @@ def write(points: list[Point]) -> Written:
         )
         rows = cursor.fetchall()
         if rows:
-            # Mark the 5-minute windows for the aggregation job, in the same transaction and
+            # Mark the hours (MARK_WINDOW_S) for the aggregation job, in the same transaction and
             # without shipping the rows back: staged repeats mark a window twice, which only
             # costs the job a recomputation it does anyway.
-            bucket = bucket_sql(vendor, "timestamp", DIRTY_WINDOW_S)
+            bucket = bucket_sql(vendor, "timestamp", MARK_WINDOW_S)
             cursor.execute(
                 f"INSERT INTO {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) "
                 f"SELECT DISTINCT sensor_id, metric, {bucket} FROM {staging} WHERE true",

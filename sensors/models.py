@@ -159,7 +159,7 @@ class RoomMetrics(models.Model):
 
 
 class DirtyBucket(models.Model):
-    """A 5-minute window of one sensor's metric whose aggregates must be recomputed.
+    """An hour of one sensor's metric whose aggregates must be recomputed.
 
     Written in the same transaction as the readings, append-only: concurrent ingests never
     wait on each other's marks. The aggregation job reads marks up to an id and deletes
