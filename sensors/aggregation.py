@@ -120,7 +120,10 @@ def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
     bucket5 = bucket_sql(vendor, "r.timestamp", 300)
     now = adapt(timezone.now())
     for room_id, buckets in windows.items():
-        for first, last in _runs(sorted(buckets), MARK_WINDOW_S):
+        # Nearby marked hours are recomputed in one query (the hours between are recomputed
+        # too, which changes nothing): a sparse stream does not cost one query per hour.
+        for first, last in _runs(sorted(buckets), 6 * 3600):
+
             params = [room_id, adapt(first), adapt(last + timedelta(seconds=MARK_WINDOW_S))]
             with connection.cursor() as cursor:
                 cursor.execute(
