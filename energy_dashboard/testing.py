@@ -82,6 +82,15 @@ if not os.environ.get("REDIS_URL"):
 atexit.register(_cleanup)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def database_url(settings_dict: dict[str, Any]) -> str:
     """A URL for the database a connection's settings name (the test database, in tests)."""
     engine = settings_dict["ENGINE"]

@@ -123,7 +123,6 @@ def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
         # Nearby marked hours are recomputed in one query (the hours between are recomputed
         # too, which changes nothing): a sparse stream does not cost one query per hour.
         for first, last in _runs(sorted(buckets), 6 * 3600):
-
             params = [room_id, adapt(first), adapt(last + timedelta(seconds=MARK_WINDOW_S))]
             with connection.cursor() as cursor:
                 cursor.execute(

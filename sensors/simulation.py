@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sensors.aggregation import building_tz
+from sensors.analytics import DEFAULT_METRIC
 from sensors.models import Metric, Sensor
 
 
@@ -55,14 +56,8 @@ def value_for(sensor: Sensor, metric: str, moment: datetime, interval_s: float, 
     raise ValueError(metric)
 
 
-SIMULATED = {
-    Sensor.Kind.ENERGY_METER: Metric.ENERGY,
-    Sensor.Kind.POWER: Metric.POWER,
-    Sensor.Kind.CO2: Metric.CO2,
-    Sensor.Kind.TEMPERATURE: Metric.TEMPERATURE,
-    Sensor.Kind.HUMIDITY: Metric.HUMIDITY,
-    Sensor.Kind.OCCUPANCY: Metric.OCCUPANCY,
-}
+# Each kind of sensor reports the metric the API shows for it by default.
+SIMULATED = DEFAULT_METRIC
 
 
 def batch(

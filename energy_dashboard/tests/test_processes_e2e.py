@@ -18,7 +18,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from energy_dashboard import heartbeats
 from energy_dashboard.supervisor import descendants
-from energy_dashboard.testing import subprocess_env
+from energy_dashboard.testing import free_port, subprocess_env
 
 BASE = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -78,12 +78,6 @@ def test_beat_schedules_a_periodic_task_that_a_real_worker_runs(
     assert heartbeats.beat_last_tick() is not None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     env.update(
@@ -108,7 +102,7 @@ def _get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any
 
 
 def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> None:
-    port, ws_port = _free_port(), _free_port()
+    port, ws_port = free_port(), free_port()
     log = (tmp_path / "run.log").open("wb")
     run = subprocess.Popen(
         [
@@ -164,7 +158,7 @@ def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> 
 
         # A second run on the same port fails at once, clearly, and leaves the first alone.
         second = subprocess.run(
-            [sys.executable, "manage.py", "run", "--port", str(port), "--ws-port", str(_free_port())],
+            [sys.executable, "manage.py", "run", "--port", str(port), "--ws-port", str(free_port())],
             cwd=BASE,
             env=_run_env(tmp_path),
             capture_output=True,
@@ -208,7 +202,7 @@ def test_run_refuses_a_port_in_use_before_starting_anything(tmp_path: Path) -> N
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "manage.py", "run", "--port", str(port), "--ws-port", str(_free_port())],
+            [sys.executable, "manage.py", "run", "--port", str(port), "--ws-port", str(free_port())],
             cwd=BASE,
             env=_run_env(tmp_path),
             capture_output=True,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,16 +13,10 @@ import websockets
 from rest_framework.authtoken.models import Token
 
 from energy_dashboard.celery import app
-from energy_dashboard.testing import subprocess_env
+from energy_dashboard.testing import free_port, subprocess_env
 from sensors import services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases="__all__")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_readings_ingested_by_a_worker_reach_a_browser_on_daphne(start_process: Any, viewer: Any) -> None:
@@ -33,7 +26,7 @@ def test_readings_ingested_by_a_worker_reach_a_browser_on_daphne(start_process: 
     token = Token.objects.create(user=viewer).key
 
     env = subprocess_env()
-    port = _free_port()
+    port = free_port()
     daphne = start_process(
         "daphne",
         "-m",
