@@ -92,6 +92,15 @@ def _run_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (the state follows the parenthesised name)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def _get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
@@ -183,11 +192,7 @@ def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> 
         run.send_signal(signal.SIGTERM)
         assert run.wait(60) == 0
         time.sleep(0.5)
-        alive = {
-            p
-            for p in tree
-            if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]
-        }
+        alive = {p for p in tree if _running(p)}
         assert not alive, f"orphans left: {alive}"
         assert "Stopped." in (tmp_path / "run.log").read_text()
     finally:
