@@ -167,8 +167,8 @@ def readings_ingest(
                     for pk, metric, moment, value, estimated in outcome.inserted
                 ],
             )
-    if outcome.inserted:
-        with transaction.atomic(using=DB):
+            # Last, so the sensors' rows are locked only for the commit: concurrent batches
+            # of the same sensors do not queue behind each other's whole ingest.
             for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
                 _sensor_event(sensor, "recovered")
     return outcome.result
