@@ -1,0 +1,247 @@
+"""Latency of the live feed: readings POSTed to the API until WebSocket clients receive them.
+
+Starts `manage.py run --no-beat` on a fresh PostgreSQL database (`--db`, default
+ed_bench_live), registers `--sensors` sensors, connects `--clients` WebSocket clients to
+daphne (each subscribed to everything), then posts `--rate` readings/s in batches of
+`--batch` for `--seconds`. Each batch carries its sequence number in its values; clients note
+when each batch arrives. Prints p50/p99 from POST to receipt, messages delivered/s, and
+batches lost per client (clients that keep up must lose none). Targets: p99 < 100 ms,
+nothing lost. Loopback only; bounded by --seconds.
+
+Usage: python bench/live.py [--clients 100] [--rate 1000] [--batch 100] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+BASE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BASE))
+FIRST_VALUE = re.compile(r'"value":\s*([0-9.]+)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", default="ed_bench_live")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=1000, help="readings per second")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--sensors", type=int, default=100)
+    args = parser.parse_args()
+
+    import psycopg
+
+    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{args.db}"')
+    var = Path(tempfile.mkdtemp(prefix="ed-bench-live-"))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "REDIS_URL"}
+    env.update(
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        SECURE_SSL_REDIRECT="false",
+        VAR_DIR=str(var),
+        DATABASE_URL=f"{args.pg}/{args.db}",
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "energy_dashboard.settings"
+    port, ws_port = free_port(), free_port()
+    log = (var / "run.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "run",
+            "-v",
+            "0",
+            "--no-beat",
+            "--port",
+            str(port),
+            "--ws-port",
+            str(ws_port),
+        ],
+        cwd=BASE,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start; see " + str(var / "run.log")) from None
+                time.sleep(0.5)
+        os.environ["REDIS_URL"] = f"unix://{var / 'redis' / 'redis.sock'}"
+
+        import django
+
+        django.setup()
+        import websockets
+        from django.contrib.auth.models import User
+        from rest_framework.authtoken.models import Token
+
+        from sensors import services
+
+        for i in range(args.sensors):
+            services.sensor_register(sensor_id=f"live-{i:04d}", kind="power")
+        user = User.objects.create_superuser("bench", password=secrets.token_urlsafe(12))
+        token = Token.objects.create(user=user).key
+
+        batches = int(args.seconds * args.rate / args.batch)
+        interval = args.batch / args.rate
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+        bodies = []
+        for seq in range(batches):
+            bodies.append(
+                json.dumps(
+                    {
+                        "readings": [
+                            {
+                                "sensor_id": f"live-{(seq * args.batch + k) % args.sensors:04d}",
+                                "metric": "power",
+                                "timestamp": (
+                                    start + timedelta(milliseconds=seq * args.batch + k)
+                                ).isoformat(),
+                                "value": float(seq),
+                            }
+                            for k in range(args.batch)
+                        ]
+                    }
+                ).encode()
+            )
+        sent_at: dict[int, float] = {}
+
+        def produce() -> None:
+            t0 = time.perf_counter()
+            for seq, body in enumerate(bodies):
+                delay = t0 + seq * interval - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                sent_at[seq] = time.perf_counter()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request(
+                    "POST",
+                    "/api/v1/readings",
+                    body=body,
+                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+                )
+                conn.getresponse().read()
+                conn.close()
+
+        received: list[dict[int, float]] = [{} for _ in range(args.clients)]
+        messages = [0]
+
+        async def client(index: int, ready: asyncio.Event, connected: list[int], stop: asyncio.Event) -> None:
+            async with websockets.connect(
+                f"ws://127.0.0.1:{ws_port}/api/v1/ws",
+                additional_headers={"Authorization": f"Token {token}"},
+                max_size=None,
+                open_timeout=60,
+            ) as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "subscribe", "all": True}))
+                await ws.recv()
+                connected[0] += 1
+                if connected[0] == args.clients:
+                    ready.set()
+                while not stop.is_set():
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                    except TimeoutError:
+                        continue
+                    now = time.perf_counter()
+                    match = FIRST_VALUE.search(raw[:400] if isinstance(raw, str) else raw[:400].decode())
+                    if match and '"type": "reading"' in raw[:40]:
+                        received[index].setdefault(int(float(match.group(1))), now)
+                        messages[0] += 1
+
+        async def run() -> float:
+            ready, stop = asyncio.Event(), asyncio.Event()
+            connected = [0]
+            tasks = [asyncio.create_task(client(i, ready, connected, stop)) for i in range(args.clients)]
+            await asyncio.wait_for(ready.wait(), timeout=120)
+            t = time.perf_counter()
+            await asyncio.to_thread(produce)
+            await asyncio.sleep(5)  # stragglers
+            elapsed = time.perf_counter() - t
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return elapsed
+
+        elapsed = asyncio.run(run())
+        latencies = [
+            (at - sent_at[seq]) * 1000 for per in received for seq, at in per.items() if seq in sent_at
+        ]
+        lost = [batches - len(per) for per in received]
+        print(
+            f"{args.clients} clients, {args.rate} readings/s in batches of {args.batch}, {batches} batches "
+            f"over {args.seconds:.0f} s, PostgreSQL, embedded Redis, daphne\n"
+        )
+        if latencies:
+            print(
+                f"POST -> receipt: p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms,"
+                f" max {max(latencies):.1f} ms"
+            )
+        print(f"messages delivered: {messages[0]:,} ({messages[0] / elapsed:,.0f}/s)")
+        print(f"batches lost per client: max {max(lost)}, total {sum(lost)} of {batches * args.clients}")
+        p99 = percentile(latencies, 0.99) if latencies else float("inf")
+        print(
+            f"\np99 < 100 ms: {'PASS' if p99 < 100 else 'BELOW TARGET'}; "
+            f"nothing lost: {'PASS' if sum(lost) == 0 else 'BELOW TARGET'}"
+        )
+    except BaseException:
+        log.flush()
+        print("server log (tail):\n" + (var / "run.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+        shutil.rmtree(var, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    threading.excepthook = lambda hook: print(f"producer failed: {hook.exc_value}", file=sys.stderr)
+    main()
