@@ -203,10 +203,18 @@ CACHES = {
         },
     }
 }
+CHANNEL_LAYER_MAX_CONNECTIONS = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=2000)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "ed:asgi", "capacity": 500},
+        "CONFIG": {
+            # redis-py's asyncio pool allows 100 connections and then raises instead of
+            # waiting: 100 browsers connecting at once (each group_add takes one) closed
+            # sockets with 1011 (bench/live.py).
+            "hosts": [{"address": REDIS_URL, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}],
+            "prefix": "ed:asgi",
+            "capacity": 500,
+        },
     }
 }
 
