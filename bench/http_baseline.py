@@ -16,43 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-BASE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import free_port, running_product, stop, wait_http
+
 TARGET_RATIO = 0.80
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float, ok: tuple[int, ...] = (200,)) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:  # loopback only
-                if r.status in ok:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code in ok:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
 def wrk(url: str, token: str | None, duration: int, connections: int) -> dict[str, float]:
@@ -86,130 +61,87 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: run `make bench-deps`")
 
-    var = Path(tempfile.mkdtemp(prefix="ed-bench-"))
     password = secrets.token_urlsafe(12)
-    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "REDIS_URL"}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        VAR_DIR=str(var),
-        DEMO_PASSWORD=password,
-        LOG_LEVEL="WARNING",
+    with running_product("--demo", ready_path="/health", DEMO_PASSWORD=password) as product:
+        port, ws_port, ref_port = product.port, product.ws_port, free_port()
+        reference = product.start(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "energy_dashboard.wsgi:application",
+                "--workers",
+                "2",
+                "--worker-class",
+                "sync",
+                "--bind",
+                f"127.0.0.1:{ref_port}",
+                "--log-level",
+                "warning",
+            ]
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{ref_port}/health", 60)
+            token = login(port, "operator", password)
+            measure(args, port, ref_port, ws_port, token)
+        finally:
+            stop(reference)
+
+
+def login(port: int, username: str, password: str) -> str:
+    """The API token of a user, from the token endpoint."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/auth/token/",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
     )
-    port, ws_port, ref_port = free_port(), free_port(), free_port()
-    processes: list[subprocess.Popen[bytes]] = []
-    log = (var / "run.log").open("wb")
-    try:
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "manage.py",
-                    "run",
-                    "--demo",
-                    "-v",
-                    "0",
-                    "--port",
-                    str(port),
-                    "--ws-port",
-                    str(ws_port),
-                ],
-                cwd=BASE,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        wait_http(f"http://127.0.0.1:{port}/health", 120)
-        ref_env = dict(env, REDIS_URL=f"unix://{var / 'redis' / 'redis.sock'}")
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "energy_dashboard.wsgi:application",
-                    "--workers",
-                    "2",
-                    "--worker-class",
-                    "sync",
-                    "--bind",
-                    f"127.0.0.1:{ref_port}",
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=BASE,
-                env=ref_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-        wait_http(f"http://127.0.0.1:{ref_port}/health", 60)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/auth/token/",
-            data=json.dumps({"username": "operator", "password": password}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as r:
-            token = json.loads(r.read())["token"]
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return str(json.loads(r.read())["token"])
 
-        servers = {
-            "product (as `manage.py run` serves HTTP)": port,
-            "reference (gunicorn, 2 sync workers)": ref_port,
-            "daphne (ASGI, for context)": ws_port,
-        }
-        endpoints = {"/health": None, "/api/v1/sensors/": token}
-        results: dict[tuple[str, str], dict[str, float]] = {}
+
+def measure(args: argparse.Namespace, port: int, ref_port: int, ws_port: int, token: str) -> None:
+    """Load each server with each endpoint, print the medians and the ratios."""
+    servers = {
+        "product (as `manage.py run` serves HTTP)": port,
+        "reference (gunicorn, 2 sync workers)": ref_port,
+        "daphne (ASGI, for context)": ws_port,
+    }
+    endpoints = {"/health": None, "/api/v1/sensors/": token}
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    print(
+        f"wrk: 2 threads, {args.connections} connections, {args.duration}s per run, "
+        f"{args.rounds} rounds in alternating order (median shown), loopback\n"
+    )
+    print(f"{'server':44} {'endpoint':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for path, auth in endpoints.items():
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
+        for server_port in servers.values():
+            wrk(f"http://127.0.0.1:{server_port}{path}", auth, 2, args.connections)  # warm-up
+
+        # The machine's background work (beat's first runs, the worker) lands on whichever
+        # server is measured at that moment: alternate the order and take medians.
+        for round_no in range(args.rounds):
+            order = list(servers.items())
+            for name, server_port in order if round_no % 2 == 0 else reversed(order):
+                url = f"http://127.0.0.1:{server_port}{path}"
+                runs[name].append(wrk(url, auth, args.duration, args.connections))
+        for name in servers:
+            by_rps = sorted(runs[name], key=lambda r: r["rps"])
+            r = by_rps[len(by_rps) // 2]
+            results[(name, path)] = r
+            print(f"{name:44} {path:18} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
+    print()
+    product, reference, daphne = servers
+    worst = 10.0
+    for path in endpoints:
+        ratio = results[(product, path)]["rps"] / results[(reference, path)]["rps"]
+        worst = min(worst, ratio)
+        daphne_ratio = results[(daphne, path)]["rps"] / results[(reference, path)]["rps"]
         print(
-            f"wrk: 2 threads, {args.connections} connections, {args.duration}s per run, "
-            f"{args.rounds} rounds in alternating order (median shown), loopback\n"
+            f"{path:18} product/reference = {ratio:.2f} (target >= {TARGET_RATIO:.2f}); "
+            f"daphne/reference = {daphne_ratio:.2f}"
         )
-        print(f"{'server':44} {'endpoint':18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-        for path, auth in endpoints.items():
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-            for server_port in servers.values():
-                wrk(f"http://127.0.0.1:{server_port}{path}", auth, 2, args.connections)  # warm-up
-
-            # The machine's background work (beat's first runs, the worker) lands on whichever
-            # server is measured at that moment: alternate the order and take medians.
-            for round_no in range(args.rounds):
-                order = list(servers.items())
-                for name, server_port in order if round_no % 2 == 0 else reversed(order):
-                    url = f"http://127.0.0.1:{server_port}{path}"
-                    runs[name].append(wrk(url, auth, args.duration, args.connections))
-            for name in servers:
-                by_rps = sorted(runs[name], key=lambda r: r["rps"])
-                r = by_rps[len(by_rps) // 2]
-                results[(name, path)] = r
-                print(
-                    f"{name:44} {path:18} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}"
-                )
-        print()
-        product, reference, daphne = servers
-        worst = 10.0
-        for path in endpoints:
-            ratio = results[(product, path)]["rps"] / results[(reference, path)]["rps"]
-            worst = min(worst, ratio)
-            daphne_ratio = results[(daphne, path)]["rps"] / results[(reference, path)]["rps"]
-            print(
-                f"{path:18} product/reference = {ratio:.2f} (target >= {TARGET_RATIO:.2f}); "
-                f"daphne/reference = {daphne_ratio:.2f}"
-            )
-        print(f"\nresult: {'PASS' if worst >= TARGET_RATIO else 'BELOW TARGET'} (worst ratio {worst:.2f})")
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(var, ignore_errors=True)
+    print(f"\nresult: {'PASS' if worst >= TARGET_RATIO else 'BELOW TARGET'} (worst ratio {worst:.2f})")
 
 
 if __name__ == "__main__":

@@ -19,94 +19,33 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 BASE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+sys.path.insert(0, str(BASE / "bench"))
+from harness import PG, fresh_database, running_product  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", default="ed_bench")
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--pg", default=PG)
     parser.add_argument("--readings", type=int, default=400_000)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--sensors", type=int, default=1_000)
     args = parser.parse_args()
 
-    import psycopg
-
-    with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{args.db}"')
-    var = Path(tempfile.mkdtemp(prefix="ed-bench-ingest-"))
-    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL") and k != "REDIS_URL"}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(50),
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        VAR_DIR=str(var),
-        DATABASE_URL=f"{args.pg}/{args.db}",
-        LOG_LEVEL="WARNING",
-    )
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "energy_dashboard.settings"
-    port, ws_port = free_port(), free_port()
-    log = (var / "run.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "run",
-            "-v",
-            "0",
-            "--no-worker",
-            "--no-beat",
-            "--port",
-            str(port),
-            "--ws-port",
-            str(ws_port),
-        ],
-        cwd=BASE,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start; see " + str(var / "run.log")) from None
-                time.sleep(0.5)
-
-        import django
-
-        django.setup()
+    database_url = fresh_database(args.db, args.pg)
+    with running_product("--no-worker", "--no-beat", database_url=database_url) as product:
+        port = product.port
+        product.setup_django()
         from django.contrib.auth.models import User
         from django.db import connections
         from rest_framework.authtoken.models import Token
@@ -233,15 +172,6 @@ def main() -> None:
         ]
         for name, ok, value in checks:
             print(f"{name:28} {value:>10}  {'PASS' if ok else 'BELOW TARGET'}")
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-        shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":
