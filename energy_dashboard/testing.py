@@ -82,6 +82,22 @@ if not os.environ.get("REDIS_URL"):
 atexit.register(_cleanup)
 
 
+# A real Celery worker for end-to-end tests: one process, no peer discovery (faster start).
+WORKER_ARGS = (
+    "-m",
+    "celery",
+    "-A",
+    "energy_dashboard",
+    "worker",
+    "--loglevel",
+    "INFO",
+    "--concurrency",
+    "1",
+    "--without-mingle",
+    "--without-gossip",
+)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket

@@ -73,20 +73,7 @@ class SensorDataMixin:
         query.is_valid(raise_exception=True)
         params = query.validated_data
         metric = params.get("metric") or services.default_metric[sensor.kind]
-        if _csv_wanted(request):
-            points = services.sensor_series(
-                sensor=sensor,
-                metric=metric,
-                resolution=params["resolution"],
-                start=params["start"],
-                end=params["end"],
-                after=params.get("cursor"),
-                limit=1_000_000,
-            )
-            columns = list(points[0]) if points else ["timestamp", "value"]
-            return csv_response(
-                f"{sensor.sensor_id}-{metric}.csv", columns, ([p[c] for c in columns] for p in points)
-            )
+        csv_wanted = _csv_wanted(request)
         points = services.sensor_series(
             sensor=sensor,
             metric=metric,
@@ -94,9 +81,16 @@ class SensorDataMixin:
             start=params["start"],
             end=params["end"],
             after=params.get("cursor"),
-            limit=params["limit"],
+            # An export is the whole range, not a page.
+            limit=1_000_000 if csv_wanted else params["limit"],
         )
+        if csv_wanted:
+            columns = list(points[0]) if points else ["timestamp", "value"]
+            return csv_response(
+                f"{sensor.sensor_id}-{metric}.csv", columns, ([p[c] for c in columns] for p in points)
+            )
         following = None
+
         if len(points) == params["limit"]:
             following = replace_query_param(request.build_absolute_uri(), "cursor", points[-1]["timestamp"])
         return Response(

@@ -18,7 +18,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from energy_dashboard import heartbeats
 from energy_dashboard.supervisor import descendants
-from energy_dashboard.testing import free_port, subprocess_env
+from energy_dashboard.testing import WORKER_ARGS, free_port, subprocess_env
 
 BASE = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -36,17 +36,7 @@ def test_beat_schedules_a_periodic_task_that_a_real_worker_runs(
     env = subprocess_env(HEARTBEAT_INTERVAL="1")
     worker = start_process(
         "worker",
-        "-m",
-        "celery",
-        "-A",
-        "energy_dashboard",
-        "worker",
-        "--loglevel",
-        "INFO",
-        "--concurrency",
-        "1",
-        "--without-mingle",
-        "--without-gossip",
+        *WORKER_ARGS,
         "--hostname",
         "e2e@%h",
         env=env,

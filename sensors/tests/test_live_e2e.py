@@ -13,7 +13,7 @@ import websockets
 from rest_framework.authtoken.models import Token
 
 from energy_dashboard.celery import app
-from energy_dashboard.testing import free_port, subprocess_env
+from energy_dashboard.testing import WORKER_ARGS, free_port, subprocess_env
 from sensors import services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases="__all__")]
@@ -40,17 +40,7 @@ def test_readings_ingested_by_a_worker_reach_a_browser_on_daphne(start_process: 
     )
     worker = start_process(
         "worker",
-        "-m",
-        "celery",
-        "-A",
-        "energy_dashboard",
-        "worker",
-        "--loglevel",
-        "INFO",
-        "--concurrency",
-        "1",
-        "--without-mingle",
-        "--without-gossip",
+        *WORKER_ARGS,
         env=env,
     )
     worker.wait_for(lambda out: "ready." in out, timeout=60, what="the worker starting")
