@@ -14,7 +14,7 @@ export DEBUG ?= true
 PG_URL ?= postgres://postgres@127.0.0.1:5432/energy_dashboard
 PG_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run test test-postgres lint fmt venv clean bench-deps bench lock
+.PHONY: run test test-postgres lint fmt venv clean bench-deps bench lock system-deps
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -29,13 +29,25 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python manage.py run --demo
 
+## make system-deps: what the tests need that pip cannot install: OpenSSH's sshd, which the
+## SFTP tests start on a high loopback port (Debian's openssh-server; needs root or sudo).
+system-deps:
+	@command -v /usr/sbin/sshd >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing openssh-server (for the SFTP tests)"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends openssh-server >/dev/null; }
+	@# The package enables a system sshd on port 22; the tests start their own, so stop it.
+	@if [ "$$(id -u)" = 0 ] && pgrep -x sshd >/dev/null && [ -f /run/sshd.pid ]; then \
+	  kill "$$(cat /run/sshd.pid)" 2>/dev/null || true; fi
+
 ## make test: the whole suite on SQLite and an embedded Redis.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) system-deps
 	env -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL -u INGESTION_DATABASE_URL \
 	    DATABASE_URL=$(PG_URL) REDIS_URL=$(PG_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
