@@ -129,7 +129,7 @@ def main() -> None:
                         continue
                     now = time.perf_counter()
                     match = FIRST_VALUE.search(raw[:400] if isinstance(raw, str) else raw[:400].decode())
-                    if match and '"type": "reading"' in raw[:40]:
+                    if match and '"reading"' in raw[:40]:
                         received[index].setdefault(int(float(match.group(1))), now)
                         messages[0] += 1
 

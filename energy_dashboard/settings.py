@@ -203,20 +203,17 @@ CACHES = {
         },
     }
 }
-CHANNEL_LAYER_MAX_CONNECTIONS = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=2000)
+# Redis pub/sub: a live message reaches each daphne process once, which hands it to its own
+# clients, instead of one Redis list entry per connected client (docs/adr/0004).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # redis-py's asyncio pool allows 100 connections and then raises instead of
-            # waiting: 100 browsers connecting at once (each group_add takes one) closed
-            # sockets with 1011 (bench/live.py).
-            "hosts": [{"address": REDIS_URL, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}],
-            "prefix": "ed:asgi",
-            "capacity": 500,
-        },
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "ed:asgi"},
     }
 }
+# Frames one live WebSocket client may have waiting; past it the oldest are dropped and the
+# client is told (a `lagging` message). About 1 MB for reading batches of 100.
+LIVE_CLIENT_BUFFER = env.int("LIVE_CLIENT_BUFFER", default=100)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = _kombu_url(REDIS_URL)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -14,6 +20,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from energy_dashboard import roles
+
+logger = logging.getLogger(__name__)
 
 # Close codes in the 4000-4999 range that applications may use, mirroring HTTP statuses.
 CLOSE_UNAUTHENTICATED = 4401
@@ -96,3 +104,143 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[mis
 
     async def on_authenticated(self) -> None:
         """Called once the user is known and may read."""
+
+
+class Outbox:
+    """A bounded queue of text frames for one WebSocket: a slow client loses its oldest frames,
+    never holds up the others, and is told how many it lost.
+
+    `put` never waits. A writer task (`run`) sends frames while the connection is writable;
+    the server's transport pauses it when its buffer is full (see `attach_flow_control`).
+    When the queue is full the oldest frame is dropped and counted; before the next frame the
+    client gets ``{"type": "lagging", "dropped": n, "dropped_total": total}`` so it can reload
+    what it missed.
+    """
+
+    def __init__(self, send: Callable[[str], Awaitable[None]], *, limit: int) -> None:
+        self._send = send
+        self._limit = max(1, limit)
+        self._frames: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self._paused = False
+        self.dropped_total = 0
+        self._dropped_unreported = 0
+
+    def put(self, text: str) -> None:
+        """Queue one frame; drop the oldest when full."""
+        if len(self._frames) >= self._limit:
+            self._frames.popleft()
+            self.dropped_total += 1
+            self._dropped_unreported += 1
+        self._frames.append(text)
+        self._update()
+
+    def pause(self) -> None:
+        """The transport's buffer is full: hold frames here until `resume`."""
+        self._paused = True
+        self._update()
+
+    def resume(self) -> None:
+        """The transport drained: send again."""
+        self._paused = False
+        self._update()
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be written."""
+        return len(self._frames)
+
+    def _update(self) -> None:
+        if not self._paused and (self._frames or self._dropped_unreported):
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    async def run(self) -> None:
+        """Write frames until cancelled (when the connection closes)."""
+        while True:
+            await self._ready.wait()
+            if self._dropped_unreported:
+                lost, total = self._dropped_unreported, self.dropped_total
+                text = json.dumps({"type": "lagging", "dropped": lost, "dropped_total": total})
+                self._dropped_unreported = 0
+            else:
+                text = self._frames.popleft()
+            self._update()
+            await self._send(text)
+
+
+class _TransportProducer:
+    """Twisted's push-producer protocol (IPushProducer) over an Outbox: Twisted calls
+    pauseProducing when the socket's write buffer passes its high-water mark (64 KiB) and
+    resumeProducing when it has drained. Daphne runs Twisted on the asyncio loop, so these
+    calls happen on the consumer's own thread."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    # The method names are Twisted's.
+    def pauseProducing(self) -> None:
+        self.outbox.pause()
+
+    def resumeProducing(self) -> None:
+        self.outbox.resume()
+
+    def stopProducing(self) -> None:
+        self.outbox.pause()
+
+
+def attach_flow_control(base_send: Any, outbox: Outbox) -> bool:
+    """Let the server's socket buffer pause `outbox`; True when attached.
+
+    ASGI gives an application no back-pressure on websocket.send: daphne writes each frame
+    into Twisted's unbounded buffer at once. Daphne's `send` is a partial bound to its
+    protocol object, whose transport accepts a push producer; under any other server (or
+    Channels' test communicator) there is no socket to watch and the outbox only bounds
+    what waits in the process.
+    """
+    send, protocol = base_send, None
+    for _ in range(8):  # Channels' session middleware wraps send: follow its `real_send`
+        if isinstance(send, functools.partial):
+            protocol = send.args[0] if send.args else None
+            break
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if send is None:
+            break
+    transport = getattr(protocol, "transport", None)
+    register = getattr(transport, "registerProducer", None)
+    if register is None:
+        return False
+    producer = _TransportProducer(outbox)
+    existing = getattr(transport, "producer", None)
+    if existing is None:
+        register(producer, True)
+        return True
+    if not getattr(transport, "streamingProducer", False):
+        logger.debug("websocket transport has a pull producer; no flow control")
+        return False
+    # Daphne upgrades an HTTP connection, and twisted.web's HTTPChannel stays registered as
+    # the transport's push producer. Share the signals with it rather than replace it.
+    transport.producer = _Both(existing, producer)
+    if getattr(transport, "producerPaused", False):
+        outbox.pause()
+    return True
+
+
+class _Both:
+    """Two push producers that hear the same pause/resume/stop."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.first, self.second = first, second
+
+    def pauseProducing(self) -> None:
+        self.first.pauseProducing()
+        self.second.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.first.resumeProducing()
+        self.second.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.first.stopProducing()
+        self.second.stopProducing()

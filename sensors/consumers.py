@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections import OrderedDict, deque
 from typing import Any
 
-from energy_dashboard.ws import AuthenticatedJsonConsumer
+from django.conf import settings
+
+from energy_dashboard.ws import AuthenticatedJsonConsumer, Outbox, attach_flow_control
 from sensors import live
 
 logger = logging.getLogger(__name__)
@@ -19,33 +22,44 @@ class LiveConsumer(AuthenticatedJsonConsumer):
     ``{"type": "subscribe", "rooms": [...]}``, ``{"type": "subscribe", "sensors": [...]}``,
     ``{"type": "ping"}``. Each answer and each pushed message has a ``type``. Followers of
     everything also get `dr_event` and `ingestion` messages.
+
+    Everything this consumer sends goes through one bounded `Outbox` (LIVE_CLIENT_BUFFER
+    frames): a client that reads too slowly loses its oldest frames and gets a `lagging`
+    message saying how many, while other clients are served as usual.
     """
 
     follow_all: bool
     rooms: set[str]
     sensors: set[str]
     joined: set[str]
-    recent_ids: deque[str]
-    batches: OrderedDict[str, set[tuple[str, str, str]]]
+    outbox: Outbox
+    writer: asyncio.Task[None] | None = None
 
     async def on_authenticated(self) -> None:
         self.follow_all, self.rooms, self.sensors, self.joined = False, set(), set(), set()
-        self.recent_ids = deque(maxlen=64)
-        self.batches = OrderedDict()
-        await self.send_json({"type": "welcome", "user": self.scope["user"].get_username()})
+        self.outbox = Outbox(self._write, limit=settings.LIVE_CLIENT_BUFFER)
+        attach_flow_control(self.base_send, self.outbox)
+        self.writer = asyncio.ensure_future(self.outbox.run())
+        self._queue({"type": "welcome", "user": self.scope["user"].get_username()})
+
+    async def _write(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    def _queue(self, message: dict[str, Any]) -> None:
+        self.outbox.put(json.dumps(message, separators=(",", ":")))
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or not isinstance(content.get("type"), str):
-            await self.send_json({"type": "error", "message": "expected an object with a 'type'"})
+            self._queue({"type": "error", "message": "expected an object with a 'type'"})
             return
         kind = content["type"]
         if kind == "ping":
-            await self.send_json({"type": "pong"})
+            self._queue({"type": "pong", "dropped_total": self.outbox.dropped_total})
         elif kind in ("subscribe", "unsubscribe"):
             try:
                 wanted = live.subscription(content)
             except ValueError as exc:
-                await self.send_json({"type": "error", "message": str(exc)})
+                self._queue({"type": "error", "message": str(exc)})
                 return
             adding = kind == "subscribe"
             if wanted.follow_all:
@@ -53,9 +67,9 @@ class LiveConsumer(AuthenticatedJsonConsumer):
             self.rooms = self.rooms | wanted.rooms if adding else self.rooms - wanted.rooms
             self.sensors = self.sensors | wanted.sensors if adding else self.sensors - wanted.sensors
             await self._sync_groups()
-            await self.send_json({"type": f"{kind}d", "subscriptions": self._describe()})
+            self._queue({"type": f"{kind}d", "subscriptions": self._describe()})
         else:
-            await self.send_json({"type": "error", "message": f"unknown type {kind!r}"})
+            self._queue({"type": "error", "message": f"unknown type {kind!r}"})
 
     def _describe(self) -> dict[str, Any]:
         return {"all": self.follow_all, "rooms": sorted(self.rooms), "sensors": sorted(self.sensors)}
@@ -72,37 +86,40 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         self.joined = target
 
     async def disconnect(self, code: int) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
         for group in getattr(self, "joined", set()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    def _wanted(self, room: str | None, sensor_id: str | None) -> bool:
-        return (
-            self.follow_all
-            or (room is not None and room in self.rooms)
-            or (sensor_id is not None and sensor_id in self.sensors)
-        )
+    def _sensor_share(self, room: str | None, sensor_id: str | None) -> bool:
+        # What a sensor follower takes from the all-group: its sensors, unless their room's
+        # group already brings them.
+        return sensor_id in self.sensors and (room is None or room not in self.rooms)
 
     async def live_message(self, event: dict[str, Any]) -> None:
-        """A message pushed to one of this client's groups (see sensors.live)."""
-        # A message reaches every group it concerns: a client in the all-group and a room's
-        # group would otherwise see it twice. Reading batches are split per group, so drop the
-        # readings of this batch already delivered; other messages are whole: drop repeated ids.
-        payload = event["payload"]
-        if payload.get("type") == "reading":
-            seen = self.batches.pop(event["id"], set())
-            self.batches[event["id"]] = seen
-            while len(self.batches) > 32:
-                self.batches.popitem(last=False)
-            fresh = []
-            for reading in payload["readings"]:
-                key = (reading["sensor_id"], reading["metric"], reading["timestamp"])
-                if key not in seen and self._wanted(reading.get("room"), reading["sensor_id"]):
-                    seen.add(key)
-                    fresh.append(reading)
-            if fresh:
-                await self.send_json({"type": "reading", "readings": fresh})
+        """A message pushed to one of this client's groups (see sensors.live).
+
+        A message goes to the all-group and to the group of each room it concerns; this
+        client may be in several. Followers of everything take it from the all-group only;
+        room followers from the room's group; sensor followers from the all-group, keeping
+        their sensors in rooms they do not follow. So each reaches the client once, and the
+        common cases forward the text encoded once by the publisher.
+        """
+        from_all = event["group"] == live.ALL
+        if self.follow_all:
+            if from_all:
+                self.outbox.put(event["text"])
             return
-        if event["id"] in self.recent_ids or not self._wanted(payload.get("room"), payload.get("sensor_id")):
+        if not from_all:
+            self.outbox.put(event["text"])  # a followed room's group: all of it is wanted
             return
-        self.recent_ids.append(event["id"])
-        await self.send_json(payload)
+        if event["kind"] == "reading":
+            readings = [
+                r
+                for r in json.loads(event["text"])["readings"]
+                if self._sensor_share(r.get("room"), r["sensor_id"])
+            ]
+            if readings:
+                self._queue({"type": "reading", "readings": readings})
+        elif self._sensor_share(event.get("room"), event.get("sensor_id")):
+            self.outbox.put(event["text"])

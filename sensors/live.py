@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -47,6 +48,20 @@ def subscription(message: dict[str, Any]) -> Subscription:
     return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
+def _envelope(group: str, message_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    # The payload is encoded here, once, not in each of the hundreds of consumers that forward
+    # it: the consumer sends `text` as it is unless it must filter (see LiveConsumer).
+    return {
+        "type": "live.message",
+        "id": message_id,
+        "group": group,
+        "kind": payload.get("type"),
+        "room": payload.get("room"),
+        "sensor_id": payload.get("sensor_id"),
+        "text": json.dumps(payload, separators=(",", ":")),
+    }
+
+
 def _send(messages: list[tuple[str, dict[str, Any]]], what: str) -> None:
     layer = get_channel_layer()
     if layer is None or not messages:
@@ -66,25 +81,21 @@ def _send(messages: list[tuple[str, dict[str, Any]]], what: str) -> None:
 
 def publish_readings(readings: list[dict[str, Any]]) -> None:
     """Push a batch of stored readings: the whole batch to the all-group, each room's share to
-    its group. Messages of one batch share an id, so a client that follows several matching
-    groups gets each reading once (the consumer drops repeats).
+    its group.
 
-    Sensor followers listen on the all-group and keep their sensors' readings (the consumer
-    filters): one group send per sensor would cost a Redis round trip per sensor in the batch,
-    and an import touches thousands.
+    A reading reaches a client once: through its room's group when the client follows that
+    room, otherwise through the all-group (followers of everything, and sensor followers,
+    whose consumer keeps only their sensors). One group send per sensor would cost a Redis
+    round trip per sensor in the batch, and an import touches thousands.
     """
     batch_id = uuid.uuid4().hex
     by_group: dict[str, list[dict[str, Any]]] = {ALL: readings}
     for reading in readings:
         if reading.get("room"):
             by_group.setdefault(room_group(reading["room"]), []).append(reading)
-
     _send(
         [
-            (
-                group,
-                {"type": "live.message", "id": batch_id, "payload": {"type": "reading", "readings": part}},
-            )
+            (group, _envelope(group, batch_id, {"type": "reading", "readings": part}))
             for group, part in by_group.items()
         ],
         "reading",
@@ -92,12 +103,8 @@ def publish_readings(readings: list[dict[str, Any]]) -> None:
 
 
 def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
-    """Push `payload` (a dict with a "type") to everyone following it.
-
-    The message goes to the all-group and to the group of each room it concerns;
-    a client in several of them gets it once (the consumer drops repeated ids).
-    """
-    message = {"type": "live.message", "id": uuid.uuid4().hex, "payload": payload}
-    # Sensor followers are in the all-group; the consumer filters by the payload's sensor_id.
+    """Push `payload` (a dict with a "type") to everyone following it: the all-group and the
+    group of each room it concerns (the consumer keeps one copy)."""
+    message_id = uuid.uuid4().hex
     groups = [ALL, *(room_group(r) for r in set(rooms))]
-    _send([(group, message) for group in groups], str(payload.get("type")))
+    _send([(group, _envelope(group, message_id, payload)) for group in groups], str(payload.get("type")))

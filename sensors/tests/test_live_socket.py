@@ -81,7 +81,7 @@ def test_token_header_authenticates_a_non_browser_client(viewer: Any) -> None:
 
     welcome, pong = run(scenario)
     assert welcome == {"type": "welcome", "user": "viewer"}
-    assert pong == {"type": "pong"}
+    assert pong == {"type": "pong", "dropped_total": 0}
 
 
 def test_session_cookie_authenticates_a_browser(viewer: Any) -> None:
@@ -181,7 +181,7 @@ def test_bad_client_messages_get_an_error_not_a_disconnect(viewer: Any, message:
 
     error, pong = run(scenario)
     assert error["type"] == "error" and error["message"]
-    assert pong == {"type": "pong"}
+    assert pong == {"type": "pong", "dropped_total": 0}
 
 
 @pytest.mark.django_db(transaction=True, databases="__all__")
