@@ -267,6 +267,33 @@ if FTP_SA4CPS_PROTOCOL not in {"ftp", "ftps", "sftp"}:
     )
 if FTP_CHECK_INTERVAL < 60:
     raise ImproperlyConfigured(f"FTP_CHECK_INTERVAL={FTP_CHECK_INTERVAL}: at least 60 seconds.")
+# SFTP: the client key (PEM text, or FTP_SA4CPS_PRIVATE_KEY_FILE) and the server's pinned host
+# key (an OpenSSH public key line or its SHA256: fingerprint). Unpinned keys are refused.
+FTP_SA4CPS_PRIVATE_KEY = secret("FTP_SA4CPS_PRIVATE_KEY", default="") or ""
+FTP_SA4CPS_HOST_KEY = env.str("FTP_SA4CPS_HOST_KEY", default="")
+# FTPS: a CA bundle (or the server's own certificate) to verify the server with; empty: the
+# system's trust store.
+FTP_SA4CPS_CA_FILE = env.str("FTP_SA4CPS_CA_FILE", default="")
+# Where downloaded and uploaded meter files are kept (rejected ones stay for re-processing).
+INGESTION_FILES_DIR = Path(env.str("INGESTION_FILES_DIR", default="") or VAR_DIR / "ingestion").resolve()
+# The meter files' local clock (SLG v2 times are local); the building's zone by default.
+INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
+
+# --- Demand response ------------------------------------------------------------------------
+# With an MQTT broker URL (mqtt://user:pass@host:1883), each dispatch command is also
+# published to MQTT_TOPIC_PREFIX/<device>/command (QoS 1).
+MQTT_URL = secret("MQTT_URL", default="") or ""
+MQTT_TOPIC_PREFIX = env.str("MQTT_TOPIC_PREFIX", default="energy-dashboard/dr")
+# A device's power reading older than this (seconds) counts as no flexibility.
+DR_READING_MAX_AGE = env.int("DR_READING_MAX_AGE", default=900)
+# OpenADR 2.0b: with a VTN URL, `manage.py run` also starts the VEN (`manage.py openadr_ven`).
+OPENADR_VTN_URL = env.str("OPENADR_VTN_URL", default="")
+OPENADR_VEN_NAME = env.str("OPENADR_VEN_NAME", default="energy-dashboard")
+OPENADR_VEN_ID = env.str("OPENADR_VEN_ID", default="")
+OPENADR_CERT_FILE = env.str("OPENADR_CERT_FILE", default="")
+OPENADR_KEY_FILE = env.str("OPENADR_KEY_FILE", default="")
+OPENADR_VTN_FINGERPRINT = env.str("OPENADR_VTN_FINGERPRINT", default="")
+OPENADR_CA_FILE = env.str("OPENADR_CA_FILE", default="")
 
 DEMO_PASSWORD = secret("DEMO_PASSWORD", default="") or ""
 

@@ -14,6 +14,8 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("sensors.urls")),
+    path("demand-response/", include("demand_response.urls")),
+    path("ingestion/", include("ingestion.urls")),
 ]
 
 urlpatterns = [
