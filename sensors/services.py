@@ -376,3 +376,38 @@ def demo_load() -> dict[str, int]:
                     expected_interval_s=60,
                 )
     return {"rooms": Room.objects.count(), "sensors": Sensor.objects.count()}
+
+
+# --- for ingestion ---
+
+
+def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "ingestion") -> dict[str, str]:
+    """The sensor_id of the energy meter of each external id (a meter's CPE), registering a
+    meter with no room for each id seen for the first time (for an operator to assign).
+
+    Returns {external_id: sensor_id}. New sensors get the id ``cpe-<external id, lowercased>``
+    and send `sensor_events` (registered) after commit.
+    """
+    wanted = sorted(set(external_ids))
+    with transaction.atomic(using=DB):
+        known = dict(
+            Sensor.objects.filter(external_id__in=wanted).values_list("external_id", "sensor_id")
+        )
+        for external_id in wanted:
+            if external_id in known:
+                continue
+            sensor = sensor_register(
+                sensor_id=f"cpe-{external_id.lower()}",
+                kind=Sensor.Kind.ENERGY_METER,
+                name=f"Meter {external_id}",
+                external_id=external_id,
+                expected_interval_s=900,
+                metadata={"registered_by": source},
+            )
+            if sensor.external_id != external_id:
+                raise ValueError(
+                    f"sensor {sensor.sensor_id} already exists with external id {sensor.external_id!r}, "
+                    f"not {external_id!r}"
+                )
+            known[external_id] = sensor.sensor_id
+    return known
