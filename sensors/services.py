@@ -381,6 +381,13 @@ def demo_load() -> dict[str, int]:
 # --- for ingestion ---
 
 
+def readings_transaction() -> Any:
+    """A transaction on the readings store: every `readings_ingest` inside it commits together
+    or not at all (a meter file is imported whole), and their `energy_data` events are sent
+    only after it commits."""
+    return transaction.atomic(using=DB)
+
+
 def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "ingestion") -> dict[str, str]:
     """The sensor_id of the energy meter of each external id (a meter's CPE), registering a
     meter with no room for each id seen for the first time (for an operator to assign).
