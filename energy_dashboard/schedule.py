@@ -84,8 +84,11 @@ def jobs() -> list[Job]:
         Job(
             name="ingestion: FTP scan",
             task="ingestion.tasks.ftp_scan_all",
-            description="Looks for new meter files on every enabled remote source.",
-            every_s=settings.FTP_CHECK_INTERVAL,
+            # Each source has its own interval (FTP_CHECK_INTERVAL unless set): the job only
+            # checks every minute which sources are due, so a short interval is honoured.
+            description="Scans each enabled remote source whose interval (FTP_CHECK_INTERVAL unless "
+            "the source sets one) has passed.",
+            every_s=60,
         ),
     ]
 

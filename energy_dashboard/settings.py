@@ -276,6 +276,12 @@ FTP_SA4CPS_HOST_KEY = env.str("FTP_SA4CPS_HOST_KEY", default="")
 FTP_SA4CPS_CA_FILE = env.str("FTP_SA4CPS_CA_FILE", default="")
 # Where downloaded and uploaded meter files are kept (rejected ones stay for re-processing).
 INGESTION_FILES_DIR = Path(env.str("INGESTION_FILES_DIR", default="") or VAR_DIR / "ingestion").resolve()
+# Seconds after which a scan or file claimed by a worker counts as abandoned (the worker died)
+# and is taken again by the next scan; longer than Celery's hard time limit.
+INGESTION_CLAIM_TIMEOUT = env.int("INGESTION_CLAIM_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
+# Uploads and re-processing of files up to this size (bytes) answer with the outcome; bigger
+# ones are queued for a worker (202).
+INGESTION_INLINE_BYTES = env.int("INGESTION_INLINE_BYTES", default=5_000_000)
 # The meter files' local clock (SLG v2 times are local); the building's zone by default.
 INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
 

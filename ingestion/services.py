@@ -1,10 +1,640 @@
-"""The public face of the ingestion module."""
+"""The public face of the ingestion module: scan sources, take files in, import them.
+
+A file's way: a scan lists a source twice (`settle_s` apart) and queues each new file whose
+size and modification time did not change (a ledger row, status `queued`); one task per file
+downloads it under `INGESTION_FILES_DIR` (retried, never partial) and processes it: a file
+whose content hash was already imported is a `duplicate`; otherwise its readings go to the
+readings store in one transaction, `imported` or, when the file breaks a rule of the format,
+`rejected` with every error and its line (nothing stored, the file kept for an operator).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from energy_dashboard import events
+from ingestion import remote, slg
+from ingestion.models import IngestedFile, RemoteSource
+from sensors import services as sensors
+
+logger = logging.getLogger(__name__)
+
+DB = "ingestion"
+DEFAULT_SOURCE = "sa4cps"
+CHUNK = 5_000  # records per readings_ingest call: bounded memory for any file size
+
+
+def _claim_timeout() -> timedelta:
+    # A scan or a file claimed longer ago than this was abandoned (its worker died): take it
+    # again. Longer than Celery's hard time limit, so a live task is never taken from.
+    return timedelta(seconds=settings.INGESTION_CLAIM_TIMEOUT)
+
+
+Status = IngestedFile.Status
+DONE = (Status.IMPORTED, Status.DUPLICATE)
+
+
+class IngestionError(Exception):
+    """A request the ingestion module cannot carry out (shown to the operator as is)."""
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def default_source_sync() -> RemoteSource | None:
+    """Create or update the source that the FTP_SA4CPS_* settings describe (None when unset).
+
+    Its connection fields are read from the settings each time it connects, so the secrets
+    stay in the environment; the row holds its scan state and ledger.
+    """
+    if not settings.FTP_SA4CPS_HOST:
+        return None
+    source, _ = RemoteSource.objects.update_or_create(
+        name=DEFAULT_SOURCE,
+        defaults={
+            "protocol": settings.FTP_SA4CPS_PROTOCOL,
+            "host": settings.FTP_SA4CPS_HOST,
+            "port": settings.FTP_SA4CPS_PORT,
+            "username": settings.FTP_SA4CPS_USERNAME,
+            "remote_path": settings.FTP_SA4CPS_REMOTE_PATH,
+            "ca_file": settings.FTP_SA4CPS_CA_FILE,
+            "from_settings": True,
+        },
+    )
+    return source
+
+
+def _read_secret(value: str, path: str) -> str:
+    if path:
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            raise remote.RemoteError("auth", f"cannot read the secret file {path}: {exc.strerror}") from exc
+    return value
+
+
+def source_endpoint(source: RemoteSource) -> remote.Endpoint:
+    """The connection parameters of a source, secrets resolved."""
+    if source.from_settings:
+        password, key = settings.FTP_SA4CPS_PASSWORD, settings.FTP_SA4CPS_PRIVATE_KEY
+        host_key = source.host_key or settings.FTP_SA4CPS_HOST_KEY
+    else:
+        password = _read_secret(source.password, source.password_file)
+        key = _read_secret(source.private_key, source.private_key_file)
+        host_key = source.host_key
+    port = source.port or (22 if source.protocol == RemoteSource.Protocol.SFTP else 21)
+    return remote.Endpoint(
+        protocol=source.protocol,  # type: ignore[arg-type]
+        host=source.host,
+        port=port,
+        username=source.username,
+        password=password,
+        private_key=key or None,
+        remote_path=source.remote_path,
+        patterns=tuple(source.patterns.split()) or remote.DEFAULT_PATTERNS,
+        host_key=host_key or None,
+        ca_file=source.ca_file or None,
+        tls_verify=source.tls_verify,
+    )
+
+
+def source_accept_host_key(*, source: RemoteSource, fingerprint: str) -> RemoteSource:
+    """Pin the SFTP host key the server offered, if `fingerprint` is the one it offered."""
+    if not source.offered_host_key:
+        raise IngestionError("this source has no offered host key to accept; scan it first")
+    if fingerprint.strip() != source.offered_fingerprint:
+        raise IngestionError(
+            f"fingerprint {fingerprint.strip()!r} is not the offered one ({source.offered_fingerprint})"
+        )
+    source.host_key = source.offered_host_key
+    source.offered_host_key = source.offered_fingerprint = ""
+    source.save(update_fields=["host_key", "offered_host_key", "offered_fingerprint", "updated_at"])
+    return source
+
+
+def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
+    """Enabled sources whose scan interval has passed since their last scan."""
+    now = now or timezone.now()
+    due = []
+    for source in RemoteSource.objects.filter(enabled=True):
+        interval = timedelta(seconds=source.interval_s or settings.FTP_CHECK_INTERVAL)
+        if source.last_scan_at is None:
+            # Never scanned: at once, unless the first scan is to wait for the schedule.
+            if not settings.FTP_SKIP_INITIAL_SCAN or source.created_at + interval <= now:
+                due.append(source)
+        elif source.last_scan_at + interval <= now:
+            due.append(source)
+    return due
+
+
+@dataclass
+class ScanResult:
+    """What one scan of a source found."""
+
+    source: str
+    ok: bool = True
+    listed: int = 0
+    queued: list[int] = field(default_factory=list)
+    growing: list[str] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+    error: str = ""
+    skipped: str = ""  # why the scan did not run (another scan holds the source)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "listed": self.listed,
+            "queued": self.queued,
+            "growing": self.growing,
+            "requeued": self.requeued,
+            "error": self.error,
+            "skipped": self.skipped,
+        }
+
+
+def _claim_scan(source: RemoteSource) -> bool:
+    now = timezone.now()
+    stale = now - _claim_timeout()
+    taken = (
+        RemoteSource.objects.filter(pk=source.pk)
+        .filter(Q(scan_claimed_at__isnull=True) | Q(scan_claimed_at__lt=stale))
+        .update(scan_claimed_at=now)
+    )
+    return taken == 1
+
+
+def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.sleep) -> ScanResult:
+    """List a source, queue each new file that stopped growing; one scan per source at a time.
+
+    `on_file(file_id)` is called (after commit) for each queued file: the task queues one
+    download task per file; `ftp_scan --now` processes them in place.
+    """
+    result = ScanResult(source=source.name)
+    if not _claim_scan(source):
+        result.ok, result.skipped = False, "another scan of this source is running"
+        return result
+    try:
+        endpoint = source_endpoint(source)
+
+        def two_listings() -> tuple[dict[str, remote.RemoteFile], list[remote.RemoteFile]]:
+            with remote.connect(endpoint) as client:
+                first = {f.path: f for f in client.list_files()}
+                if first and source.settle_s > 0:
+                    sleep(source.settle_s)
+                return first, client.list_files()
+
+        first, second = remote.with_retries(two_listings, endpoint=endpoint, sleep=sleep)
+        result.listed = len(second)
+        for found in second:
+            before = first.get(found.path)
+            if before is None or (before.size, before.mtime) != (found.size, found.mtime):
+                result.growing.append(found.path)  # appeared or changed while listing: next scan
+                continue
+            file_id = _queue_remote_file(source, found)
+            if file_id is not None:
+                result.queued.append(file_id)
+        result.requeued = _requeue_abandoned(source)
+    except remote.RemoteError as exc:
+        result.ok, result.error = False, str(exc)
+        _scan_failed(source, exc)
+    except Exception as exc:  # a scan must always release its claim and say what went wrong
+        logger.exception("scan of %s failed", source.name)
+        result.ok, result.error = False, f"unexpected error: {exc}"
+        _scan_failed(source, remote.RemoteError("protocol", result.error))
+    else:
+        RemoteSource.objects.filter(pk=source.pk).update(
+            last_scan_at=timezone.now(),
+            last_scan_ok=True,
+            last_scan_files=len(result.queued),
+            last_error="",
+            last_error_kind="",
+            offered_host_key="",
+            offered_fingerprint="",
+        )
+    finally:
+        RemoteSource.objects.filter(pk=source.pk).update(scan_claimed_at=None)
+    if on_file is not None:
+        for file_id in [*result.queued, *result.requeued]:
+            on_file(file_id)
+    return result
+
+
+def _scan_failed(source: RemoteSource, exc: remote.RemoteError) -> None:
+    now = timezone.now()
+    changes: dict[str, Any] = {
+        "last_scan_at": now,
+        "last_scan_ok": False,
+        "last_scan_files": 0,
+        "last_error": str(exc),
+        "last_error_kind": exc.kind,
+        "last_error_at": now,
+    }
+    if exc.kind == "host_key" and getattr(exc, "offered_key", None):
+        changes["offered_host_key"] = exc.offered_key
+        changes["offered_fingerprint"] = exc.offered_fingerprint
+    RemoteSource.objects.filter(pk=source.pk).update(**changes)
+    logger.warning("scan of %s failed (%s): %s", source.name, exc.kind, exc)
+
+
+def _queue_remote_file(source: RemoteSource, found: remote.RemoteFile) -> int | None:
+    """A ledger row for a new version of a remote file; None when that version is known."""
+    known = IngestedFile.objects.filter(
+        source=source, remote_path=found.path, size=found.size, remote_mtime=found.mtime
+    ).first()
+    if known is not None:
+        # A download that failed before any content arrived is tried again on later scans.
+        if known.status == Status.FAILED and not known.stored_path:
+            IngestedFile.objects.filter(pk=known.pk, status=Status.FAILED).update(status=Status.QUEUED)
+            return known.pk
+        return None
+    try:
+        with transaction.atomic(using=DB):
+            row = IngestedFile.objects.create(
+                source=source,
+                origin=IngestedFile.Origin.REMOTE,
+                name=found.name,
+                remote_path=found.path,
+                size=found.size,
+                remote_mtime=found.mtime,
+            )
+    except IntegrityError:  # queued by a concurrent scan a moment ago
+        return None
+    return row.pk
+
+
+def _requeue_abandoned(source: RemoteSource) -> list[int]:
+    """Files whose download or processing was claimed by a worker that died: take them again."""
+    stale = timezone.now() - _claim_timeout()
+    abandoned = IngestedFile.objects.filter(
+        source=source, status__in=[Status.PROCESSING, Status.QUEUED], claimed_at__lt=stale
+    )
+    return list(abandoned.values_list("pk", flat=True))
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def _files_dir() -> Path:
+    path = Path(settings.INGESTION_FILES_DIR)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _store_path(row: IngestedFile) -> Path:
+    # Kept under its ledger id and original name, by month, for an operator to find and read.
+    month = (row.discovered_at or timezone.now()).strftime("%Y-%m")
+    name = _SAFE.sub("_", row.name)[:120] or "file"
+    folder = _files_dir() / month
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{row.pk:08d}-{name}"
+
+
+def file_run(*, file_id: int, sleep: Any = time.sleep) -> IngestedFile | None:
+    """Take a file as far as it can go: download it if queued, then process it.
+
+    What one task per file runs; safe to call twice at once or after a worker died (claims).
+    """
+    row = IngestedFile.objects.filter(pk=file_id).first()
+    if row is None:
+        return None
+    if row.status == Status.QUEUED:
+        row = _download(row, sleep=sleep)
+        if row is None or row.status != Status.DOWNLOADED:
+            return row
+    return file_process(file_id=file_id)
+
+
+def _download(row: IngestedFile, *, sleep: Any) -> IngestedFile | None:
+    """Download a queued remote file (retried; never partial); None if another worker has it."""
+    now = timezone.now()
+    free = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_timeout())
+    if not IngestedFile.objects.filter(Q(pk=row.pk, status=Status.QUEUED) & free).update(claimed_at=now):
+        return None
+    row = IngestedFile.objects.select_related("source").get(pk=row.pk)
+    assert row.source is not None
+    target = _store_path(row)
+    wanted = remote.RemoteFile(
+        path=row.remote_path, name=row.name, size=row.size or 0, mtime=row.remote_mtime
+    )
+    started = time.monotonic()
+    try:
+        got = remote.download_with_retries(source_endpoint(row.source), wanted, target, sleep=sleep)
+    except remote.RemoteError as exc:
+        return _finish(row, Status.FAILED, message=f"download failed ({exc.kind}): {exc}")
+    row.stored_path = str(target)
+    row.sha256 = got.sha256
+    row.size = got.size
+    row.download_ms = int((time.monotonic() - started) * 1000)
+    row.downloaded_at = timezone.now()
+    row.status = Status.DOWNLOADED
+    row.claimed_at = None
+    row.save(
+        update_fields=[
+            "stored_path",
+            "sha256",
+            "size",
+            "download_ms",
+            "downloaded_at",
+            "status",
+            "claimed_at",
+        ]
+    )
+    return row
+
+
+def _store_stream(row: IngestedFile, stream: IO[bytes]) -> None:
+    digest = hashlib.sha256()
+    target = _store_path(row)
+    partial = target.with_name(target.name + ".part")
+    size = 0
+    with partial.open("wb") as out:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    partial.replace(target)
+    row.stored_path, row.sha256, row.size = str(target), digest.hexdigest(), size
+    row.downloaded_at = timezone.now()
+    row.status = Status.DOWNLOADED
+    row.save(update_fields=["stored_path", "sha256", "size", "downloaded_at", "status"])
+
+
+def file_take(*, name: str, stream: IO[bytes], origin: str = IngestedFile.Origin.UPLOAD) -> IngestedFile:
+    """Keep a file given by HTTP upload or a local path, with its ledger row (`downloaded`)."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise IngestionError(f"bad file name {name!r}")
+    row = IngestedFile.objects.create(origin=origin, name=name, status=Status.DOWNLOADED)
+    try:
+        _store_stream(row, stream)
+    except OSError as exc:
+        _finish(row, Status.FAILED, message=f"could not keep the file: {exc}")
+        raise IngestionError(f"could not keep the file: {exc}") from exc
+    return row
+
+
+def file_import_path(*, path: Path) -> IngestedFile:
+    """Take a local file (backfills, `manage.py ingest_file`) through the same pipeline."""
+    with path.open("rb") as stream:
+        row = file_take(name=path.name, stream=stream, origin=IngestedFile.Origin.LOCAL)
+    return file_process(file_id=row.pk)
+
+
+def file_reprocess(*, file: IngestedFile) -> IngestedFile:
+    """Process a kept file again (after a fix): rejected, failed or imported ones."""
+    if file.status in (Status.QUEUED, Status.PROCESSING):
+        raise IngestionError(f"file {file.pk} is {file.status}; wait for it to finish")
+    if not file.stored_path or not Path(file.stored_path).exists():
+        if file.origin == IngestedFile.Origin.REMOTE and file.status == Status.FAILED:
+            IngestedFile.objects.filter(pk=file.pk).update(status=Status.QUEUED, claimed_at=None)
+            return file_run(file_id=file.pk) or file
+        raise IngestionError(f"file {file.pk} has no kept content to process again")
+    IngestedFile.objects.filter(pk=file.pk).update(status=Status.DOWNLOADED, claimed_at=None)
+    return file_process(file_id=file.pk)
+
+
+class _Rejected(Exception):
+    """Rolls the file's transaction back."""
+
+
+@dataclass
+class _Tally:
+    records: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    problems: list[slg.Problem] = field(default_factory=list)
+    problem_count: int = 0
+
+    def problem(self, item: slg.Problem, limit: int) -> None:
+        self.problem_count += 1
+        if len(self.problems) < limit:
+            self.problems.append(item)
+
+
+def _file_zone(row: IngestedFile) -> ZoneInfo:
+    name = (row.source.time_zone if row.source else "") or settings.INGESTION_TIME_ZONE or settings.TIME_ZONE
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise IngestionError(f"unknown time zone {name!r}") from exc
+
+
+def _chunks(records: Iterable[slg.Record], size: int) -> Iterator[list[slg.Record]]:
+    chunk: list[slg.Record] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _Tally, limit: int) -> None:
+    new = {r.cpe for r in records} - meters.keys()
+    if new:
+        meters.update(sensors.meters_for_external_ids(external_ids=sorted(new)))
+    outcome = sensors.readings_ingest(
+        readings=[
+            {
+                "sensor_id": meters[r.cpe],
+                "metric": "energy",
+                # The store's energy readings are labelled with the end of their interval.
+                "timestamp": r.end.timestamp(),
+                "value": r.centi_kwh / 100,
+                "quality": "estimated" if r.estimated else "measured",
+            }
+            for r in records
+        ],
+        source="ingestion",
+    )
+    tally.inserted += outcome["accepted"]
+    tally.duplicates += outcome["duplicates"]
+    tally.conflicts += outcome["conflicts"]
+    for rejection in outcome["rejected"]:
+        record = records[rejection["index"]]
+        tally.problem(slg.Problem(line=record.line, field="reading", message=rejection["reason"]), limit)
+
+
+MAX_ERRORS_KEPT = 1_000
+
+
+def file_process(*, file_id: int) -> IngestedFile:
+    """Import a downloaded file's readings, all or nothing; a known content hash is a duplicate."""
+    now = timezone.now()
+    abandoned = Q(status=Status.PROCESSING, claimed_at__lt=now - _claim_timeout())
+    claimed = IngestedFile.objects.filter(Q(pk=file_id) & (Q(status=Status.DOWNLOADED) | abandoned)).update(
+        status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    row = IngestedFile.objects.select_related("source").get(pk=file_id)
+    if not claimed:
+        return row  # another worker has it, or it is done
+    started = time.monotonic()
+    original = (
+        IngestedFile.objects.filter(sha256=row.sha256, status=Status.IMPORTED).exclude(pk=row.pk).first()
+        if row.sha256
+        else None
+    )
+    if original is not None:
+        row.duplicate_of = original
+        return _finish(
+            row,
+            Status.DUPLICATE,
+            message=f"same content as file {original.pk} ({original.name}), imported before; nothing added",
+            started=started,
+        )
+    try:
+        tz = _file_zone(row)
+        partial_ok = bool(row.source and row.source.import_valid_records)
+        tally = _Tally()
+        with Path(row.stored_path).open("rb") as stream:
+            reader = slg.SlgReader(stream, tz=tz, max_problems=MAX_ERRORS_KEPT)
+            try:
+                with sensors.readings_transaction():
+                    meters: dict[str, str] = {}
+                    for chunk in _chunks(reader, CHUNK):
+                        _ingest_records(chunk, meters, tally, MAX_ERRORS_KEPT)
+                    tally.records = reader.records
+                    for problem in reader.problems:
+                        tally.problem(problem, MAX_ERRORS_KEPT)
+                    tally.problem_count += reader.problem_count - len(reader.problems)
+                    if not reader.complete or (tally.problem_count and not partial_ok):
+                        raise _Rejected
+            except _Rejected:
+                tally.records = reader.records
+                return _reject(row, tally, complete=reader.complete, started=started)
+    except (OSError, IngestionError) as exc:
+        return _finish(row, Status.FAILED, message=f"could not process the file: {exc}", started=started)
+    except Exception as exc:  # recorded on the file rather than left `processing` until the claim expires
+        logger.exception("processing file %s failed", row.pk)
+        return _finish(
+            row, Status.FAILED, message=f"unexpected error while processing: {exc!r}", started=started
+        )
+    row.records = tally.records
+    row.inserted, row.already_present, row.conflicts = tally.inserted, tally.duplicates, tally.conflicts
+    row.quarantined = tally.problem_count
+    row.errors = [p.as_dict() for p in tally.problems]
+    row.error_count = tally.problem_count
+    summary = f"{tally.inserted} readings added, {tally.duplicates} already present"
+    if tally.conflicts:
+        summary += f", {tally.conflicts} conflicting with stored values (stored kept)"
+    if tally.problem_count:
+        summary += f"; {tally.problem_count} bad records left out (see errors)"
+    return _finish(row, Status.IMPORTED, message=summary, started=started)
+
+
+def _reject(row: IngestedFile, tally: _Tally, *, complete: bool, started: float) -> IngestedFile:
+    row.records = tally.records
+    row.inserted = row.already_present = row.conflicts = row.quarantined = 0
+    row.errors = [p.as_dict() for p in tally.problems]
+    row.error_count = tally.problem_count
+    why = "incomplete or corrupt (header/trailer)" if not complete else f"{tally.problem_count} bad records"
+    first = tally.problems[0] if tally.problems else None
+    message = f"rejected whole, nothing stored: {why}"
+    if first is not None:
+        message += f"; first: line {first.line}: {first.message}"
+    return _finish(row, Status.REJECTED, message=message, started=started)
+
+
+def _finish(row: IngestedFile, status: str, *, message: str, started: float | None = None) -> IngestedFile:
+    row.status = status
+    row.message = message
+    row.finished_at = timezone.now()
+    row.claimed_at = None
+    if started is not None:
+        row.process_ms = int((time.monotonic() - started) * 1000)
+    row.save()
+    events.send_on_commit(
+        events.data_ingestion,
+        sender=IngestedFile,
+        using=DB,
+        file_id=row.pk,
+        source=row.source.name if row.source_id and row.source else None,
+        name=row.name,
+        status=status,
+        counts={
+            "records": row.records,
+            "inserted": row.inserted,
+            "duplicates": row.already_present,
+            "conflicts": row.conflicts,
+        },
+    )
+    log = logger.warning if status in (Status.REJECTED, Status.FAILED) else logger.info
+    log("file %s (%s): %s: %s", row.pk, row.name, status, message)
+    return row
+
+
+def file_content(*, file: IngestedFile) -> Path:
+    """The kept content of a file, for an operator to read."""
+    if not file.stored_path or not Path(file.stored_path).exists():
+        raise IngestionError(f"file {file.pk} has no kept content")
+    return Path(file.stored_path)
+
+
+def file_delete_content(*, file: IngestedFile) -> None:
+    """Forget a file's kept content (its ledger row stays)."""
+    if file.stored_path:
+        Path(file.stored_path).unlink(missing_ok=True)
+        IngestedFile.objects.filter(pk=file.pk).update(stored_path="")
+
+
+# --- summaries -----------------------------------------------------------------------------
+
+
+def status_summary() -> dict[str, Any]:
+    """Last scan per source, file counts by status, and the latest error."""
+    counts = dict(
+        IngestedFile.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    last_error = (
+        IngestedFile.objects.filter(status__in=[Status.REJECTED, Status.FAILED])
+        .order_by("-finished_at", "-id")
+        .values("id", "name", "status", "message", "finished_at")
+        .first()
+    )
+    return {
+        "sources": [
+            {
+                "name": s.name,
+                "protocol": s.protocol,
+                "enabled": s.enabled,
+                "last_scan_at": s.last_scan_at,
+                "last_scan_ok": s.last_scan_ok,
+                "last_scan_files": s.last_scan_files,
+                "last_error": s.last_error,
+                "last_error_kind": s.last_error_kind,
+                "scanning": s.scan_claimed_at is not None,
+            }
+            for s in RemoteSource.objects.all()
+        ],
+        "files": {status: counts.get(status, 0) for status in Status.values},
+        "last_error": last_error,
+    }
 
 
 def overview() -> dict[str, Any]:
     """Counts for the platform overview."""
-    return {"sources": 0, "files": 0}
+    return {
+        "sources": RemoteSource.objects.count(),
+        "files": IngestedFile.objects.count(),
+        "files_rejected": IngestedFile.objects.filter(status=Status.REJECTED).count(),
+    }

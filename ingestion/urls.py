@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from energy_dashboard.api import OptionalSlashRouter
+from ingestion import views
+
+router = OptionalSlashRouter()
+router.register("sources", views.RemoteSourceViewSet, basename="ingestion-source")
+router.register("files", views.IngestedFileViewSet, basename="ingestion-file")
+
+urlpatterns = [
+    path("upload", views.UploadView.as_view(), name="ingestion-upload"),
+    path("status", views.StatusView.as_view(), name="ingestion-status"),
+    *router.urls,
+]

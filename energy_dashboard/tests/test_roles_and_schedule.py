@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Group
@@ -48,7 +50,8 @@ def test_schedule_of_the_design_is_in_the_database(settings: Any) -> None:
     assert tasks["sensors: room metrics"].interval.every == 300
     assert tasks["demand_response: event scheduler"].interval.every == 60
     assert tasks["demand_response: auto-response"].interval.every == 30
-    assert tasks["ingestion: FTP scan"].interval.every == settings.FTP_CHECK_INTERVAL == 21600
+    # Checks every minute which sources are due (each by its interval, FTP_CHECK_INTERVAL by default).
+    assert tasks["ingestion: FTP scan"].interval.every == 60
     cleanup = tasks["sensors: retention cleanup"].crontab
     assert (cleanup.hour, cleanup.minute, str(cleanup.timezone)) == ("3", "15", settings.TIME_ZONE)
     # Each run expires just before the next one is due.
@@ -56,9 +59,15 @@ def test_schedule_of_the_design_is_in_the_database(settings: Any) -> None:
 
 
 def test_schedule_follows_the_code_until_an_operator_edits_it(settings: Any) -> None:
-    settings.FTP_CHECK_INTERVAL = 3600
-    assert sync_schedule()["ingestion: FTP scan"] == "updated"
-    assert PeriodicTask.objects.get(name="ingestion: FTP scan").interval.every == 3600
+    from energy_dashboard import schedule
+
+    changed = [
+        dataclasses.replace(job, every_s=45) if job.name == "ingestion: FTP scan" else job
+        for job in schedule.jobs()
+    ]
+    with mock.patch.object(schedule, "jobs", return_value=changed):
+        assert sync_schedule()["ingestion: FTP scan"] == "updated"
+    assert PeriodicTask.objects.get(name="ingestion: FTP scan").interval.every == 45
 
     # An operator retimes room metrics in the admin; a later sync keeps the operator's value.
     task = PeriodicTask.objects.get(name="sensors: room metrics")

@@ -1,0 +1,178 @@
+"""Shapes of the ingestion API. Secrets are write-only: no response ever contains one."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rest_framework import serializers
+
+from ingestion.models import IngestedFile, RemoteSource
+
+
+class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
+    """A remote source; `password` and `private_key` may be written, never read."""
+
+    password = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False)
+    private_key = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, trim_whitespace=False
+    )
+    has_password = serializers.SerializerMethodField()
+    has_private_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RemoteSource
+        fields = [
+            "id",
+            "name",
+            "protocol",
+            "host",
+            "port",
+            "username",
+            "password",
+            "password_file",
+            "has_password",
+            "private_key",
+            "private_key_file",
+            "has_private_key",
+            "host_key",
+            "ca_file",
+            "tls_verify",
+            "remote_path",
+            "patterns",
+            "enabled",
+            "interval_s",
+            "settle_s",
+            "time_zone",
+            "import_valid_records",
+            "from_settings",
+            "last_scan_at",
+            "last_scan_ok",
+            "last_scan_files",
+            "last_error",
+            "last_error_kind",
+            "last_error_at",
+            "offered_fingerprint",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "from_settings",
+            "last_scan_at",
+            "last_scan_ok",
+            "last_scan_files",
+            "last_error",
+            "last_error_kind",
+            "last_error_at",
+            "offered_fingerprint",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_has_password(self, source: RemoteSource) -> bool:
+        return bool(source.password or source.password_file)
+
+    def get_has_private_key(self, source: RemoteSource) -> bool:
+        return bool(source.private_key or source.private_key_file)
+
+    def validate_patterns(self, value: str) -> str:
+        patterns = value.split()
+        if not patterns:
+            raise serializers.ValidationError("name at least one file pattern, e.g. *.slg_v2")
+        for pattern in patterns:
+            fnmatch.translate(pattern)
+        return " ".join(patterns)
+
+    def validate_time_zone(self, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise serializers.ValidationError(f"unknown time zone {value!r}") from None
+        return value
+
+    def validate_settle_s(self, value: float) -> float:
+        if not 0 <= value <= 300:
+            raise serializers.ValidationError("between 0 and 300 seconds")
+        return value
+
+    def validate_interval_s(self, value: int | None) -> int | None:
+        if value is not None and value < 60:
+            raise serializers.ValidationError("at least 60 seconds")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if self.instance is not None and self.instance.from_settings:
+            raise serializers.ValidationError(
+                "this source is defined by the FTP_SA4CPS_* settings; change them instead"
+            )
+        protocol = attrs.get("protocol", getattr(self.instance, "protocol", RemoteSource.Protocol.FTP))
+        if protocol == RemoteSource.Protocol.SFTP:
+            key = attrs.get("private_key", getattr(self.instance, "private_key", ""))
+            key_file = attrs.get("private_key_file", getattr(self.instance, "private_key_file", ""))
+            password = attrs.get("password", getattr(self.instance, "password", ""))
+            password_file = attrs.get("password_file", getattr(self.instance, "password_file", ""))
+            if not (key or key_file or password or password_file):
+                raise serializers.ValidationError("an SFTP source needs a private key or a password")
+        return attrs
+
+
+class IngestedFileSerializer(serializers.ModelSerializer[IngestedFile]):
+    """A ledger entry; `errors` only in the detail view (lists stay small)."""
+
+    source = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = IngestedFile
+        fields = [
+            "id",
+            "source",
+            "origin",
+            "name",
+            "remote_path",
+            "size",
+            "remote_mtime",
+            "sha256",
+            "status",
+            "duplicate_of",
+            "records",
+            "inserted",
+            "already_present",
+            "conflicts",
+            "quarantined",
+            "error_count",
+            "message",
+            "attempts",
+            "discovered_at",
+            "downloaded_at",
+            "finished_at",
+            "download_ms",
+            "process_ms",
+        ]
+        read_only_fields = fields
+
+
+class IngestedFileDetailSerializer(IngestedFileSerializer):
+    """A ledger entry with its errors ({line, field, message}) and whether its content is kept."""
+
+    content_kept = serializers.SerializerMethodField()
+
+    class Meta(IngestedFileSerializer.Meta):
+        fields = [*IngestedFileSerializer.Meta.fields, "errors", "content_kept"]
+        read_only_fields = fields
+
+    def get_content_kept(self, row: IngestedFile) -> bool:
+        return bool(row.stored_path)
+
+
+class AcceptHostKey(serializers.Serializer[Any]):
+    """The fingerprint the operator read and accepts."""
+
+    fingerprint = serializers.CharField(max_length=128)
+
+
+class Upload(serializers.Serializer[Any]):
+    """A meter file sent by HTTP (multipart field `file`)."""
+
+    file = serializers.FileField(allow_empty_file=False)

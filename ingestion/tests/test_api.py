@@ -1,0 +1,213 @@
+"""The ingestion API: sources (secrets write-only), the ledger, uploads, re-processing, status."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from ingestion import services, slg
+from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.servers import FtpServer
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+LISBON = ZoneInfo("Europe/Lisbon")
+
+
+def day_file(cpe: str, count: int = 8) -> bytes:
+    first = datetime(2026, 3, 10, tzinfo=UTC)
+    records = [(cpe, first + timedelta(minutes=15 * i), 100 + i, False) for i in range(count)]
+    return b"".join(slg.write_slg(records, tz=LISBON, file_date=first.date()))
+
+
+@pytest.fixture
+def viewer_api(viewer: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(viewer)
+    return client
+
+
+SOURCE = {
+    "name": "utility-ftp",
+    "protocol": "ftp",
+    "host": "ftp.example.com",
+    "username": "meters",
+    "password": "s3cret-pass",
+    "remote_path": "/out",
+}
+
+
+def test_operators_create_sources_and_the_password_is_never_returned(operator_api: APIClient) -> None:
+    created = operator_api.post("/api/v1/ingestion/sources/", SOURCE, format="json")
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert "password" not in body and "private_key" not in body
+    assert body["has_password"] is True and body["patterns"] == "*.slg_v2 *.sgl_v2"
+    assert RemoteSource.objects.get(name="utility-ftp").password == "s3cret-pass"
+    listed = operator_api.get("/api/v1/ingestion/sources/").json()
+    assert "s3cret-pass" not in str(listed)
+    detail = operator_api.get("/api/v1/ingestion/sources/utility-ftp")
+    assert detail.status_code == 200 and "s3cret-pass" not in detail.content.decode()
+
+
+def test_viewers_read_sources_but_cannot_change_or_scan_them(
+    operator_api: APIClient, viewer_api: APIClient
+) -> None:
+    operator_api.post("/api/v1/ingestion/sources/", SOURCE, format="json")
+    assert viewer_api.get("/api/v1/ingestion/sources/").status_code == 200
+    refused = viewer_api.post("/api/v1/ingestion/sources/", SOURCE | {"name": "other"}, format="json")
+    assert refused.status_code == 403 and "message" in refused.json()
+    assert viewer_api.post("/api/v1/ingestion/sources/utility-ftp/scan").status_code == 403
+    assert viewer_api.delete("/api/v1/ingestion/sources/utility-ftp").status_code == 403
+
+
+def test_bad_source_input_gets_a_clear_error(operator_api: APIClient) -> None:
+    bad = operator_api.post(
+        "/api/v1/ingestion/sources/",
+        SOURCE | {"protocol": "sftp", "password": "", "time_zone": "Mars/Olympus", "interval_s": 5},
+        format="json",
+    )
+    assert bad.status_code == 400
+    body = bad.json()
+    assert body["message"] and set(body["errors"]) >= {"time_zone", "interval_s"}
+
+
+def test_scan_with_wait_imports_from_a_real_server(operator_api: APIClient, tmp_path: Any) -> None:
+    server = FtpServer(tmp_path / "ftp")
+    (server.home / "a.slg_v2").write_bytes(day_file("PT2001"))
+    server.start()
+    try:
+        operator_api.post(
+            "/api/v1/ingestion/sources/",
+            SOURCE
+            | {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "username": server.user,
+                "password": server.password,
+                "remote_path": "/",
+                "settle_s": 0,
+            },
+            format="json",
+        )
+        answer = operator_api.post("/api/v1/ingestion/sources/utility-ftp/scan?wait=true")
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.json()
+    body = answer.json()
+    assert body["ok"] and [f["status"] for f in body["files"]] == ["imported"]
+    assert body["files"][0]["inserted"] == 8
+
+
+def test_scan_of_an_unreachable_source_says_why(operator_api: APIClient) -> None:
+    from energy_dashboard.testing import free_port
+
+    operator_api.post(
+        "/api/v1/ingestion/sources/",
+        SOURCE | {"host": "127.0.0.1", "port": free_port(), "settle_s": 0},
+        format="json",
+    )
+    RemoteSource.objects.filter(name="utility-ftp").update()
+    answer = operator_api.post("/api/v1/ingestion/sources/utility-ftp/scan?wait=true")
+    assert answer.status_code == 502 and "connection refused" in answer.json()["error"]
+    status = operator_api.get("/api/v1/ingestion/status").json()
+    (source,) = status["sources"]
+    assert source["last_scan_ok"] is False and source["last_error_kind"] == "connect"
+
+
+def test_upload_imports_a_small_file_and_answers_with_the_outcome(operator_api: APIClient) -> None:
+    upload = SimpleUploadedFile("day.slg_v2", day_file("PT2002"), content_type="application/octet-stream")
+    answer = operator_api.post("/api/v1/ingestion/upload", {"file": upload}, format="multipart")
+    assert answer.status_code == 201, answer.json()
+    body = answer.json()
+    assert (body["status"], body["origin"], body["inserted"], body["errors"]) == ("imported", "upload", 8, [])
+
+
+def test_an_uploaded_bad_file_is_rejected_with_its_errors_and_kept(
+    operator_api: APIClient, viewer_api: APIClient
+) -> None:
+    lines = day_file("PT2003").split(b"\r\n")
+    lines[1] = lines[1][:44] + b"Q" + lines[1][45:]  # line 2: an unknown reading type
+    broken = b"\r\n".join(lines)
+    upload = SimpleUploadedFile("bad.slg_v2", broken)
+    body = operator_api.post("/api/v1/ingestion/upload", {"file": upload}, format="multipart").json()
+    assert body["status"] == "rejected" and body["content_kept"] is True
+    assert (
+        body["errors"] == [{"line": 2, "field": "reading_type", "message": body["errors"][0]["message"]}]
+        and "Q" in body["errors"][0]["message"]
+    )
+    content = viewer_api.get(f"/api/v1/ingestion/files/{body['id']}/content")
+    assert content.status_code == 200 and b"".join(content.streaming_content) == broken
+
+
+def test_viewers_cannot_upload(viewer_api: APIClient) -> None:
+    upload = SimpleUploadedFile("day.slg_v2", day_file("PT2004"))
+    assert (
+        viewer_api.post("/api/v1/ingestion/upload", {"file": upload}, format="multipart").status_code == 403
+    )
+
+
+def test_files_are_filtered_and_detail_has_the_errors(
+    operator_api: APIClient, django_assert_max_num_queries: Any
+) -> None:
+    services.file_process(
+        file_id=services.file_take(name="a.slg_v2", stream=io.BytesIO(day_file("PT2005"))).pk
+    )
+    services.file_process(file_id=services.file_take(name="b.slg_v2", stream=io.BytesIO(b"garbage")).pk)
+    for i in range(5):
+        services.file_take(name=f"q{i}.slg_v2", stream=io.BytesIO(day_file("PT2006", count=i + 1)))
+    with django_assert_max_num_queries(4):
+        everything = operator_api.get("/api/v1/ingestion/files/").json()
+    assert everything["count"] == 7 and "errors" not in everything["results"][0]
+    rejected = operator_api.get("/api/v1/ingestion/files/?status=rejected").json()["results"]
+    assert [f["name"] for f in rejected] == ["b.slg_v2"]
+    detail = operator_api.get(f"/api/v1/ingestion/files/{rejected[0]['id']}").json()
+    assert detail["errors"] and detail["errors"][0]["line"] == 1
+    since = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert operator_api.get("/api/v1/ingestion/files/", {"since": since}).json()["count"] == 0
+
+
+def test_reprocess_after_a_fix(operator_api: APIClient, viewer_api: APIClient) -> None:
+    row = services.file_take(name="late.slg_v2", stream=io.BytesIO(day_file("PT2007")))
+    # First processed when its file's time zone was wrong for this installation.
+    RemoteSource.objects.create(name="utility", host="x.invalid", time_zone="Nowhere/City")
+    IngestedFile.objects.filter(pk=row.pk).update(source=RemoteSource.objects.get(name="utility"))
+    failed = services.file_process(file_id=row.pk)
+    assert failed.status == "failed" and "Nowhere/City" in failed.message
+    RemoteSource.objects.filter(name="utility").update(time_zone="Europe/Lisbon")
+    assert viewer_api.post(f"/api/v1/ingestion/files/{row.pk}/reprocess").status_code == 403
+    again = operator_api.post(f"/api/v1/ingestion/files/{row.pk}/reprocess")
+    assert again.status_code == 200 and again.json()["status"] == "imported"
+    assert again.json()["inserted"] == 8 and again.json()["attempts"] == 2
+    # Once more: nothing is doubled.
+    third = operator_api.post(f"/api/v1/ingestion/files/{row.pk}/reprocess").json()
+    assert (third["status"], third["inserted"], third["already_present"]) == ("imported", 0, 8)
+
+
+def test_status_counts_files_by_status_and_shows_the_last_error(viewer_api: APIClient) -> None:
+    services.file_process(
+        file_id=services.file_take(name="ok.slg_v2", stream=io.BytesIO(day_file("PT2008"))).pk
+    )
+    services.file_process(file_id=services.file_take(name="bad.slg_v2", stream=io.BytesIO(b"00X")).pk)
+    status = viewer_api.get("/api/v1/ingestion/status").json()
+    assert status["files"]["imported"] == 1 and status["files"]["rejected"] == 1
+    assert status["last_error"]["name"] == "bad.slg_v2" and status["last_error"]["message"]
+
+
+def test_the_settings_source_is_created_from_ftp_sa4cps_and_cannot_be_edited(
+    settings: Any, operator_api: APIClient
+) -> None:
+    settings.FTP_SA4CPS_HOST = "ftp.sa4cps.example"
+    settings.FTP_SA4CPS_USERNAME = "seed"
+    settings.FTP_SA4CPS_PASSWORD = "from-the-environment"
+    source = services.default_source_sync()
+    assert source is not None and source.from_settings and source.password == ""
+    assert services.source_endpoint(source).password == "from-the-environment"
+    refused = operator_api.patch("/api/v1/ingestion/sources/sa4cps", {"host": "elsewhere"}, format="json")
+    assert refused.status_code == 400 and "FTP_SA4CPS" in str(refused.json())

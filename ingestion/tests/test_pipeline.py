@@ -1,0 +1,215 @@
+"""The file pipeline on local files: ledger, duplicates, overlaps, rejection, re-processing,
+unknown meters, the bus event, and the `ingest_file` command."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+
+from energy_dashboard import events
+from ingestion import services, slg
+from ingestion.models import IngestedFile
+from sensors import services as sensors
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+LISBON = ZoneInfo("Europe/Lisbon")
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "sample_day.slg_v2"
+
+
+def slg_bytes(
+    cpe: str, first: datetime, count: int, *, base: int = 100, file_date: date | None = None
+) -> bytes:
+    """A valid file of `count` quarter hours from `first` (UTC) for one meter."""
+    records = [(cpe, first + timedelta(minutes=15 * i), base + i, i % 7 == 0) for i in range(count)]
+    return b"".join(slg.write_slg(records, tz=LISBON, file_date=file_date or first.date()))
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, bytes], Path]:
+    def make(name: str, content: bytes) -> Path:
+        path = tmp_path / name
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+def stored(sensor_id: str) -> list[tuple[datetime, float, str]]:
+    rows = sensors.data_query(
+        sensor_ids=[sensor_id],
+        rooms=[],
+        metrics=["energy"],
+        start=datetime(2000, 1, 1, tzinfo=UTC),
+        end=datetime(2100, 1, 1, tzinfo=UTC),
+        aggregation="raw",
+        interval="",
+        limit=100_000,
+    )
+    return [(datetime.fromisoformat(r["timestamp"]), r["value"], r["quality"]) for r in rows]
+
+
+def test_sample_file_is_imported_and_registers_its_meter(write: Any) -> None:
+    row = services.file_import_path(path=SAMPLE)
+    assert row.status == IngestedFile.Status.IMPORTED, row.message
+    assert row.records == 192 and row.inserted == 192 and row.already_present == 0
+    assert row.sha256 and Path(row.stored_path).read_bytes() == SAMPLE.read_bytes()
+    meters = {m["external_id"]: m for m in sensors.sensors_list() if m["external_id"]}
+    assert set(meters) == {"PT0002000012345678AB", "PT0002000087654321CD"} or len(meters) >= 1
+    for external_id, meter in meters.items():
+        assert meter["kind"] == "energy_meter" and meter["room__name"] is None
+        assert meter["sensor_id"] == f"cpe-{external_id.lower()}"
+
+
+def test_values_and_times_follow_the_format(write: Any) -> None:
+    first = datetime(2026, 3, 10, 0, 0, tzinfo=UTC)  # Lisbon is UTC+0 in March before the change
+    row = services.file_import_path(path=write("a.slg_v2", slg_bytes("PT0001", first, 4)))
+    assert row.status == "imported"
+    points = stored("cpe-pt0001")
+    # Energy is labelled with the END of its quarter hour; centi-kWh become kWh.
+    assert [p[0] for p in points] == [first + timedelta(minutes=15 * (i + 1)) for i in range(4)]
+    assert [p[1] for p in points] == [1.0, 1.01, 1.02, 1.03]
+    assert points[0][2] == "estimated" and points[1][2] == "measured"
+
+
+def test_the_same_file_again_is_a_duplicate_and_adds_nothing(write: Any) -> None:
+    content = slg_bytes("PT0002", datetime(2026, 3, 10, tzinfo=UTC), 8)
+    first = services.file_import_path(path=write("day.slg_v2", content))
+    again = services.file_import_path(path=write("copy-of-day.slg_v2", content))
+    assert again.status == IngestedFile.Status.DUPLICATE
+    assert again.duplicate_of == first and again.inserted == 0
+    assert "same content as file" in again.message
+    assert len(stored("cpe-pt0002")) == 8
+
+
+def test_an_overlapping_file_adds_only_the_new_points(write: Any) -> None:
+    start = datetime(2026, 3, 10, tzinfo=UTC)
+    services.file_import_path(path=write("a.slg_v2", slg_bytes("PT0003", start, 8)))
+    # Four of these eight quarter hours are stored already, with the same values.
+    overlap = slg_bytes("PT0003", start + timedelta(hours=1), 8, base=104)
+    row = services.file_import_path(path=write("b.slg_v2", overlap))
+    assert row.status == "imported"
+    assert (row.inserted, row.already_present, row.conflicts) == (4, 4, 0)
+    assert len(stored("cpe-pt0003")) == 12
+
+
+def test_a_conflicting_value_is_counted_and_the_stored_one_kept(write: Any) -> None:
+    start = datetime(2026, 3, 10, tzinfo=UTC)
+    services.file_import_path(path=write("a.slg_v2", slg_bytes("PT0004", start, 2)))
+    row = services.file_import_path(path=write("b.slg_v2", slg_bytes("PT0004", start, 2, base=500)))
+    assert (row.inserted, row.already_present, row.conflicts) == (0, 0, 2)
+    assert [p[1] for p in stored("cpe-pt0004")] == [1.0, 1.01]
+
+
+def test_a_truncated_file_is_rejected_kept_and_imported_once_whole(write: Any) -> None:
+    whole = slg_bytes("PT0005", datetime(2026, 3, 10, tzinfo=UTC), 96)
+    cut = whole[: len(whole) // 2]  # a transfer cut short: no trailer
+    path = write("day.slg_v2", cut)
+    row = services.file_import_path(path=path)
+    assert row.status == IngestedFile.Status.REJECTED
+    assert "incomplete" in row.message and row.inserted == 0
+    assert any(e["field"] == "trailer" or "trailer" in e["message"] for e in row.errors)
+    assert stored("cpe-pt0005") == []
+    # Nothing of it is stored, not even the meter it named.
+    assert not [m for m in sensors.sensors_list() if m["external_id"] == "PT0005"]
+    # The rejected file is kept as received, for an operator to read.
+    assert Path(services.file_content(file=row)).read_bytes() == cut
+
+    # The operator puts the full file in place of the kept one and re-processes it.
+    Path(row.stored_path).write_bytes(whole)
+    again = services.file_reprocess(file=IngestedFile.objects.get(pk=row.pk))
+    assert again.status == "imported" and again.inserted == 96
+    assert len(stored("cpe-pt0005")) == 96
+
+
+def test_bad_detail_lines_reject_the_file_with_every_error_and_its_line(write: Any) -> None:
+    lines = slg_bytes("PT0006", datetime(2026, 3, 10, tzinfo=UTC), 4).split(b"\r\n")
+    lines[2] = lines[2][:30] + b"2460" + lines[2][34:]  # line 3: a time that does not exist
+    lines[4] = lines[4][:44] + b"X" + lines[4][45:]  # line 5: an unknown reading type
+    row = services.file_import_path(path=write("bad.slg_v2", b"\r\n".join(lines)))
+    assert row.status == "rejected"
+    assert [(e["line"], e["field"]) for e in row.errors] == [(3, "time"), (5, "reading_type")]
+    assert row.error_count == 2 and stored("cpe-pt0006") == []
+
+
+def test_a_source_may_import_the_valid_records_and_quarantine_the_rest(write: Any) -> None:
+    from ingestion.models import RemoteSource
+
+    source = RemoteSource.objects.create(name="partial", host="example.invalid", import_valid_records=True)
+    lines = slg_bytes("PT0007", datetime(2026, 3, 10, tzinfo=UTC), 4).split(b"\r\n")
+    lines[2] = lines[2][:30] + b"2460" + lines[2][34:]
+    row = services.file_take(name="p.slg_v2", stream=io.BytesIO(b"\r\n".join(lines)))
+    IngestedFile.objects.filter(pk=row.pk).update(source=source)
+    done = services.file_process(file_id=row.pk)
+    assert done.status == "imported" and done.inserted == 3 and done.quarantined == 1
+    assert done.errors[0]["line"] == 3 and len(stored("cpe-pt0007")) == 3
+
+
+def test_daylight_saving_days_store_100_and_92_quarter_hours(write: Any) -> None:
+    back = datetime(2026, 10, 25, tzinfo=LISBON).astimezone(UTC)  # local midnight
+    forward = datetime(2026, 3, 29, tzinfo=LISBON).astimezone(UTC)
+    long_day = services.file_import_path(path=write("long.slg_v2", slg_bytes("PT0008", back, 100)))
+    short_day = services.file_import_path(path=write("short.slg_v2", slg_bytes("PT0009", forward, 92)))
+    assert (long_day.status, long_day.inserted) == ("imported", 100)
+    assert (short_day.status, short_day.inserted) == ("imported", 92)
+    points = stored("cpe-pt0008")
+    assert points[-1][0] == datetime(2026, 10, 26, tzinfo=LISBON).astimezone(UTC)  # 2400
+
+
+def test_processing_sends_one_data_ingestion_event_per_file(
+    write: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    heard: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs)
+
+    events.data_ingestion.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+            row = services.file_import_path(
+                path=write("e.slg_v2", slg_bytes("PT0010", datetime(2026, 3, 10, tzinfo=UTC), 3))
+            )
+    finally:
+        events.data_ingestion.disconnect(receiver)
+    assert [(h["file_id"], h["status"], h["counts"]["inserted"]) for h in heard] == [(row.pk, "imported", 3)]
+
+
+def test_a_file_being_processed_is_not_taken_twice(write: Any) -> None:
+    row = services.file_take(
+        name="x.slg_v2", stream=io.BytesIO(slg_bytes("PT0011", datetime(2026, 3, 10, tzinfo=UTC), 2))
+    )
+    IngestedFile.objects.filter(pk=row.pk).update(status="processing", claimed_at=datetime.now(UTC))
+    assert services.file_process(file_id=row.pk).status == "processing"  # claimed: left alone
+    assert stored("cpe-pt0011") == []
+
+
+def test_an_abandoned_claim_is_taken_again(write: Any, settings: Any) -> None:
+    row = services.file_take(
+        name="y.slg_v2", stream=io.BytesIO(slg_bytes("PT0012", datetime(2026, 3, 10, tzinfo=UTC), 2))
+    )
+    long_ago = datetime.now(UTC) - timedelta(seconds=settings.INGESTION_CLAIM_TIMEOUT + 5)
+    IngestedFile.objects.filter(pk=row.pk).update(status="processing", claimed_at=long_ago)
+    done = services.file_process(file_id=row.pk)
+    assert done.status == "imported" and done.attempts == 1
+
+
+def test_ingest_file_command_prints_one_json_object_per_file(write: Any, capsys: Any) -> None:
+    good = write("good.slg_v2", slg_bytes("PT0013", datetime(2026, 3, 10, tzinfo=UTC), 2))
+    bad = write("bad.slg_v2", b"00SENDER    202603100001\r\n20PT0013")
+    with pytest.raises(SystemExit) as exited:
+        call_command("ingest_file", str(good), str(bad), "--json")
+    assert exited.value.code == 1
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["status"] for o in out] == ["imported", "rejected"]
+    assert set(out[0]) >= {"file", "status", "records", "inserted", "duplicates", "conflicts", "errors"}
+    assert out[0]["inserted"] == 2 and out[0]["errors"] == []
+    assert all(set(e) == {"line", "message"} for e in out[1]["errors"]) and out[1]["errors"]
