@@ -1,0 +1,88 @@
+"""The admin: sources (secrets never shown; scan now) and the ledger (read-only; re-process)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.test import Client
+
+from ingestion import services, slg
+from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.servers import FtpServer
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+@pytest.fixture
+def operator_client(operator: Any) -> Client:
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+def day_file(cpe: str) -> bytes:
+    first = datetime(2026, 3, 10, tzinfo=UTC)
+    records = [(cpe, first + timedelta(minutes=15 * i), 100 + i, False) for i in range(4)]
+    return b"".join(slg.write_slg(records, tz=ZoneInfo("Europe/Lisbon"), file_date=first.date()))
+
+
+def test_pages_render_and_never_show_a_secret(operator_client: Client) -> None:
+    source = RemoteSource.objects.create(
+        name="s", host="h.example", password="pw-in-db-123", private_key="KEYTEXT"
+    )
+    services.file_process(file_id=services.file_take(name="a.slg_v2", stream=io.BytesIO(b"junk")).pk)
+    for path in (
+        "/admin/ingestion/remotesource/",
+        f"/admin/ingestion/remotesource/{source.pk}/change/",
+        "/admin/ingestion/ingestedfile/",
+        "/admin/ingestion/ingestedfile/?status__exact=rejected",
+        f"/admin/ingestion/ingestedfile/{IngestedFile.objects.get().pk}/change/",
+    ):
+        page = operator_client.get(path)
+        assert page.status_code == 200, path
+        assert b"pw-in-db-123" not in page.content and b"KEYTEXT" not in page.content
+
+
+def test_saving_a_source_without_retyping_the_password_keeps_it(operator_client: Client) -> None:
+    source = RemoteSource.objects.create(name="s", host="h.example", username="u", password="keep-me")
+    form = operator_client.get(f"/admin/ingestion/remotesource/{source.pk}/change/").context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    data.update(host="other.example", password="", private_key="")
+    answer = operator_client.post(f"/admin/ingestion/remotesource/{source.pk}/change/", data)
+    assert answer.status_code == 302, answer.context["adminform"].form.errors
+    source.refresh_from_db()
+    assert (source.host, source.password) == ("other.example", "keep-me")
+
+
+def test_scan_now_and_reprocess_actions(operator_client: Client, tmp_path: Path) -> None:
+    server = FtpServer(tmp_path / "ftp")
+    (server.home / "a.slg_v2").write_bytes(day_file("PT3001"))
+    server.start()
+    try:
+        source = RemoteSource.objects.create(
+            name="s",
+            host="127.0.0.1",
+            port=server.port,
+            username=server.user,
+            password=server.password,
+            settle_s=0,
+        )
+        answer = operator_client.post(
+            "/admin/ingestion/remotesource/",
+            {"action": "scan_now", "_selected_action": [source.pk]},
+            follow=True,
+        )
+    finally:
+        server.stop()
+    assert b"1 new file(s) taken" in answer.content
+    row = IngestedFile.objects.get()
+    assert row.status == "imported"
+    answer = operator_client.post(
+        "/admin/ingestion/ingestedfile/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
+    )
+    assert b"imported: 0 readings added, 4 already present" in answer.content
