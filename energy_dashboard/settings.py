@@ -340,6 +340,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a `status`: each choice set gets its own name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "SensorStatusEnum": "sensors.models.Sensor.Status",
+        "IngestedFileStatusEnum": "ingestion.models.IngestedFile.Status",
+    },
 }
 
 # --- Static files ---------------------------------------------------------------------------
