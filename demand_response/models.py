@@ -1,1 +1,271 @@
-"""Models of the demand_response module (they arrive with its issue)."""
+"""Models of the demand_response module: flexible devices, grid invitations, events, dispatch,
+and the auto-response policy. Sensors and rooms are referred to by their stable keys (strings),
+never by foreign keys: they live in another module's database."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class BaselineMethod(models.TextChoices):
+    """The customer baseline methods of demand_response.baselines."""
+
+    CAISO_10OF10 = "caiso_10of10", "CAISO 10 of 10"
+    HIGH_4OF5 = "high_4of5", "High 4 of 5"
+
+
+class FlexibleDevice(models.Model):
+    """A load the building can shed during an event, metered by one sensor."""
+
+    class Category(models.TextChoices):
+        HVAC = "hvac", "HVAC"
+        LIGHTING = "lighting", "Lighting"
+        EV_CHARGER = "ev_charger", "EV charger"
+        PROCESS = "process", "Process"
+        OTHER = "other", "Other"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Key in URLs and MQTT topics.")
+    sensor_id = models.SlugField(max_length=64, help_text="The sensor that meters the device.")
+    room = models.CharField(max_length=64, blank=True, help_text="The room's name.")
+    category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
+    max_shed_kw = models.FloatField(null=True, blank=True, help_text="At most this many kW.")
+    max_shed_share = models.FloatField(
+        null=True, blank=True, help_text="At most this share (0-1] of its current load."
+    )
+    priority = models.PositiveIntegerField(default=100, help_text="Lower numbers shed first.")
+    min_event_minutes = models.PositiveIntegerField(default=0)
+    max_event_minutes = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_shed_kw__isnull=False) | Q(max_shed_share__isnull=False),
+                name="dr_device_has_a_limit",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_shed_kw__isnull=True) | Q(max_shed_kw__gte=0),
+                name="dr_device_kw_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_shed_share__isnull=True)
+                | (Q(max_shed_share__gt=0) & Q(max_shed_share__lte=1)),
+                name="dr_device_share_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_event_minutes__isnull=True)
+                | Q(max_event_minutes__gte=F("min_event_minutes")),
+                name="dr_device_event_length_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Invitation(models.Model):
+    """A request from the grid (or an aggregator) to cut load for a period, and its answer."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        DECLINED = "declined", "Declined"
+        EXPIRED = "expired", "Expired"
+
+    source = models.CharField(max_length=32, default="api", help_text="api, openadr, ...")
+    # NULL, not "": unique per source only when there is one (the conditional constraint below).
+    external_id = models.CharField(  # noqa: DJ001
+        max_length=128, null=True, blank=True, help_text="The sender's id (e.g. the VTN's event id)."
+    )
+    programme = models.CharField(max_length=64, blank=True)
+    baseline_method = models.CharField(
+        max_length=16, choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
+    )
+    reduction_kw = models.FloatField(help_text="Requested reduction.")
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    response_deadline = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    answered_by = models.CharField(max_length=150, blank=True, help_text="operator:<name>, policy or system.")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    # [{"device": name, "kw": committed kW}], in dispatch order.
+    commitment = models.JSONField(default=list, blank=True)
+    # Set by whoever relays the answer back to the sender (the OpenADR VEN); None = not yet.
+    reported_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-start", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(reduction_kw__gt=0), name="dr_invitation_reduction_positive"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="dr_invitation_ends_after_start"),
+            models.CheckConstraint(
+                condition=Q(response_deadline__lte=F("start")), name="dr_invitation_deadline_by_start"
+            ),
+            models.UniqueConstraint(
+                fields=["source", "external_id"],
+                condition=Q(external_id__isnull=False),
+                name="dr_invitation_unique_external_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "response_deadline"], name="dr_invitation_pending")]
+
+    def __str__(self) -> str:
+        return f"invitation {self.pk} ({self.reduction_kw} kW, {self.status})"
+
+    @property
+    def duration(self) -> timedelta:
+        """How long the requested reduction lasts."""
+        return self.end - self.start
+
+    @property
+    def committed_kw(self) -> float:
+        """The kW the committed devices cover."""
+        return sum(float(item["kw"]) for item in self.commitment)
+
+
+class DREvent(models.Model):
+    """A scheduled or manual load reduction: dispatched at its start, measured at its end."""
+
+    class Status(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled"
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    invitation = models.OneToOneField(
+        Invitation, null=True, blank=True, on_delete=models.PROTECT, related_name="event"
+    )
+    name = models.CharField(max_length=128, blank=True)
+    programme = models.CharField(max_length=64, blank=True)
+    target_kw = models.FloatField()
+    start = models.DateTimeField()
+    end = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
+    baseline_method = models.CharField(
+        max_length=16, choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
+    )
+    created_by = models.CharField(max_length=150, blank=True)
+    dispatched_kw = models.FloatField(null=True, blank=True, help_text="Sum of the shed commands sent.")
+    note = models.TextField(blank=True, help_text="Dispatch shortfall, cancellation reason, ...")
+    activated_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The delivery measurement: the mean delivered kW, and the whole report (see services).
+    measured_kw = models.FloatField(null=True, blank=True)
+    performance = models.JSONField(null=True, blank=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-start", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(target_kw__gt=0), name="dr_event_target_positive"),
+            models.CheckConstraint(condition=Q(end__gt=F("start")), name="dr_event_ends_after_start"),
+        ]
+        indexes = [models.Index(fields=["status", "start"], name="dr_event_due")]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} ({self.target_kw} kW, {self.status})"
+
+
+class EventDevice(models.Model):
+    """One device's part in an event: what was planned, what was dispatched, its state."""
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "Planned"
+        SHED = "shed", "Shed"
+        SKIPPED = "skipped", "Skipped"
+        RESTORED = "restored", "Restored"
+
+    event = models.ForeignKey(DREvent, on_delete=models.CASCADE, related_name="dispatches")
+    device = models.ForeignKey(FlexibleDevice, on_delete=models.PROTECT, related_name="dispatches")
+    planned_kw = models.FloatField(null=True, blank=True, help_text="Committed kW; None = as available.")
+    dispatched_kw = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLANNED)
+    note = models.CharField(max_length=200, blank=True)
+    shed_at = models.DateTimeField(null=True, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["event", "device__priority", "device__name"]
+        constraints = [models.UniqueConstraint(fields=["event", "device"], name="dr_event_device_once")]
+
+    def __str__(self) -> str:
+        return f"{self.device_id} in event {self.event_id}: {self.status}"
+
+
+class DispatchCommand(models.Model):
+    """A command sent to a device's controller (the RecordingActuator's log)."""
+
+    class Action(models.TextChoices):
+        SHED = "shed", "Shed"
+        RESTORE = "restore", "Restore"
+
+    event = models.ForeignKey(DREvent, on_delete=models.CASCADE, related_name="commands")
+    device = models.ForeignKey(FlexibleDevice, on_delete=models.PROTECT, related_name="commands")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    kw = models.FloatField()
+    until = models.DateTimeField()
+    sent_at = models.DateTimeField()
+    # "" = not published (no MQTT_URL); "published" or "failed: <why>".
+    mqtt = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["sent_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.kw} kW on {self.device_id} (event {self.event_id})"
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body sent to the device (MQTT) and shown in the API."""
+        return {
+            "event_id": self.event_id,
+            "device": self.device.name,
+            "action": self.action,
+            "kw": round(self.kw, 3),
+            "until": self.until.isoformat().replace("+00:00", "Z"),
+            "sent_at": self.sent_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+def _weekdays() -> list[int]:
+    return [0, 1, 2, 3, 4]
+
+
+class AutoResponsePolicy(models.Model):
+    """How invitations are answered without an operator (one row, pk 1)."""
+
+    enabled = models.BooleanField(default=False)
+    allowed_days = models.JSONField(default=_weekdays, help_text="Local weekdays, 0 = Monday.")
+    allowed_from_hour = models.PositiveSmallIntegerField(default=0, help_text="Local hour, 0-23.")
+    allowed_until_hour = models.PositiveSmallIntegerField(default=24, help_text="Local hour, 1-24.")
+    max_duration_minutes = models.PositiveIntegerField(default=240)
+    min_notice_minutes = models.PositiveIntegerField(default=60)
+    max_share = models.FloatField(default=0.8, help_text="Share (0-1] of the flexibility to commit.")
+    excluded_devices = models.JSONField(default=list, blank=True, help_text="Device names.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        verbose_name_plural = "auto-response policy"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="dr_policy_singleton"),
+            models.CheckConstraint(
+                condition=Q(max_share__gt=0) & Q(max_share__lte=1), name="dr_policy_share_in_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(allowed_from_hour__lt=F("allowed_until_hour")) & Q(allowed_until_hour__lte=24),
+                name="dr_policy_hours_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "auto-response policy"

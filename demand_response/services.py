@@ -1,10 +1,1058 @@
-"""The public face of the demand-response module."""
+"""The public face of the demand-response module: every write, and the reads others share.
+
+State changes are compare-and-swap updates (`filter(pk=..., status=old).update(status=new)`):
+a transition happens once however many schedulers, workers or operators race for it, and each
+one sends `dr_events` after its transaction commits. See docs/demand-response.md.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, ProtectedError, Q
+from django.utils import timezone
+
+from demand_response import actuators, baselines
+from demand_response.models import (
+    AutoResponsePolicy,
+    BaselineMethod,
+    DispatchCommand,
+    DREvent,
+    EventDevice,
+    FlexibleDevice,
+    Invitation,
+)
+from energy_dashboard import events
+from sensors import services as sensors_services
+
+logger = logging.getLogger(__name__)
+
+DB = "demand_response"
+QUARTER = timedelta(minutes=15)
+# Events whose devices are taken: a device is in at most one of these at any instant.
+OPEN_EVENT = (DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE)
+# Below this a remaining target counts as covered (float sums of kW).
+EPSILON_KW = 1e-6
+
+
+class DRError(Exception):
+    """A request the module refuses; the message says why, for people."""
+
+    code = "invalid"
+
+
+class Conflict(DRError):
+    """The object is no longer in the state the request needs (already answered, finished...)."""
+
+    code = "conflict"
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else timezone.now()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+# --- Devices ---------------------------------------------------------------------------------
+
+
+def _check_device(
+    *,
+    sensor_id: str,
+    room: str,
+    max_shed_kw: float | None,
+    max_shed_share: float | None,
+    min_event_minutes: int,
+    max_event_minutes: int | None,
+) -> str:
+    """Validate a device's fields against the rules and the sensors module; returns its room."""
+    known = sensors_services.sensors_known(sensor_ids=[sensor_id])
+    if sensor_id not in known:
+        raise DRError(f"Unknown sensor {sensor_id!r}: register it in the sensors module first.")
+    if room and room not in sensors_services.room_names():
+        raise DRError(f"Unknown room {room!r}.")
+    if max_shed_kw is None and max_shed_share is None:
+        raise DRError("Give max_shed_kw, max_shed_share or both.")
+    if max_shed_kw is not None and max_shed_kw < 0:
+        raise DRError("max_shed_kw must not be negative.")
+    if max_shed_share is not None and not 0 < max_shed_share <= 1:
+        raise DRError("max_shed_share must be in (0, 1].")
+    if max_event_minutes is not None and max_event_minutes < min_event_minutes:
+        raise DRError("max_event_minutes must not be below min_event_minutes.")
+    # A device in no room takes its sensor's room.
+    return room or (known[sensor_id]["room"] or "")
+
+
+def device_create(
+    *,
+    name: str,
+    sensor_id: str,
+    room: str = "",
+    category: str = FlexibleDevice.Category.OTHER,
+    max_shed_kw: float | None = None,
+    max_shed_share: float | None = None,
+    priority: int = 100,
+    min_event_minutes: int = 0,
+    max_event_minutes: int | None = None,
+    enabled: bool = True,
+) -> FlexibleDevice:
+    """Register a flexible device; its sensor must exist in the sensors module."""
+    if FlexibleDevice.objects.filter(name=name).exists():
+        raise DRError(f"A device named {name!r} exists already.")
+    room = _check_device(
+        sensor_id=sensor_id,
+        room=room,
+        max_shed_kw=max_shed_kw,
+        max_shed_share=max_shed_share,
+        min_event_minutes=min_event_minutes,
+        max_event_minutes=max_event_minutes,
+    )
+    return FlexibleDevice.objects.create(
+        name=name,
+        sensor_id=sensor_id,
+        room=room,
+        category=category,
+        max_shed_kw=max_shed_kw,
+        max_shed_share=max_shed_share,
+        priority=priority,
+        min_event_minutes=min_event_minutes,
+        max_event_minutes=max_event_minutes,
+        enabled=enabled,
+    )
+
+
+def device_update(*, device: FlexibleDevice, **changes: Any) -> FlexibleDevice:
+    """Change a device's fields (its name is its key and stays)."""
+    if "name" in changes and changes["name"] != device.name:
+        raise DRError("name is the device's key and cannot change.")
+    for name, value in changes.items():
+        setattr(device, name, value)
+    device.room = _check_device(
+        sensor_id=device.sensor_id,
+        room=device.room,
+        max_shed_kw=device.max_shed_kw,
+        max_shed_share=device.max_shed_share,
+        min_event_minutes=device.min_event_minutes,
+        max_event_minutes=device.max_event_minutes,
+    )
+    device.save()
+    return device
+
+
+def device_delete(*, device: FlexibleDevice) -> None:
+    """Delete a device that no event refers to (otherwise disable it)."""
+    try:
+        device.delete()
+    except ProtectedError as exc:
+        raise DRError(f"Device {device.name!r} took part in events; disable it instead.") from exc
+
+
+# --- Flexibility ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceFlexibility:
+    """What one device can shed, and why nothing when nothing."""
+
+    device: str
+    sensor_id: str
+    category: str
+    priority: int
+    current_kw: float | None
+    reading_at: datetime | None
+    flexible_kw: float
+    reason: str | None  # None when flexible_kw > 0
+
+
+@dataclass(frozen=True)
+class Flexibility:
+    """The flexibility of a set of devices now, or over a window."""
+
+    at: datetime
+    start: datetime | None
+    end: datetime | None
+    devices: list[DeviceFlexibility]
+
+    @property
+    def total_kw(self) -> float:
+        """The building's total: the sum over the devices."""
+        return math.fsum(d.flexible_kw for d in self.devices)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The API's shape."""
+        return {
+            "at": _iso(self.at),
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "total_kw": round(self.total_kw, 3),
+            "devices": [
+                {
+                    "device": d.device,
+                    "sensor_id": d.sensor_id,
+                    "category": d.category,
+                    "priority": d.priority,
+                    "current_kw": None if d.current_kw is None else round(d.current_kw, 3),
+                    "reading_at": _iso(d.reading_at),
+                    "flexible_kw": round(d.flexible_kw, 3),
+                    "reason": d.reason,
+                }
+                for d in self.devices
+            ],
+        }
+
+
+def _shed_limit(device: FlexibleDevice, current_kw: float) -> float:
+    limits = [current_kw]
+    if device.max_shed_kw is not None:
+        limits.append(device.max_shed_kw)
+    if device.max_shed_share is not None:
+        limits.append(device.max_shed_share * current_kw)
+    return max(min(limits), 0.0)
+
+
+def _busy_devices(
+    device_pks: Iterable[int], start: datetime, end: datetime, exclude_event: int | None = None
+) -> dict[int, int]:
+    """Devices in an open event overlapping [start, end): device pk -> that event's id."""
+    rows = EventDevice.objects.filter(
+        device_id__in=list(device_pks),
+        event__status__in=OPEN_EVENT,
+        event__start__lt=end,
+        event__end__gt=start,
+    )
+    if exclude_event is not None:
+        rows = rows.exclude(event_id=exclude_event)
+    return dict(rows.values_list("device_id", "event_id"))
+
+
+def flexibility_compute(
+    *,
+    now: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    devices: Sequence[FlexibleDevice] | None = None,
+    exclude_event: int | None = None,
+) -> Flexibility:
+    """The kW each device can shed now (or over [start, end)) and why zero when zero.
+
+    Now: from the device's latest power reading and its limits; a reading older than
+    DR_READING_MAX_AGE, or none, is no flexibility. A window: the latest reading stands for
+    the window (no forecast), the window's length must fit the device's minimum and maximum
+    event length, and a device taken by another open event in the window has none.
+    """
+    now = _now(now)
+    chosen = list(devices) if devices is not None else list(FlexibleDevice.objects.all())
+    latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in chosen}))
+    max_age = timedelta(seconds=settings.DR_READING_MAX_AGE)
+    busy: dict[int, int] = {}
+    minutes: float | None = None
+    if start is not None and end is not None:
+        busy = _busy_devices((d.pk for d in chosen), start, end, exclude_event)
+        minutes = (end - start).total_seconds() / 60
+    out: list[DeviceFlexibility] = []
+    for device in sorted(chosen, key=lambda d: (d.priority, d.name)):
+        reading = latest.get(device.sensor_id)
+        current_kw = None if reading is None else reading[1] / 1000.0
+        reason: str | None = None
+        kw = 0.0
+        if not device.enabled:
+            reason = "disabled"
+        elif reading is None:
+            reason = "no reading"
+        elif now - reading[0] > max_age:
+            reason = f"reading {int((now - reading[0]).total_seconds() // 60)} min old"
+        elif minutes is not None and minutes < device.min_event_minutes:
+            reason = f"the window is shorter than the device's minimum of {device.min_event_minutes} min"
+        elif (
+            minutes is not None
+            and device.max_event_minutes is not None
+            and minutes > device.max_event_minutes
+        ):
+            reason = f"the window is longer than the device's maximum of {device.max_event_minutes} min"
+        elif device.pk in busy:
+            reason = f"committed to event {busy[device.pk]}"
+        else:
+            assert current_kw is not None
+            kw = _shed_limit(device, current_kw)
+            if kw <= 0:
+                reason = f"no load to shed ({current_kw:.3f} kW)"
+        out.append(
+            DeviceFlexibility(
+                device=device.name,
+                sensor_id=device.sensor_id,
+                category=device.category,
+                priority=device.priority,
+                current_kw=current_kw,
+                reading_at=None if reading is None else reading[0],
+                flexible_kw=kw,
+                reason=reason,
+            )
+        )
+    return Flexibility(at=now, start=start, end=end, devices=out)
+
+
+def _plan(flexibility: Flexibility, target_kw: float) -> list[dict[str, Any]]:
+    """Devices in priority order, each taking what it can, until the target is covered."""
+    plan: list[dict[str, Any]] = []
+    remaining = target_kw
+    for device in flexibility.devices:
+        if remaining <= EPSILON_KW:
+            break
+        if device.flexible_kw <= 0:
+            continue
+        kw = min(device.flexible_kw, remaining)
+        plan.append({"device": device.device, "kw": round(kw, 6)})
+        remaining -= kw
+    return plan
+
+
+# --- Invitations -------------------------------------------------------------------------------
+
+
+def _invitation_detail(invitation: Invitation) -> dict[str, Any]:
+    return {
+        "reduction_kw": invitation.reduction_kw,
+        "start": _iso(invitation.start),
+        "end": _iso(invitation.end),
+        "response_deadline": _iso(invitation.response_deadline),
+        "programme": invitation.programme,
+        "source": invitation.source,
+        "external_id": invitation.external_id,
+        "answered_by": invitation.answered_by,
+        "reason": invitation.reason,
+        "committed_kw": invitation.committed_kw,
+    }
+
+
+def _invitation_event(invitation: Invitation, previous: str | None) -> None:
+    events.send_on_commit(
+        events.dr_events,
+        sender=Invitation,
+        using=DB,
+        kind="invitation",
+        id=invitation.pk,
+        status=invitation.status,
+        previous_status=previous,
+        detail=_invitation_detail(invitation),
+    )
+
+
+def invitation_create(
+    *,
+    reduction_kw: float,
+    start: datetime,
+    response_deadline: datetime,
+    end: datetime | None = None,
+    duration: timedelta | None = None,
+    programme: str = "",
+    baseline_method: str = BaselineMethod.CAISO_10OF10,
+    source: str = "api",
+    external_id: str | None = None,
+) -> Invitation:
+    """Record an invitation from the grid (end, or duration, given); sends `dr_events` (pending).
+
+    With an `external_id` already known for that `source` (a VTN sending the same event
+    again), the stored invitation is returned unchanged.
+    """
+    if end is None:
+        if duration is None:
+            raise DRError("Give the invitation's end or its duration.")
+        end = start + duration
+    if reduction_kw is None or not math.isfinite(reduction_kw) or reduction_kw <= 0:
+        raise DRError("reduction_kw must be a positive number of kW.")
+    if end <= start:
+        raise DRError("The invitation ends before it starts: end must be after start.")
+    if response_deadline > start:
+        raise DRError("The response deadline is after the start: it must be at or before the start.")
+    if baseline_method not in BaselineMethod.values:
+        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+    with transaction.atomic(using=DB):
+        if external_id is not None:
+            existing = Invitation.objects.filter(source=source, external_id=external_id).first()
+            if existing is not None:
+                return existing
+        invitation = Invitation.objects.create(
+            reduction_kw=reduction_kw,
+            start=start,
+            end=end,
+            response_deadline=response_deadline,
+            programme=programme,
+            baseline_method=baseline_method,
+            source=source,
+            external_id=external_id,
+        )
+        _invitation_event(invitation, None)
+    return invitation
+
+
+def _pending(invitation: Invitation | int) -> Invitation:
+    pk = invitation if isinstance(invitation, int) else invitation.pk
+    found = Invitation.objects.filter(pk=pk).first()
+    if found is None:
+        raise DRError(f"No invitation {pk}.")
+    if found.status != Invitation.Status.PENDING:
+        raise Conflict(f"Invitation {pk} is already {found.status}.")
+    return found
+
+
+def _answer(
+    invitation: Invitation,
+    *,
+    status: str,
+    answered_by: str,
+    reason: str,
+    now: datetime,
+    commitment: list[Any],
+) -> Invitation:
+    """Compare-and-swap pending -> status; raises Conflict when another answer came first."""
+    changed = Invitation.objects.filter(pk=invitation.pk, status=Invitation.Status.PENDING).update(
+        status=status, answered_by=answered_by, answered_at=now, reason=reason, commitment=commitment
+    )
+    if not changed:
+        raise Conflict(f"Invitation {invitation.pk} was answered meanwhile.")
+    invitation.status, invitation.answered_by, invitation.answered_at = status, answered_by, now
+    invitation.reason, invitation.commitment = reason, commitment
+    _invitation_event(invitation, Invitation.Status.PENDING)
+    return invitation
+
+
+def invitation_accept(
+    *,
+    invitation: Invitation | int,
+    answered_by: str,
+    reason: str = "",
+    devices: Sequence[str] | None = None,
+    now: datetime | None = None,
+    plan: list[dict[str, Any]] | None = None,
+) -> Invitation:
+    """Accept a pending invitation before its deadline: commit devices (the named ones, or every
+    enabled free device) in priority order and create its event. Sends `dr_events` for both.
+
+    Refused when no device has flexibility in the window; a partial cover is accepted, and
+    the reason says how much is covered. `plan` (used by the policy) skips the computation.
+    """
+    now = _now(now)
+    found = _pending(invitation)
+    if now > found.response_deadline:
+        raise Conflict(
+            f"The response deadline of invitation {found.pk} passed at {_iso(found.response_deadline)}."
+        )
+    if plan is None:
+        chosen = _devices_named(devices) if devices else None
+        flex = flexibility_compute(now=now, start=found.start, end=found.end, devices=chosen)
+        plan = _plan(flex, found.reduction_kw)
+        if not plan:
+            why = "; ".join(f"{d.device}: {d.reason}" for d in flex.devices) or "no devices"
+            raise DRError(f"No device can shed load in that window ({why}).")
+    covered = math.fsum(item["kw"] for item in plan)
+    if covered + EPSILON_KW < found.reduction_kw:
+        note = f"covers {covered:.3f} of {found.reduction_kw:.3f} kW"
+        reason = f"{reason}; {note}" if reason else note
+    with transaction.atomic(using=DB):
+        _answer(
+            found,
+            status=Invitation.Status.ACCEPTED,
+            answered_by=answered_by,
+            reason=reason,
+            now=now,
+            commitment=plan,
+        )
+        event_create(
+            target_kw=found.reduction_kw,
+            start=found.start,
+            end=found.end,
+            devices=[item["device"] for item in plan],
+            planned_kw={item["device"]: item["kw"] for item in plan},
+            programme=found.programme,
+            baseline_method=found.baseline_method,
+            name=f"invitation {found.pk}",
+            created_by=answered_by,
+            invitation=found,
+            now=now,
+        )
+    return found
+
+
+def invitation_decline(
+    *, invitation: Invitation | int, answered_by: str, reason: str, now: datetime | None = None
+) -> Invitation:
+    """Decline a pending invitation with a stated reason; sends `dr_events`."""
+    if not reason.strip():
+        raise DRError("Say why the invitation is declined.")
+    found = _pending(invitation)
+    with transaction.atomic(using=DB):
+        return _answer(
+            found,
+            status=Invitation.Status.DECLINED,
+            answered_by=answered_by,
+            reason=reason,
+            now=_now(now),
+            commitment=[],
+        )
+
+
+def invitations_expire(*, now: datetime | None = None) -> int:
+    """Expire pending invitations past their deadline (compare-and-swap each); returns how many."""
+    now = _now(now)
+    expired = 0
+    for invitation in Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__lt=now):
+        with transaction.atomic(using=DB):
+            try:
+                _answer(
+                    invitation,
+                    status=Invitation.Status.EXPIRED,
+                    answered_by="system",
+                    reason="no answer before the deadline",
+                    now=now,
+                    commitment=[],
+                )
+            except Conflict:
+                continue
+        expired += 1
+    return expired
+
+
+def invitations_unreported(*, source: str) -> list[Invitation]:
+    """Answered invitations of `source` whose answer was not yet relayed (for the OpenADR VEN)."""
+    return list(
+        Invitation.objects.filter(source=source, reported_at__isnull=True).exclude(
+            status=Invitation.Status.PENDING
+        )
+    )
+
+
+def invitation_mark_reported(*, invitation: Invitation, now: datetime | None = None) -> bool:
+    """Record that the answer was relayed to the sender; False if it already was."""
+    return bool(
+        Invitation.objects.filter(pk=invitation.pk, reported_at__isnull=True).update(reported_at=_now(now))
+    )
+
+
+# --- Auto-response ---------------------------------------------------------------------------
+
+
+def policy_get() -> AutoResponsePolicy:
+    """The auto-response policy (created with its defaults, disabled, on first use)."""
+    policy, _ = AutoResponsePolicy.objects.get_or_create(pk=1)
+    return policy
+
+
+def policy_update(*, updated_by: str, **changes: Any) -> AutoResponsePolicy:
+    """Change the policy's rules."""
+    policy = policy_get()
+    for name, value in changes.items():
+        setattr(policy, name, value)
+    days = policy.allowed_days
+    if not isinstance(days, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
+        raise DRError("allowed_days is a list of weekdays, 0 (Monday) to 6 (Sunday).")
+    if not 0 <= policy.allowed_from_hour < policy.allowed_until_hour <= 24:
+        raise DRError("The allowed hours need 0 <= allowed_from_hour < allowed_until_hour <= 24.")
+    if not 0 < policy.max_share <= 1:
+        raise DRError("max_share must be in (0, 1].")
+    excluded = policy.excluded_devices
+    if not isinstance(excluded, list):
+        raise DRError("excluded_devices is a list of device names.")
+    unknown = set(excluded) - set(
+        FlexibleDevice.objects.filter(name__in=excluded).values_list("name", flat=True)
+    )
+    if unknown:
+        raise DRError(f"Unknown devices in excluded_devices: {', '.join(sorted(unknown))}.")
+    policy.updated_by = updated_by
+    policy.save()
+    return policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer to one invitation."""
+
+    accept: bool
+    reason: str
+    plan: list[dict[str, Any]] = field(default_factory=list)
+
+
+def policy_evaluate(*, policy: AutoResponsePolicy, invitation: Invitation, now: datetime) -> Decision:
+    """Apply the policy's rules in order; the first that fails is the decline's reason."""
+    tz = _tz()
+    local_start, local_end = invitation.start.astimezone(tz), invitation.end.astimezone(tz)
+    notice = invitation.start - invitation.created_at
+    minutes = invitation.duration.total_seconds() / 60
+    day_names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    if notice < timedelta(minutes=policy.min_notice_minutes):
+        return Decision(
+            False,
+            f"notice of {int(notice.total_seconds() // 60)} min is below the policy's minimum "
+            f"of {policy.min_notice_minutes} min",
+        )
+    if local_start.weekday() not in policy.allowed_days:
+        return Decision(False, f"{day_names[local_start.weekday()]} is not an allowed day")
+    window_start = local_start.replace(hour=policy.allowed_from_hour, minute=0, second=0, microsecond=0)
+    window_end = (
+        datetime.combine(local_start.date(), datetime.min.time(), tzinfo=tz)
+        + timedelta(days=1 if policy.allowed_until_hour == 24 else 0)
+    ).replace(hour=0 if policy.allowed_until_hour == 24 else policy.allowed_until_hour)
+    if local_start < window_start or local_end > window_end:
+        return Decision(
+            False,
+            f"{local_start:%H:%M}-{local_end:%H:%M} is outside the allowed hours "
+            f"{policy.allowed_from_hour:02d}:00-{policy.allowed_until_hour:02d}:00",
+        )
+    if minutes > policy.max_duration_minutes:
+        return Decision(
+            False,
+            f"duration of {minutes:g} min exceeds the policy's maximum of {policy.max_duration_minutes} min",
+        )
+    candidates = list(FlexibleDevice.objects.exclude(name__in=list(policy.excluded_devices)))
+    flex = flexibility_compute(now=now, start=invitation.start, end=invitation.end, devices=candidates)
+    allowed = flex.total_kw * policy.max_share
+    if invitation.reduction_kw > allowed + EPSILON_KW:
+        return Decision(
+            False,
+            f"needs {invitation.reduction_kw:g} kW; the policy may commit {allowed:.3f} kW "
+            f"({policy.max_share:.0%} of {flex.total_kw:.3f} kW flexible)",
+        )
+    plan = _plan(flex, invitation.reduction_kw)
+    return Decision(True, f"covered by {len(plan)} device(s) within the policy", plan)
+
+
+def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
+    """Expire overdue invitations, then answer the pending ones by the policy (when enabled).
+
+    Idempotent: each answer is a compare-and-swap, so a second run (or an operator answering
+    at the same moment) never answers an invitation twice.
+    """
+    now = _now(now)
+    done = {"expired": invitations_expire(now=now), "accepted": 0, "declined": 0}
+    policy = policy_get()
+    if not policy.enabled:
+        return done
+    pending = Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__gte=now)
+    for invitation in pending.order_by("start", "pk"):
+        decision = policy_evaluate(policy=policy, invitation=invitation, now=now)
+        try:
+            if decision.accept:
+                invitation_accept(
+                    invitation=invitation,
+                    answered_by="policy",
+                    reason=decision.reason,
+                    plan=decision.plan,
+                    now=now,
+                )
+                done["accepted"] += 1
+            else:
+                invitation_decline(
+                    invitation=invitation, answered_by="policy", reason=decision.reason, now=now
+                )
+                done["declined"] += 1
+        except DRError as exc:
+            # Answered by someone else meanwhile, or its devices were taken: next tick decides.
+            logger.info("auto-response skipped invitation %s: %s", invitation.pk, exc)
+    return done
+
+
+# --- Events ----------------------------------------------------------------------------------
+
+
+def _event_detail(event: DREvent) -> dict[str, Any]:
+    return {
+        "target_kw": event.target_kw,
+        "start": _iso(event.start),
+        "end": _iso(event.end),
+        "invitation_id": event.invitation_id,
+        "dispatched_kw": event.dispatched_kw,
+        "measured_kw": event.measured_kw,
+        "note": event.note,
+    }
+
+
+def _event_changed(event: DREvent, previous: str | None) -> None:
+    events.send_on_commit(
+        events.dr_events,
+        sender=DREvent,
+        using=DB,
+        kind="event",
+        id=event.pk,
+        status=event.status,
+        previous_status=previous,
+        detail=_event_detail(event),
+    )
+
+
+def _devices_named(names: Sequence[str]) -> list[FlexibleDevice]:
+    found = {d.name: d for d in FlexibleDevice.objects.filter(name__in=list(names))}
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise DRError(f"Unknown devices: {', '.join(unknown)}.")
+    return [found[n] for n in dict.fromkeys(names)]
+
+
+def event_create(
+    *,
+    target_kw: float,
+    start: datetime,
+    end: datetime,
+    devices: Sequence[str] | None = None,
+    name: str = "",
+    programme: str = "",
+    baseline_method: str = BaselineMethod.CAISO_10OF10,
+    created_by: str = "",
+    invitation: Invitation | None = None,
+    planned_kw: dict[str, float] | None = None,
+    now: datetime | None = None,
+) -> DREvent:
+    """Schedule an event; sends `dr_events` (scheduled).
+
+    Overlap rule: a device is in at most one scheduled or active event at any instant. Named
+    devices that are taken in [start, end) refuse the event; with no devices named, the event
+    takes every enabled device free in the window (refused when there is none).
+    """
+    now = _now(now)
+    if target_kw is None or not math.isfinite(target_kw) or target_kw <= 0:
+        raise DRError("target_kw must be a positive number of kW.")
+    if end <= start:
+        raise DRError("The event ends before it starts: end must be after start.")
+    if end <= now:
+        raise DRError("The event would end in the past.")
+    if baseline_method not in BaselineMethod.values:
+        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+    with transaction.atomic(using=DB):
+        if devices:
+            chosen = _devices_named(devices)
+            # Row locks (PostgreSQL) serialise two events claiming the same device; SQLite's
+            # IMMEDIATE transactions already serialise writers.
+            list(FlexibleDevice.objects.select_for_update().filter(pk__in=[d.pk for d in chosen]))
+            busy = _busy_devices((d.pk for d in chosen), start, end)
+            if busy:
+                taken = ", ".join(f"{d.name} (event {busy[d.pk]})" for d in chosen if d.pk in busy)
+                raise DRError(f"Overlapping events on the same device are refused: {taken}.")
+        else:
+            enabled = list(FlexibleDevice.objects.select_for_update().filter(enabled=True))
+            busy = _busy_devices((d.pk for d in enabled), start, end)
+            chosen = [d for d in enabled if d.pk not in busy]
+            if not chosen:
+                raise DRError("No enabled device is free in that window.")
+        event = DREvent.objects.create(
+            target_kw=target_kw,
+            start=start,
+            end=end,
+            name=name,
+            programme=programme,
+            baseline_method=baseline_method,
+            created_by=created_by,
+            invitation=invitation,
+        )
+        EventDevice.objects.bulk_create(
+            EventDevice(event=event, device=d, planned_kw=(planned_kw or {}).get(d.name)) for d in chosen
+        )
+        _event_changed(event, None)
+    return event
+
+
+def _transition(event: DREvent, old: str, new: str, **fields: Any) -> bool:
+    """Compare-and-swap the event's status; False when it was not `old` any more."""
+    changed = DREvent.objects.filter(pk=event.pk, status=old).update(status=new, **fields)
+    if changed:
+        event.status = new
+        for name, value in fields.items():
+            setattr(event, name, value)
+    return bool(changed)
+
+
+def _command(event: DREvent, row: EventDevice, action: str, kw: float, now: datetime) -> DispatchCommand:
+    return actuators.RecordingActuator().send(
+        event=event, row=row, action=action, kw=kw, until=event.end, now=now
+    )
+
+
+def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
+    """Start a scheduled event and dispatch it: its devices in priority order, each shedding what
+    it can now, until the target is covered. False if it was not scheduled any more."""
+    now = _now(now)
+    commands: list[DispatchCommand] = []
+    with transaction.atomic(using=DB):
+        if not _transition(event, DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE, activated_at=now):
+            return False
+        rows = list(event.dispatches.select_related("device"))
+        flex = flexibility_compute(now=now, devices=[r.device for r in rows])
+        by_name = {d.device: d for d in flex.devices}
+        remaining = event.target_kw
+        for row in sorted(rows, key=lambda r: (r.device.priority, r.device.name)):
+            available = by_name[row.device.name]
+            if remaining <= EPSILON_KW:
+                row.status, row.note = EventDevice.Status.SKIPPED, "target already covered"
+            elif available.flexible_kw <= 0:
+                row.status, row.note = EventDevice.Status.SKIPPED, available.reason or "no flexibility"
+            else:
+                kw = min(available.flexible_kw, remaining)
+                remaining -= kw
+                row.status, row.dispatched_kw, row.shed_at = EventDevice.Status.SHED, kw, now
+                commands.append(_command(event, row, DispatchCommand.Action.SHED, kw, now))
+            row.save(update_fields=["status", "note", "dispatched_kw", "shed_at"])
+            if row.status == EventDevice.Status.SKIPPED:
+                _dispatch_changed(row, EventDevice.Status.PLANNED)
+        dispatched = event.target_kw - max(remaining, 0.0)
+        note = "" if remaining <= EPSILON_KW else f"dispatched {dispatched:.3f} of {event.target_kw:.3f} kW"
+        DREvent.objects.filter(pk=event.pk).update(dispatched_kw=dispatched, note=note)
+        event.dispatched_kw, event.note = dispatched, note
+        _event_changed(event, DREvent.Status.SCHEDULED)
+    actuators.publish(commands)
+    return True
+
+
+def _dispatch_changed(row: EventDevice, previous: str) -> None:
+    events.send_on_commit(
+        events.dr_events,
+        sender=EventDevice,
+        using=DB,
+        kind="dispatch",
+        id=row.pk,
+        status=row.status,
+        previous_status=previous,
+        detail={
+            "event_id": row.event_id,
+            "device": row.device.name,
+            "kw": row.dispatched_kw,
+            "note": row.note,
+        },
+    )
+
+
+def _restore(event: DREvent, now: datetime) -> list[DispatchCommand]:
+    commands = []
+    for row in event.dispatches.select_related("device").filter(status=EventDevice.Status.SHED):
+        if EventDevice.objects.filter(pk=row.pk, status=EventDevice.Status.SHED).update(
+            status=EventDevice.Status.RESTORED, restored_at=now
+        ):
+            row.status = EventDevice.Status.RESTORED
+            commands.append(
+                _command(event, row, DispatchCommand.Action.RESTORE, row.dispatched_kw or 0.0, now)
+            )
+    return commands
+
+
+def event_complete(*, event: DREvent, now: datetime | None = None, measure: bool = True) -> bool:
+    """End an active event: restore its devices, then measure what it delivered. False if it was
+    not active any more."""
+    now = _now(now)
+    with transaction.atomic(using=DB):
+        if not _transition(event, DREvent.Status.ACTIVE, DREvent.Status.COMPLETED, finished_at=now):
+            return False
+        commands = _restore(event, now)
+        _event_changed(event, DREvent.Status.ACTIVE)
+    actuators.publish(commands)
+    if measure:
+        event_measure(event=event)
+    return True
+
+
+def event_cancel(
+    *, event: DREvent, cancelled_by: str, reason: str = "", now: datetime | None = None
+) -> DREvent:
+    """Cancel a scheduled or active event (an active one's devices are restored)."""
+    now = _now(now)
+    note = f"cancelled by {cancelled_by}" + (f": {reason}" if reason else "")
+    for old in OPEN_EVENT:
+        with transaction.atomic(using=DB):
+            if not _transition(event, old, DREvent.Status.CANCELLED, finished_at=now, note=note):
+                continue
+            commands = _restore(event, now) if old == DREvent.Status.ACTIVE else []
+            _event_changed(event, old)
+        actuators.publish(commands)
+        return event
+    current = DREvent.objects.filter(pk=event.pk).values_list("status", flat=True).first()
+    raise Conflict(f"Event {event.pk} is {current}; only scheduled or active events can be cancelled.")
+
+
+def events_tick(*, now: datetime | None = None) -> dict[str, int]:
+    """The scheduler's step: activate due events, complete ended ones (each transition once).
+
+    An event whose whole window passed while nothing ran is completed without dispatch (its
+    note says so) rather than started late.
+    """
+    now = _now(now)
+    done = {"activated": 0, "completed": 0, "missed": 0}
+    for event in DREvent.objects.filter(status=DREvent.Status.SCHEDULED, start__lte=now).order_by("start"):
+        if event.end <= now:
+            with transaction.atomic(using=DB):
+                note = "not dispatched: its window passed before the scheduler ran"
+                if _transition(
+                    event, DREvent.Status.SCHEDULED, DREvent.Status.COMPLETED, finished_at=now, note=note
+                ):
+                    _event_changed(event, DREvent.Status.SCHEDULED)
+                    done["missed"] += 1
+                    transaction.on_commit(lambda e=event: _measure_logged(e), using=DB)
+        elif event_activate(event=event, now=now):
+            done["activated"] += 1
+    for event in DREvent.objects.filter(status=DREvent.Status.ACTIVE, end__lte=now).order_by("end"):
+        if event_complete(event=event, now=now, measure=False):
+            done["completed"] += 1
+            _measure_logged(event)
+    return done
+
+
+def _measure_logged(event: DREvent) -> None:
+    # A measurement that fails must not undo the completion: log it, the operator can re-run it.
+    try:
+        event_measure(event=event)
+    except Exception:
+        logger.exception("measuring event %s failed", event.pk)
+
+
+# --- Delivery measurement -----------------------------------------------------------------------
+
+
+def _floor_quarter(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def _ceil_quarter(moment: datetime) -> datetime:
+    floor = _floor_quarter(moment)
+    return floor if floor == moment else floor + QUARTER
+
+
+def _event_days(start: datetime, end: datetime, tz: ZoneInfo) -> set[date]:
+    first, last = start.astimezone(tz).date(), (end - timedelta(microseconds=1)).astimezone(tz).date()
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
+    """Measure an event's delivery: baseline from the metered history of its dispatched devices'
+    sensors (all its devices when none was shed), against their load during the event.
+
+    Measured over the quarter-hours that cover the event. Days of other events that ran are
+    excluded from the baseline. Stores the report (or the reason there is none, such as "not
+    enough data") in `performance`; repeatable, e.g. after late data arrived.
+    """
+    now = _now(now)
+    tz = _tz()
+    rows = list(event.dispatches.select_related("device"))
+    shed = [r for r in rows if r.status in (EventDevice.Status.SHED, EventDevice.Status.RESTORED)]
+    sensor_ids = sorted({r.device.sensor_id for r in (shed or rows)})
+    q_start, q_end = _floor_quarter(event.start), _ceil_quarter(event.end)
+    request = baselines.BaselineRequest(
+        method=event.baseline_method,  # type: ignore[arg-type]
+        event_start=q_start,
+        event_end=q_end,
+        tz=tz,
+        excluded_days=frozenset(),
+    )
+    history_start = q_start - timedelta(days=request.lookback_days + 2)
+    excluded: set[date] = set()
+    for start, end in (
+        DREvent.objects.filter(
+            status__in=[DREvent.Status.ACTIVE, DREvent.Status.COMPLETED],
+            end__gt=history_start,
+            start__lt=q_start,
+        )
+        .exclude(pk=event.pk)
+        .values_list("start", "end")
+    ):
+        excluded |= _event_days(start, end, tz)
+    excluded.discard(request.event_day)
+    request = baselines.BaselineRequest(
+        method=request.method, event_start=q_start, event_end=q_end, tz=tz, excluded_days=frozenset(excluded)
+    )
+    report: dict[str, Any] = {
+        "method": event.baseline_method,
+        "sensors": sensor_ids,
+        "measured_from": _iso(q_start),
+        "measured_to": _iso(q_end),
+        "committed_kw": event.target_kw,
+        "excluded_days": sorted(d.isoformat() for d in excluded),
+    }
+    measured_kw: float | None = None
+    if not sensor_ids:
+        report.update(ok=False, reason="not enough data: the event has no devices to measure")
+    else:
+        # The rollup job runs every few minutes: bring the event's days up to date first.
+        sensors_services.rollups_backfill(
+            since=q_start - timedelta(hours=5), until=q_end, sensor_ids=sensor_ids
+        )
+        series = sensors_services.load_kw_quarter_hours(sensor_ids=sensor_ids, start=history_start, end=q_end)
+        load = _summed(series)
+        baseline = baselines.compute_baseline(request, load)
+        report.update(_baseline_json(baseline))
+        if baseline.ok:
+            actual = {moment: kw for moment, kw in load.items() if q_start <= moment < q_end}
+            delivery = baselines.measure_delivery(baseline, actual, event.target_kw)
+            report.update(_delivery_json(delivery))
+            measured_kw = delivery.mean_delivered_kw
+    DREvent.objects.filter(pk=event.pk).update(performance=report, measured_kw=measured_kw, measured_at=now)
+    event.performance, event.measured_kw, event.measured_at = report, measured_kw, now
+    return event
+
+
+def _summed(series: dict[str, dict[datetime, float]]) -> dict[datetime, float]:
+    """The devices' total per quarter-hour, only where every sensor has a value (a partial sum
+    would look like a load reduction)."""
+    if not series:
+        return {}
+    common = set.intersection(*(set(s) for s in series.values()))
+    return {moment: math.fsum(s[moment] for s in series.values()) for moment in sorted(common)}
+
+
+def _baseline_json(result: baselines.BaselineResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "reason": result.reason,
+        "day_type": result.day_type,
+        "days_used": [d.isoformat() for d in result.days_used],
+        "days_skipped": [{"day": s.day.isoformat(), "reason": s.reason} for s in result.days_skipped],
+        "adjustment_kind": result.adjustment_kind,
+        "adjustment": result.adjustment,
+        "adjustment_uncapped": result.adjustment_uncapped,
+        "notes": list(result.notes),
+    }
+
+
+def _delivery_json(report: baselines.DeliveryReport) -> dict[str, Any]:
+    return {
+        "intervals": [
+            {
+                "start": _iso(i.start),
+                "baseline_kw": i.baseline_kw,
+                "actual_kw": i.actual_kw,
+                "delivered_kw": i.delivered_kw,
+                "delivered_kwh": i.delivered_kwh,
+            }
+            for i in report.intervals
+        ],
+        "energy_delivered_kwh": report.energy_delivered_kwh,
+        "mean_delivered_kw": report.mean_delivered_kw,
+        "share_of_commitment": report.share_of_commitment,
+        "intervals_missing": report.intervals_missing,
+    }
+
+
+# --- The overview --------------------------------------------------------------------------------
 
 
 def overview() -> dict[str, Any]:
     """Counts for the platform overview."""
-    return {"devices": 0, "invitations_pending": 0, "events_active": 0}
+    invitations = dict(Invitation.objects.values_list("status").annotate(n=Count("id")).order_by())
+    dr_events = dict(DREvent.objects.values_list("status").annotate(n=Count("id")).order_by())
+    devices = FlexibleDevice.objects.aggregate(total=Count("id"), enabled=Count("id", filter=Q(enabled=True)))
+    return {
+        "devices": devices["total"],
+        "devices_enabled": devices["enabled"],
+        "invitations_pending": invitations.get(Invitation.Status.PENDING, 0),
+        "invitations_by_status": invitations,
+        "events_scheduled": dr_events.get(DREvent.Status.SCHEDULED, 0),
+        "events_active": dr_events.get(DREvent.Status.ACTIVE, 0),
+        "events_by_status": dr_events,
+    }

@@ -418,3 +418,68 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
                 )
             known[external_id] = sensor.sensor_id
     return known
+
+
+# --- reads for demand_response ---
+
+
+def sensors_known(*, sensor_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The registered sensors among `sensor_ids`: sensor_id -> {kind, room, status}."""
+    return {
+        row["sensor_id"]: {"kind": row["kind"], "room": row["room__name"], "status": row["status"]}
+        for row in Sensor.objects.filter(sensor_id__in=list(sensor_ids)).values(
+            "sensor_id", "kind", "room__name", "status"
+        )
+    }
+
+
+def power_latest(*, sensor_ids: Sequence[str]) -> dict[str, tuple[datetime, float]]:
+    """Each sensor's newest power reading, whatever its age: sensor_id -> (timestamp, W).
+
+    One query however many sensors (a correlated subquery per column, served by the readings'
+    (sensor, metric, timestamp) index); sensors without a power reading are absent.
+    """
+    from django.db.models import OuterRef, Subquery
+
+    from sensors.models import Metric
+
+    newest = Reading.objects.filter(sensor=OuterRef("pk"), metric=Metric.POWER).order_by("-timestamp")
+    rows = (
+        Sensor.objects.filter(sensor_id__in=list(sensor_ids))
+        .annotate(
+            latest_at=Subquery(newest.values("timestamp")[:1]),
+            latest_value=Subquery(newest.values("value")[:1]),
+        )
+        .filter(latest_at__isnull=False)
+        .values_list("sensor_id", "latest_at", "latest_value")
+    )
+    return {sensor_id: (moment, value) for sensor_id, moment, value in rows}
+
+
+def load_kw_quarter_hours(
+    *, sensor_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, dict[datetime, float]]:
+    """Each sensor's average load in kW per 15-minute bucket starting in [start, end), from the
+    quarter-hour rollups: the power mean (W / 1000) or, for a sensor with no power rollups in
+    the range, its interval energy (kWh in 15 minutes x 4). Buckets without data are absent."""
+    from sensors.models import Metric
+
+    wanted = list(sensor_ids)
+    rollups = Rollup.objects.filter(
+        sensor__sensor_id__in=wanted,
+        resolution=Rollup.Resolution.QUARTER_HOUR,
+        bucket__gte=start,
+        bucket__lt=end,
+    )
+    out: dict[str, dict[datetime, float]] = {sensor_id: {} for sensor_id in wanted}
+    for sensor_id, bucket, mean in rollups.filter(metric=Metric.POWER).values_list(
+        "sensor__sensor_id", "bucket", "mean"
+    ):
+        out[sensor_id][bucket] = mean / 1000.0
+    without_power = [sensor_id for sensor_id, series in out.items() if not series]
+    if without_power:
+        for sensor_id, bucket, total in rollups.filter(
+            metric=Metric.ENERGY, sensor__sensor_id__in=without_power
+        ).values_list("sensor__sensor_id", "bucket", "sum"):
+            out[sensor_id][bucket] = total * 4.0
+    return out

@@ -1,0 +1,216 @@
+"""API shapes of the demand-response module; writes are validated again by its services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from demand_response.models import (
+    AutoResponsePolicy,
+    BaselineMethod,
+    DREvent,
+    EventDevice,
+    FlexibleDevice,
+    Invitation,
+)
+
+
+class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
+    """A flexible device; `name` is its key in URLs, `sensor_id` and `room` the sensors module's keys."""
+
+    class Meta:
+        model = FlexibleDevice
+        fields = [
+            "name",
+            "sensor_id",
+            "room",
+            "category",
+            "max_shed_kw",
+            "max_shed_share",
+            "priority",
+            "min_event_minutes",
+            "max_event_minutes",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+        # Uniqueness and limits are the service's checks, with the module's own messages.
+        validators: list[Any] = []
+        extra_kwargs = {"name": {"validators": []}}
+
+
+class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+    """An invitation and its answer."""
+
+    event_id = serializers.SerializerMethodField()
+    committed_kw = serializers.FloatField(read_only=True)
+    duration_minutes = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "source",
+            "external_id",
+            "programme",
+            "baseline_method",
+            "reduction_kw",
+            "start",
+            "end",
+            "duration_minutes",
+            "response_deadline",
+            "status",
+            "answered_by",
+            "answered_at",
+            "reason",
+            "commitment",
+            "committed_kw",
+            "event_id",
+            "reported_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_event_id(self, invitation: Invitation) -> int | None:
+        event = getattr(invitation, "event", None)
+        return event.pk if event is not None else None
+
+    def get_duration_minutes(self, invitation: Invitation) -> float:
+        return invitation.duration.total_seconds() / 60
+
+
+class InvitationCreateSerializer(serializers.Serializer[Any]):
+    """What an integrator (or the OpenADR VEN) sends to record an invitation."""
+
+    reduction_kw = serializers.FloatField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField(required=False)
+    duration_minutes = serializers.FloatField(required=False, help_text="Instead of end.")
+    response_deadline = serializers.DateTimeField()
+    programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    baseline_method = serializers.ChoiceField(
+        choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
+    )
+    source = serializers.CharField(max_length=32, default="api")
+    external_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "end" not in attrs and "duration_minutes" not in attrs:
+            raise serializers.ValidationError("Give end or duration_minutes.")
+        if "end" in attrs and "duration_minutes" in attrs:
+            raise serializers.ValidationError("Give end or duration_minutes, not both.")
+        return attrs
+
+
+class AcceptSerializer(serializers.Serializer[Any]):
+    """An operator's acceptance: optionally which devices to commit, and why."""
+
+    devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
+    reason = serializers.CharField(required=False, default="", allow_blank=True)
+
+
+class DeclineSerializer(serializers.Serializer[Any]):
+    """An operator's refusal, with its reason."""
+
+    reason = serializers.CharField()
+
+
+class EventDeviceSerializer(serializers.ModelSerializer[EventDevice]):
+    """One device's part in an event."""
+
+    device = serializers.CharField(source="device.name")
+
+    class Meta:
+        model = EventDevice
+        fields = ["device", "planned_kw", "dispatched_kw", "status", "note", "shed_at", "restored_at"]
+        read_only_fields = fields
+
+
+class DREventSerializer(serializers.ModelSerializer[DREvent]):
+    """An event with its dispatch per device."""
+
+    dispatches = EventDeviceSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = DREvent
+        fields = [
+            "id",
+            "name",
+            "programme",
+            "invitation",
+            "target_kw",
+            "start",
+            "end",
+            "status",
+            "baseline_method",
+            "created_by",
+            "dispatched_kw",
+            "measured_kw",
+            "note",
+            "activated_at",
+            "finished_at",
+            "measured_at",
+            "dispatches",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class EventCreateSerializer(serializers.Serializer[Any]):
+    """A manual event: without devices it takes every enabled device free in the window."""
+
+    target_kw = serializers.FloatField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
+    name = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
+    programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
+    baseline_method = serializers.ChoiceField(
+        choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
+    )
+
+
+class CancelSerializer(serializers.Serializer[Any]):
+    """Why an event is cancelled."""
+
+    reason = serializers.CharField(required=False, default="", allow_blank=True)
+
+
+class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
+    """The auto-response policy."""
+
+    allowed_days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6))
+    excluded_devices = serializers.ListField(child=serializers.SlugField(), required=False)
+
+    class Meta:
+        model = AutoResponsePolicy
+        fields = [
+            "enabled",
+            "allowed_days",
+            "allowed_from_hour",
+            "allowed_until_hour",
+            "max_duration_minutes",
+            "min_notice_minutes",
+            "max_share",
+            "excluded_devices",
+            "updated_at",
+            "updated_by",
+        ]
+        read_only_fields = ["updated_at", "updated_by"]
+        validators: list[Any] = []
+
+
+class FlexibilityQuery(serializers.Serializer[Any]):
+    """Query of GET /flexibility: now, or a window [start, end)."""
+
+    start = serializers.DateTimeField(required=False)
+    end = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("start" in attrs) != ("end" in attrs):
+            raise serializers.ValidationError("Give both start and end, or neither.")
+        if "start" in attrs and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError("end must be after start.")
+        return attrs

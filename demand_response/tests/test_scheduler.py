@@ -1,0 +1,277 @@
+"""The scheduler: activation and dispatch in priority order, completion, cancellation, overlap,
+each transition once; and the delivery measurement at completion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from demand_response import services
+from demand_response.models import DispatchCommand, DREvent, FlexibleDevice
+from sensors import services as sensors_services
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def soon(target_kw: float, devices: list[str] | None = None, minutes: int = 30) -> DREvent:
+    start = timezone.now() + timedelta(minutes=5)
+    return services.event_create(
+        target_kw=target_kw, start=start, end=start + timedelta(minutes=minutes), devices=devices
+    )
+
+
+def dispatch(event: DREvent) -> list[tuple[str, str, float | None, str]]:
+    return [
+        (r.device.name, r.status, r.dispatched_kw, r.note) for r in event.dispatches.select_related("device")
+    ]
+
+
+def test_activation_sheds_in_priority_order_until_the_target_is_covered(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(35)
+    at = event.start + timedelta(seconds=1)
+    assert committed(services.events_tick, now=at) == {"activated": 1, "completed": 0, "missed": 0}
+    event.refresh_from_db()
+    assert (event.status, event.activated_at, event.dispatched_kw, event.note) == ("active", at, 35, "")
+    assert dispatch(event) == [
+        ("ahu", "shed", 30.0, ""),
+        ("ev", "shed", 5.0, ""),
+        ("lights", "skipped", None, "target already covered"),
+    ]
+    commands = list(DispatchCommand.objects.select_related("device"))
+    assert [(c.device.name, c.action, c.kw, c.until, c.mqtt) for c in commands] == [
+        ("ahu", "shed", 30.0, event.end, ""),
+        ("ev", "shed", 5.0, event.end, ""),
+    ]
+    assert commands[0].payload()["event_id"] == event.pk
+    kinds = [(e["kind"], e["previous_status"], e["status"]) for e in dr_events]
+    assert kinds == [
+        ("dispatch", "planned", "shed"),
+        ("dispatch", "planned", "shed"),
+        ("dispatch", "planned", "skipped"),
+        ("event", "scheduled", "active"),
+    ]
+    # Never twice: another tick, or a direct call, finds nothing to start.
+    assert services.events_tick(now=at) == {"activated": 0, "completed": 0, "missed": 0}
+    assert services.event_activate(event=event, now=at) is False
+    assert DispatchCommand.objects.count() == 2
+
+
+def test_a_shortfall_is_dispatched_as_far_as_it_goes_and_noted(plant: dict[str, FlexibleDevice]) -> None:
+    from demand_response.tests.conftest import power
+
+    power("ahu-power", 10, timezone.now() - timedelta(minutes=1))  # ev and lights: no reading
+    event = soon(20)
+    services.events_tick(now=event.start)
+    event.refresh_from_db()
+    assert event.note == "dispatched 10.000 of 20.000 kW"
+    assert dispatch(event) == [
+        ("ahu", "shed", 10.0, ""),
+        ("ev", "skipped", None, "no reading"),
+        ("lights", "skipped", None, "no reading"),
+    ]
+
+
+def test_completion_restores_the_shed_devices_once(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(12, devices=["ev", "lights"])
+    services.events_tick(now=event.start)
+    dr_events.clear()
+    assert committed(services.events_tick, now=event.end) == {"activated": 0, "completed": 1, "missed": 0}
+    event.refresh_from_db()
+    assert (event.status, event.finished_at) == ("completed", event.end)
+    assert [(n, s) for n, s, _, _ in dispatch(event)] == [("ev", "restored"), ("lights", "restored")]
+    restores = DispatchCommand.objects.filter(action="restore").select_related("device")
+    assert sorted((c.device.name, c.kw) for c in restores) == [("ev", 10.0), ("lights", 2.0)]
+    assert [(e["kind"], e["status"]) for e in dr_events] == [
+        ("dispatch", "restored"),
+        ("dispatch", "restored"),
+        ("event", "completed"),
+    ]
+    # Measured (no history here: not enough data, and said so).
+    assert event.performance is not None
+    assert event.performance["ok"] is False
+    assert event.performance["reason"].startswith("not enough data")
+    assert services.events_tick(now=event.end + timedelta(minutes=1)) == {
+        "activated": 0,
+        "completed": 0,
+        "missed": 0,
+    }
+    assert DispatchCommand.objects.count() == 4
+
+
+def test_an_event_whose_window_passed_unseen_is_completed_without_dispatch(loads: datetime) -> None:
+    event = soon(10)
+    assert services.events_tick(now=event.end + timedelta(minutes=1))["missed"] == 1
+    event.refresh_from_db()
+    assert (event.status, event.note) == (
+        "completed",
+        "not dispatched: its window passed before the scheduler ran",
+    )
+    assert not DispatchCommand.objects.exists()
+
+
+def test_cancel_a_scheduled_or_active_event_and_not_a_finished_one(loads: datetime) -> None:
+    scheduled = soon(10, devices=["ahu"])
+    services.event_cancel(event=scheduled, cancelled_by="operator:op", reason="tenant request")
+    scheduled.refresh_from_db()
+    assert (scheduled.status, scheduled.note) == ("cancelled", "cancelled by operator:op: tenant request")
+    active = soon(10, devices=["ahu"])  # the cancelled event no longer holds the device
+    services.events_tick(now=active.start)
+    services.event_cancel(event=active, cancelled_by="operator:op")
+    assert [(n, s) for n, s, _, _ in dispatch(active)] == [("ahu", "restored")]
+    assert list(DispatchCommand.objects.order_by("pk").values_list("action", flat=True)) == [
+        "shed",
+        "restore",
+    ]
+    with pytest.raises(services.Conflict, match="is cancelled; only scheduled or active"):
+        services.event_cancel(event=active, cancelled_by="operator:op")
+    assert services.events_tick(now=active.end) == {"activated": 0, "completed": 0, "missed": 0}
+
+
+def test_overlapping_events_on_a_named_device_are_refused(loads: datetime) -> None:
+    first = soon(10, devices=["ahu", "ev"])
+    with pytest.raises(
+        services.DRError,
+        match=rf"^Overlapping events on the same device are refused: ev \(event {first.pk}\)\.$",
+    ):
+        services.event_create(
+            target_kw=5,
+            start=first.end - timedelta(minutes=1),
+            end=first.end + timedelta(hours=1),
+            devices=["ev"],
+        )
+    # Without named devices an event takes the free ones.
+    second = services.event_create(target_kw=5, start=first.start, end=first.end + timedelta(hours=1))
+    assert [r.device.name for r in second.dispatches.all()] == ["lights"]
+    with pytest.raises(services.DRError, match=r"No enabled device is free in that window\."):
+        services.event_create(target_kw=5, start=first.start, end=first.end)
+    # Back to back is allowed.
+    services.event_create(
+        target_kw=5, start=first.end, end=first.end + timedelta(minutes=15), devices=["ahu"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target_kw": -1}, "target_kw must be a positive number of kW."),
+        ({"end": -1}, "The event ends before it starts: end must be after start."),
+        ({"devices": ["nope"]}, "Unknown devices: nope."),
+        ({"past": True}, "The event would end in the past."),
+    ],
+)
+def test_bad_events_are_refused(
+    plant: dict[str, FlexibleDevice], changes: dict[str, Any], message: str
+) -> None:
+    start = timezone.now() + (timedelta(days=-2) if changes.get("past") else timedelta(hours=1))
+    with pytest.raises(services.DRError, match=message.replace("(", r"\(")):
+        services.event_create(
+            target_kw=changes.get("target_kw", 5),
+            start=start,
+            end=start + timedelta(minutes=30 * changes.get("end", 1)),
+            devices=changes.get("devices"),
+        )
+
+
+# --- Delivery measurement -------------------------------------------------------------------------
+
+# Wednesday 18 June 2025, 14:00-15:00 in Lisbon (WEST, UTC+1): 13:00-14:00 UTC.
+EVENT_START = datetime(2025, 6, 18, 13, tzinfo=UTC)
+EVENT_END = EVENT_START + timedelta(hours=1)
+
+
+def history(*, ahu_kw: Callable[[datetime], float], ev_kw: float, until: datetime) -> None:
+    """One power reading per quarter-hour and sensor from 1 June, rolled up."""
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    batch = []
+    moment = start
+    while moment < until:
+        for sensor_id, kw in (("ahu-power", ahu_kw(moment)), ("ev-power", ev_kw)):
+            batch.append(
+                {
+                    "sensor_id": sensor_id,
+                    "metric": "power",
+                    "timestamp": moment.isoformat(),
+                    "value": kw * 1000,
+                }
+            )
+        moment += timedelta(minutes=15)
+    assert sensors_services.readings_ingest(readings=batch)["accepted"] == len(batch)
+    sensors_services.rollups_backfill(since=start, until=until)
+
+
+def ran(target_kw: float, devices: list[str], start: datetime, end: datetime) -> DREvent:
+    """An event run through the scheduler at its own times (in the past)."""
+    event = services.event_create(target_kw=target_kw, start=start, end=end, devices=devices, now=start)
+    services.event_activate(event=event, now=start)
+    services.event_complete(event=event, now=end)
+    event.refresh_from_db()
+    return event
+
+
+def test_delivery_is_measured_against_the_10_of_10_baseline(plant: dict[str, FlexibleDevice]) -> None:
+    # 30 kW on the ahu, 20 kW on the ev, except 12 kW on the ahu during the event.
+    history(
+        ahu_kw=lambda m: 12.0 if EVENT_START <= m < EVENT_END else 30.0,
+        ev_kw=20.0,
+        until=EVENT_END + timedelta(hours=1),
+    )
+    event = ran(15, ["ahu", "ev"], EVENT_START, EVENT_END)
+    report = event.performance
+    assert report is not None
+    assert report["ok"] is True, report
+    # The ahu covered the target alone: only the devices shed are measured.
+    assert report["sensors"] == ["ahu-power"]
+    # Weekdays 17 June back to 4 June: ten of them.
+    assert report["days_used"][0] == "2025-06-17"
+    assert report["days_used"][-1] == "2025-06-04"
+    assert report["adjustment"] == pytest.approx(1.0)
+    assert [
+        (i["start"], i["baseline_kw"], i["actual_kw"], i["delivered_kw"]) for i in report["intervals"]
+    ] == [
+        (f"2025-06-18T13:{m:02d}:00Z", pytest.approx(30.0), pytest.approx(12.0), pytest.approx(18.0))
+        for m in (0, 15, 30, 45)
+    ]
+    assert report["energy_delivered_kwh"] == pytest.approx(18.0)
+    assert report["share_of_commitment"] == pytest.approx(18 / 15)
+    assert report["intervals_missing"] == 0
+    assert event.measured_kw == pytest.approx(18.0)
+
+
+def test_days_of_other_events_are_left_out_of_the_baseline(plant: dict[str, FlexibleDevice]) -> None:
+    history(ahu_kw=lambda m: 30.0, ev_kw=20.0, until=EVENT_END)
+    earlier = ran(5, ["ahu"], EVENT_START - timedelta(days=1), EVENT_END - timedelta(days=1))
+    assert "2025-06-17" not in earlier.performance["days_used"]  # type: ignore[index]
+    event = ran(5, ["ahu"], EVENT_START, EVENT_END)
+    assert event.performance["excluded_days"] == ["2025-06-17"]  # type: ignore[index]
+    assert "2025-06-17" not in event.performance["days_used"]  # type: ignore[index]
+    assert event.performance["days_used"][-1] == "2025-06-03"  # type: ignore[index]
+    # Only the shed ahu is measured; its load did not move, so nothing was delivered.
+    assert event.performance["sensors"] == ["ahu-power"]  # type: ignore[index]
+    assert event.performance["intervals_missing"] == 0  # type: ignore[index]
+    assert event.measured_kw == pytest.approx(0.0)
+
+
+def test_high_4_of_5_is_used_when_the_programme_asks(plant: dict[str, FlexibleDevice]) -> None:
+    history(ahu_kw=lambda m: 30.0, ev_kw=20.0, until=EVENT_END)
+    event = services.event_create(
+        target_kw=5,
+        start=EVENT_START,
+        end=EVENT_END,
+        devices=["ahu"],
+        baseline_method="high_4of5",
+        now=EVENT_START,
+    )
+    services.event_activate(event=event, now=EVENT_START)
+    services.event_complete(event=event, now=EVENT_END)
+    event.refresh_from_db()
+    assert event.performance["method"] == "high_4of5"  # type: ignore[index]
+    assert len(event.performance["days_used"]) == 4  # type: ignore[index]
+    assert event.performance["adjustment_kind"] == "additive"  # type: ignore[index]
