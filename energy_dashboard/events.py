@@ -41,8 +41,9 @@ dr_events = Signal()
 """A demand-response invitation or event changed state.
 
 Keyword arguments:
-    kind: str, ``invitation`` or ``event``.
-    id: int, the invitation's or event's primary key.
+    kind: str, ``invitation``, ``event`` or ``dispatch`` (one device's part in an event:
+        ``shed``, ``restored`` or ``skipped``).
+    id: int, the invitation's, event's or event device's primary key.
     status: str, the state after the change.
     previous_status: str | None, the state before it.
     detail: dict, what the dashboard shows (target kW, start, end, reason ...).

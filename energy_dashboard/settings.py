@@ -344,6 +344,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SensorStatusEnum": "sensors.models.Sensor.Status",
         "IngestedFileStatusEnum": "ingestion.models.IngestedFile.Status",
+        "InvitationStatusEnum": "demand_response.models.Invitation.Status",
+        "DREventStatusEnum": "demand_response.models.DREvent.Status",
+        "EventDeviceStatusEnum": "demand_response.models.EventDevice.Status",
     },
 }
 
