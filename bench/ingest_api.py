@@ -11,7 +11,10 @@ Creates a fresh database (`--db`, default ed_bench on the local PostgreSQL), 1,0
 Prints each rate and the ratios; targets: API >= 100,000 readings/s, >= 25% of COPY, >= 3x
 bulk_create. Loopback only; every loop is bounded by --readings.
 
-Usage: python bench/ingest_api.py [--readings 400000] [--batch 5000] [--clients 2]
+`--web-workers N` sets the product's gunicorn worker count (WEB_CONCURRENCY) for the run, to
+compare server set-ups; by default the product's own default is used.
+
+Usage: python bench/ingest_api.py [--readings 400000] [--batch 5000] [--clients 2] [--web-workers N]
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--sensors", type=int, default=1_000)
+    parser.add_argument("--web-workers", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
     args = parser.parse_args()
 
     database_url = fresh_database(args.db, args.pg)
-    with running_product("--no-worker", "--no-beat", database_url=database_url) as product:
+    server = {"WEB_CONCURRENCY": str(args.web_workers)} if args.web_workers else {}
+    with running_product("--no-worker", "--no-beat", database_url=database_url, **server) as product:
         port = product.port
         product.setup_django()
         from django.contrib.auth.models import User
@@ -80,7 +85,8 @@ def main() -> None:
         ]
         print(
             f"{len(rows):,} readings, {args.sensors:,} sensors, {len(bodies)} batches of {args.batch:,}, "
-            f"{args.clients} client threads, PostgreSQL database {args.db}\n"
+            f"{args.clients} client threads, {args.web_workers or 'default'} web workers, "
+            f"PostgreSQL database {args.db}\n"
         )
 
         queue = list(reversed(bodies))
