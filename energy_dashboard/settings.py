@@ -7,6 +7,7 @@ as `NAME_FILE` (a path whose content is the value), the Docker-secrets way.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ WS_PORT = env.int("WS_PORT", default=PORT + 1)
 # The WebSocket URL clients are told about; behind a reverse proxy that routes /api/v1/ws on
 # the same origin set it to that public URL.
 PUBLIC_WS_URL = env.str("PUBLIC_WS_URL", default="")
-WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+# Twice the cores: a sync worker spends most of an ingest request waiting on the database
+# (bench/ingest_api.py: 4 workers 28-35k readings/s against 20-25k with 2, on 2 cores).
+WEB_CONCURRENCY = int(env.str("WEB_CONCURRENCY", default="") or 2 * (os.cpu_count() or 1))
 
 INSTALLED_APPS = [
     "daphne",
