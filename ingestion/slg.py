@@ -6,6 +6,7 @@ module does with each of them, every problem it reports and how to call it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ _KEEP = 1024  # of a line that never ends, only this much is kept: enough to nam
 _BOM = b"\xef\xbb\xbf"
 _CR = 13
 _R, _E = ord("R"), ord("E")
+_TYPES = (_R, _E)
 
 # An interval is a slot of its local date: slot s starts at s * 15 minutes past local midnight and
 # is labelled with its end, so slot 0 is "0015" and slot 95 is "2400".
@@ -102,11 +104,15 @@ class SlgError(Exception):
         self.field = field
 
     def __str__(self) -> str:
+        """`line 17, field "time": message`."""
         return _locate(self.line, self.field, self.message)
 
 
-class SlgReadError(SlgError):
-    """The stream could not be read (an OSError or a closed file); the cause is chained."""
+class SlgReadError(SlgError, OSError):
+    """The stream could not be read (an OSError or a closed file; the cause is chained).
+
+    Also an OSError, so that code which treats I/O failures as "try again later" treats it so.
+    """
 
 
 class SlgRejected(SlgError):
@@ -139,6 +145,7 @@ class Problem:
         return {"line": self.line, "field": self.field, "message": self.message}
 
     def __str__(self) -> str:
+        """`line 17, field "time": message`."""
         return _locate(self.line, self.field, self.message)
 
 
@@ -263,7 +270,8 @@ class SlgReader:
     Problems are collected, not raised; after the iteration `complete` says whether the header and
     the trailer were right and `ok` whether nothing at all was wrong. Records are yielded as they
     are read, before the end of the file is known: keep them provisional until `ok` (or an
-    operator's decision) says to keep them.
+    operator's decision) says to keep them. `records` and `valid` are counted when the end is
+    reached.
     """
 
     def __init__(
@@ -297,7 +305,6 @@ class SlgReader:
         self._trailer_ok = False
         self._header_line: int | None = None
         self._first_record: int | None = None
-        self._last_record: int | None = None
         self._trailer_line: int | None = None
         self._after_trailer = False
         self._blank_from: int | None = None
@@ -345,6 +352,7 @@ class SlgReader:
         )
 
     def __iter__(self) -> Iterator[Record]:
+        """The valid detail records in file order; a reader reads its stream once."""
         if self._started:
             raise SlgError("an SlgReader reads its stream once; make a new reader to read it again")
         self._started = True
@@ -406,7 +414,9 @@ class SlgReader:
         carry_total = 0  # > 0 once the carry overflowed _KEEP: the line's true length so far
         carry_last = 0  # the last byte seen of an overflowed line (is it the CR of a CRLF?)
         try:
-            for chunk in self._chunks():
+            # A last LF after the data ends the last line the same way whether or not the file has
+            # one; if it had, the extra line is an empty one at the end, which is ignored.
+            for chunk in itertools.chain(self._chunks(), (b"\n",)):
                 parts = chunk.split(b"\n")
                 rest = parts.pop()
                 if parts:
@@ -430,19 +440,9 @@ class SlgReader:
                     if len(carry) > _KEEP:
                         carry_total, carry_last = len(carry), carry[-1]
                         carry = carry[:_KEEP]
-            if carry_total or carry:
-                # The last line has no LF: the file simply ends there.
-                lineno += 1
-                if carry_total:
-                    record = self._odd(carry, lineno, carry_total - (carry_last == _CR))
-                else:
-                    carry = carry[:-1] if carry[-1:] == b"\r" else carry
-                    record = self._odd(carry, lineno, len(carry))
-                if record is not None:
-                    yield record
             self._finish(lineno)
         finally:
-            self._stream = None  # type: ignore[assignment]
+            self._stream = b""  # let go of the caller's stream
 
     def _lines(self, parts: list[bytes], lineno: int) -> Generator[Record, None, int]:
         """Handle complete lines (without their LF); returns the number of the last.
@@ -470,7 +470,7 @@ class SlgReader:
                 and raw.startswith(labels[expect], 30)
                 and seen[_LAST_POS - expect] == _ZERO
                 and value.isdigit()
-                and (raw[44] == _R or raw[44] == _E)  # noqa: PLR1714
+                and raw[44] in _TYPES
                 and raw.startswith(b"20")
                 and raw.count(b" ", 45, size) == size - 45
             ):
@@ -478,7 +478,12 @@ class SlgReader:
                 yield Record(lineno, cpe, starts[expect], ends[expect], int(value), raw[44] == _E)
                 expect += 1
                 continue
-            if body and 45 <= size <= 100 and raw.startswith(b"20") and raw.count(b" ", 45, size) == size - 45:
+            if (
+                body
+                and 45 <= size <= 100
+                and raw.startswith(b"20")
+                and raw.count(b" ", 45, size) == size - 45
+            ):
                 if not raw.startswith(prefix, 2):
                     self._open_run(raw)
                     prefix, cpe, starts, ends, seen = self._run
@@ -489,7 +494,7 @@ class SlgReader:
                     and slot is not None
                     and seen[_LAST_POS - slot] == _ZERO
                     and value.isdigit()
-                    and (kind == _R or kind == _E)  # noqa: PLR1714
+                    and kind in _TYPES
                 ):
                     seen[_LAST_POS - slot] = _ONE
                     expect = slot + 1
@@ -561,43 +566,21 @@ class SlgReader:
             # every field is checked byte by byte), so it is skipped and noted, not rejected.
             raw, length = raw[3:], length - 3
             self.had_bom = True
-        if length <= RECORD_LENGTH and not raw.strip(b" "):
-            if self._trailer_line is None:
-                # Blank lines are wrong only when a record follows them: trailing ones are fine.
-                if self._blank_from is None:
-                    self._blank_from = lineno
-                self._blank_count += 1
+        if self._skip(raw, lineno, length):
             return None
-        if self._trailer_line is not None:
-            if not self._after_trailer:
-                self._after_trailer = True
-                self._problem(
-                    lineno,
-                    None,
-                    f"content after the trailer (99) record at line {self._trailer_line}; "
-                    "a file ends with its trailer, so this line and any after it are ignored",
-                    structural=True,
-                )
-            return None
-        if self._blank_from is not None:
-            for blank in range(self._blank_from, self._blank_from + self._blank_count):
-                self._problem(blank, None, "blank line inside the file")
-            self._blank_from, self._blank_count = None, 0
         kind = raw[:2]
         first = self._first_record is None
         if first:
             self._first_record = lineno
             if kind != b"00":
-                what = _KIND_NAME.get(kind, f"a record of type {_show(kind)}")
+                name = _KIND_NAME.get(kind)
+                found = f"a {name} record" if name else f"a record of type {_show(kind)}"
                 self._problem(
                     lineno,
                     "record_type",
-                    f"the file must start with a header (00) record, not a {what} record"
-                    if kind in _KIND_NAME
-                    else f"the file must start with a header (00) record, not {what}",
+                    f"the file must start with a header (00) record, not {found}",
                     structural=True,
                 )
-        self._last_record = lineno
         if kind == b"20":
             self._odd_details += 1
             record = self._detail(raw, lineno, length)
@@ -607,18 +590,13 @@ class SlgReader:
         if kind == b"00":
             if first:
                 self._header(raw, lineno, length)
-            elif self._header_line is not None:
-                self._problem(
-                    lineno,
-                    "record_type",
-                    f"a second header (00) record; the header is line {self._header_line}",
-                    structural=True,
-                )
             else:
                 self._problem(
                     lineno,
                     "record_type",
-                    f"a header (00) record after line {self._first_record}; the header must be the first record",
+                    f"a second header (00) record; the header is line {self._header_line}"
+                    if self._header_line is not None
+                    else f"a header (00) record after line {self._first_record}; the header must come first",
                     structural=True,
                 )
             return None
@@ -629,6 +607,32 @@ class SlgReader:
             lineno, "record_type", f"{_show(kind)} is not a record type (00, 20 or 99)", structural=True
         )
         return None
+
+    def _skip(self, raw: bytes, lineno: int, length: int) -> bool:
+        """Deal with blank lines and lines after the trailer; True if the line is done with."""
+        if length <= RECORD_LENGTH and not raw.strip(b" "):
+            if self._trailer_line is None:
+                # Blank lines are wrong only when a record follows them: trailing ones are fine.
+                if self._blank_from is None:
+                    self._blank_from = lineno
+                self._blank_count += 1
+            return True
+        if self._trailer_line is not None:
+            if not self._after_trailer:
+                self._after_trailer = True
+                self._problem(
+                    lineno,
+                    None,
+                    f"content after the trailer (99) record at line {self._trailer_line}; "
+                    "a file ends with its trailer, so this line and any after it are ignored",
+                    structural=True,
+                )
+            return True
+        if self._blank_from is not None:
+            for blank in range(self._blank_from, self._blank_from + self._blank_count):
+                self._problem(blank, None, "blank line inside the file")
+            self._blank_from, self._blank_count = None, 0
+        return False
 
     def _shape(self, raw: bytes, lineno: int, length: int, used: int) -> bool:
         """Check the line's length, line end and padding after its last field; False if wrong."""
@@ -729,7 +733,7 @@ class SlgReader:
         else:
             self._structure_ok = False
 
-    def _detail(self, raw: bytes, lineno: int, length: int) -> Record | None:  # noqa: PLR0912
+    def _detail(self, raw: bytes, lineno: int, length: int) -> Record | None:
         """Check a detail record field by field, then place its interval in time; None if wrong."""
         good = self._shape(raw, lineno, length, 45)
         if self._short(raw, lineno, _DETAIL_FIELDS, "detail"):
@@ -743,54 +747,59 @@ class SlgReader:
         if not value.isdigit():
             good = False
             self._problem(lineno, "energy", f"{_show(value)} is not 10 digits (hundredths of kWh)")
-        kind = raw[44]
-        if kind != _R and kind != _E:  # noqa: PLR1714
+        if raw[44] not in _TYPES:
             good = False
             self._problem(
                 lineno, "reading_type", f"{_show(raw[44:45])} is not a reading type (R real, E estimated)"
             )
         if not good or cpe is None or day is None or slot is None:
             return None
+        start = self._place(cpe, day, slot, lineno)
+        if start is None:
+            return None
+        return Record(lineno, cpe[1], start, start + INTERVAL, int(value), raw[44] == _E)
+
+    def _place(
+        self, cpe: tuple[int, str], day: tuple[int, datetime | None, Any], slot: int, lineno: int
+    ) -> datetime | None:
+        """The UTC start of a valid interval label, by the clock-change and duplicate rules; None if wrong."""
         ordinal, base, table = day
         key = cpe[0] + ordinal
         mask = self._state.get(key, 0)
         bit = _SLOT_BIT[slot]
         if table is None:
-            start = base + _SLOT_DELTA[slot]  # type: ignore[operator]
-            where = _NORMAL
+            where, start, later = _NORMAL, base + _SLOT_DELTA[slot], None  # type: ignore[operator]
         else:
             where, start, later = table[slot]
+        when = f"{date.fromordinal(ordinal):%Y-%m-%d} {_SLOT_LABEL[slot]}"
         if where == _SKIPPED:
-            when = f"{date.fromordinal(ordinal):%Y-%m-%d} {_SLOT_LABEL[slot]}"
             self._problem(
                 lineno,
                 "time",
-                f"{when} would start at {_clock(slot)}, a local time that does not exist in {self.tz.key or self.tz} "
-                "(the clocks go forward over it)",
+                f"{when} would start at {_clock(slot)}, a local time that does not exist in "
+                f"{self.tz.key or self.tz} (the clocks go forward over it)",
             )
             return None
-        if where == _NORMAL:
-            if mask & bit:
-                when = f"{date.fromordinal(ordinal):%Y-%m-%d} {_SLOT_LABEL[slot]}"
-                self._problem(lineno, "time", f"{cpe[1]} {when} is a duplicate: the file has this interval already")
-                return None
-            mask |= bit
-        elif not mask & bit:
-            mask |= bit  # the first pass over the repeated hour: the earlier instant
-        elif not mask & (bit << _SLOTS):
-            mask |= bit << _SLOTS
+        if mask & bit and where == _REPEATED:
+            # The second pass over the repeated hour is the later instant; a third is an error.
+            bit <<= _SLOTS
             start = later
-        else:
-            when = f"{date.fromordinal(ordinal):%Y-%m-%d} {_SLOT_LABEL[slot]}"
+            if mask & bit:
+                self._problem(
+                    lineno,
+                    "time",
+                    f"{cpe[1]} {when} appears a third time; an interval in the hour the clocks go back "
+                    "over appears at most twice",
+                )
+                return None
+        elif mask & bit:
             self._problem(
-                lineno,
-                "time",
-                f"{cpe[1]} {when} appears a third time; an interval in the hour the clocks go back over "
-                "appears at most twice",
+                lineno, "time", f"{cpe[1]} {when} is a duplicate: the file has this interval already"
             )
             return None
+        mask |= bit
         self._state[key] = _FULL_DAY if mask == _FULL_DAY else mask
-        return Record(lineno, cpe[1], start, start + INTERVAL, int(value), kind == _E)  # type: ignore[operator]
+        return start
 
     def _cpe(self, raw: bytes, lineno: int) -> tuple[int, str] | None:
         """The CPE field as (state key base, code), remembered once valid; None after a problem."""
@@ -840,8 +849,9 @@ class SlgReader:
         if self._first_record is None:
             self._problem(None, None, "the file is empty: no header, no records, no trailer", structural=True)
         elif self._trailer_line is None:
+            # The fast path keeps no note of lines; the last record is the last line but trailing blanks.
             self._problem(
-                self._last_record,
+                lineno if self._blank_from is None else self._blank_from - 1,
                 None,
                 "the file ends without a trailer (99) record (a transfer cut short looks like this)",
                 structural=True,
@@ -894,7 +904,7 @@ def _write(
     yield header.ljust(width).encode("latin-1") + newline
     days: dict[date, tuple[int, str, tuple[tuple[Any, ...], ...] | None]] = {}
     cpes: dict[str, tuple[int, str]] = {}  # cpe -> (state key base, "20" + the padded field)
-    state: dict[int, int] = {}
+    state: dict[int, int] = {}  # the reader's per-CPE-day bitmasks, to refuse what it would refuse
     line = 1
     for item in records:
         line += 1
@@ -904,9 +914,8 @@ def _write(
             raise SlgError("a record is (cpe, start, centi_kwh, estimated)", line=line) from exc
         known_cpe = cpes.get(cpe) if type(cpe) is str else None
         if known_cpe is None:
-            known_cpe = _write_cpe(cpe, line, len(cpes))
-            cpes[cpe] = known_cpe
-        local = _write_start(start, tz, line)
+            known_cpe = cpes[cpe] = _write_cpe(cpe, line, len(cpes))
+        local = _write_checked(start, centi_kwh, estimated, tz, line)
         day = local.date()
         known_day = days.get(day)
         if known_day is None:
@@ -915,27 +924,22 @@ def _write(
             if len(days) >= 4096:
                 days.clear()
             known_day = days[day] = (day.toordinal(), f"{day:%Y%m%d}", _day(tz, day)[1])
-        if type(centi_kwh) is not int or not 0 <= centi_kwh <= 9_999_999_999:
-            raise SlgError(f"{centi_kwh!r} is not 0-9999999999 hundredths of kWh", line=line, field="energy")
-        if type(estimated) is not bool:
-            raise SlgError(f"estimated must be a bool, not {estimated!r}", line=line, field="reading_type")
         slot = local.hour * 4 + local.minute // 15
         key = known_cpe[0] + known_day[0]
         mask = state.get(key, 0)
         table = known_day[2]
-        if table is None or table[slot][0] == _NORMAL:
-            bit = _SLOT_BIT[slot]
-        else:
-            # The repeated hour: the earlier instant takes the slot's bit, the later one the bit
-            # 96 above, and only after the earlier one, since a reader takes the first for the earlier.
-            bit = _SLOT_BIT[slot] if start == table[slot][1] else _SLOT_BIT[slot] << _SLOTS
-            if bit > _FULL_DAY and not mask & _SLOT_BIT[slot]:
+        bit = _SLOT_BIT[slot]
+        if table is not None and table[slot][0] == _REPEATED and start != table[slot][1]:
+            # The later pass over a repeated hour: a reader takes the first occurrence of a label
+            # for the earlier instant, so the later one can only follow it.
+            if not mask & bit:
                 raise SlgError(
-                    f"{cpe} {day} {_SLOT_LABEL[slot]}: the later pass over the repeated hour comes before "
-                    "the earlier one, and a reader takes the first for the earlier",
+                    f"{cpe} {day} {_SLOT_LABEL[slot]}: the later pass over the repeated hour comes "
+                    "before the earlier one, which a reader would take it for",
                     line=line,
                     field="time",
                 )
+            bit <<= _SLOTS
         if mask & bit:
             raise SlgError(
                 f"{cpe} {day} {_SLOT_LABEL[slot]} is a duplicate interval", line=line, field="time"
@@ -943,10 +947,7 @@ def _write(
         state[key] = mask | bit
         text = f"{known_cpe[1]}{known_day[1]}{_SLOT_LABEL[slot]}{centi_kwh:010d}{'E' if estimated else 'R'}"
         yield text.ljust(width).encode("ascii") + newline
-    count = line - 1
-    if count > 99_999_999:
-        raise SlgError(f"{count} detail records do not fit the trailer's 8 digits", line=line + 1)
-    yield f"99{'TOTAL':<10}{count:08d}".ljust(width).encode("ascii") + newline
+    yield f"99{'TOTAL':<10}{line - 1:08d}".ljust(width).encode("ascii") + newline
 
 
 def _write_cpe(cpe: Any, line: int, index: int) -> tuple[int, str]:
@@ -956,10 +957,16 @@ def _write_cpe(cpe: Any, line: int, index: int) -> tuple[int, str]:
     return index * _ORDINAL_SPAN, f"20{cpe:<20}"
 
 
-def _write_start(start: Any, tz: ZoneInfo, line: int) -> datetime:
-    """An interval start as local time in `tz`, or SlgError if it is not an aware local quarter hour."""
+def _write_checked(start: Any, centi_kwh: Any, estimated: Any, tz: ZoneInfo, line: int) -> datetime:
+    """A record's start as local time in `tz`, once its start, energy and type are known writable."""
+    if line > 100_000_000:
+        raise SlgError("more than 99,999,999 detail records do not fit the trailer's count", line=line)
     if not isinstance(start, datetime) or start.utcoffset() is None:
         raise SlgError(f"the start {start!r} is not an aware datetime", line=line, field="time")
+    if type(centi_kwh) is not int or not 0 <= centi_kwh <= 9_999_999_999:
+        raise SlgError(f"{centi_kwh!r} is not 0-9999999999 hundredths of kWh", line=line, field="energy")
+    if type(estimated) is not bool:
+        raise SlgError(f"estimated must be a bool, not {estimated!r}", line=line, field="reading_type")
     local = start.astimezone(tz)
     if local.minute % 15 or local.second or local.microsecond:
         raise SlgError(f"{local} is not on a local quarter hour", line=line, field="time")
