@@ -458,8 +458,9 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
             {
                 "sensor_id": meters[r.cpe],
                 "metric": "energy",
-                # The store's energy readings are labelled with the end of their interval.
-                "timestamp": r.end.timestamp(),
+                # The store labels interval energy with the interval's start (00:00-00:15 is
+                # 00:00), so a quarter hour falls in its own day and hour.
+                "timestamp": r.start.timestamp(),
                 "value": r.centi_kwh / 100,
                 "quality": "estimated" if r.estimated else "measured",
             }

@@ -300,7 +300,9 @@ def counters_to_intervals(counters: list[Point], rejected: list[Rejection]) -> t
             if delta / hours > MAX_COUNTER_POWER_KW:
                 rejected.append({"index": index, "reason": f"counter jumped {delta:g} kWh in {hours:g} h"})
             else:
-                intervals.append((index, sensor_pk, metric, moment, delta, estimated))
+                # Labelled with the interval's start, as all interval energy is: the step
+                # from the last register reading to this one belongs to [last, this).
+                intervals.append((index, sensor_pk, metric, state.timestamp, delta, estimated))
             state.timestamp, state.value = moment, value
             if state not in created and state not in changed:
                 changed.append(state)

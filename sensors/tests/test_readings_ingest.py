@@ -169,6 +169,8 @@ def test_cumulative_counter_becomes_interval_energy_across_a_reset_and_a_rollove
     assert result["rejected"] == []
     assert result["accepted"] == 5
     assert [v for _, v in stored("m1", "energy")] == pytest.approx([5.0, 8.0, 1.0, 1.5])
+    # Each step is labelled with the start of its interval: 0-15 min at 0, and so on.
+    assert [t for t, _ in stored("m1", "energy")] == [T0 + timedelta(minutes=m) for m in (0, 15, 30, 45)]
     # The next batch continues from the stored register, and never goes negative.
     services.readings_ingest(readings=[register(75, 2.0)])
     assert [v for _, v in stored("m1", "energy")][-1] == pytest.approx(0.5)
