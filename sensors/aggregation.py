@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from sensors.models import DirtyBucket, Reading, Rollup, RoomMetrics, Sensor
+from sensors.models import DirtyBucket, Reading, Rollup, Room, RoomMetrics, Sensor
 
 logger = logging.getLogger(__name__)
 DB = "sensors"
@@ -42,6 +42,7 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def bucket_sql(vendor: str, column: str, seconds: int) -> str:
+    """SQL of the UTC-aligned start of the `seconds`-long bucket that holds `column`."""
     if vendor == "postgresql":
         return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
     # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC text, as Django writes them.
@@ -109,45 +110,57 @@ def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None
 
 def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
     """Room metrics of the 5-minute windows of each room's dirty hours, with the rooms' current sensors."""
+    # Rooms whose dirty hours form the same runs share one statement (a backfill marks every
+    # room's same hours): one scan of the readings instead of one per room.
+    by_run: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+    for room_id, buckets in windows.items():
+        # Nearby marked hours are recomputed in one query (the hours between are recomputed
+        # too, which changes nothing): a sparse stream does not cost one query per hour.
+        for run in _runs(sorted(buckets), 6 * 3600):
+            by_run[run].append(room_id)
+    for (first, last), room_ids in sorted(by_run.items()):
+        for start in range(0, len(room_ids), 500):
+            _recompute_room_windows(
+                sorted(room_ids[start : start + 500]), first, last + timedelta(seconds=MARK_WINDOW_S)
+            )
+
+
+def _recompute_room_windows(room_ids: list[int], start: datetime, end: datetime) -> None:
+    """Delete and recompute the 5-minute windows in [start, end) of these rooms from raw readings."""
     connection = connections[DB]
-    vendor = connection.vendor
     adapt = connection.ops.adapt_datetimefield_value
     reading, sensor, room_metrics = (
         Reading._meta.db_table,
         Sensor._meta.db_table,
         RoomMetrics._meta.db_table,
     )
-    bucket5 = bucket_sql(vendor, "r.timestamp", 300)
-    now = adapt(timezone.now())
-    for room_id, buckets in windows.items():
-        # Nearby marked hours are recomputed in one query (the hours between are recomputed
-        # too, which changes nothing): a sparse stream does not cost one query per hour.
-        for first, last in _runs(sorted(buckets), 6 * 3600):
-            params = [room_id, adapt(first), adapt(last + timedelta(seconds=MARK_WINDOW_S))]
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"DELETE FROM {room_metrics} WHERE room_id = %s AND bucket >= %s AND bucket < %s", params
-                )
-                # Power: each sensor's mean over the window, summed over the room's sensors.
-                cursor.execute(
-                    f"INSERT INTO {room_metrics} (room_id, bucket, energy_kwh, power_w, co2_ppm, "
-                    "temperature_c, humidity_pct, occupancy, sensors_reporting, computed_at) "
-                    "SELECT room_id, b, "
-                    "sum(CASE WHEN metric = 'energy' THEN total END), "
-                    "sum(CASE WHEN metric = 'power' THEN mean END), "
-                    "avg(CASE WHEN metric = 'co2' THEN mean END), "
-                    "avg(CASE WHEN metric = 'temperature' THEN mean END), "
-                    "avg(CASE WHEN metric = 'humidity' THEN mean END), "
-                    "sum(CASE WHEN metric = 'occupancy' THEN mean END), "
-                    f"count(DISTINCT sensor_id), %s FROM ("
-                    f"SELECT s.room_id AS room_id, r.sensor_id AS sensor_id, r.metric AS metric, "
-                    f"{bucket5} AS b, sum(r.value) AS total, avg(r.value) AS mean "
-                    f"FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
-                    "WHERE s.room_id = %s AND r.timestamp >= %s AND r.timestamp < %s "
-                    f"GROUP BY s.room_id, r.sensor_id, r.metric, {bucket5}) per_sensor "
-                    "GROUP BY room_id, b",
-                    [now, *params],
-                )
+    bucket5 = bucket_sql(connection.vendor, "r.timestamp", 300)
+    rooms = f"room_id IN ({_in(room_ids)})"
+    span = [adapt(start), adapt(end)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {room_metrics} WHERE {rooms} AND bucket >= %s AND bucket < %s", [*room_ids, *span]
+        )
+        # Power: each sensor's mean over the window, summed over the room's sensors.
+        cursor.execute(
+            f"INSERT INTO {room_metrics} (room_id, bucket, energy_kwh, power_w, co2_ppm, "
+            "temperature_c, humidity_pct, occupancy, sensors_reporting, computed_at) "
+            "SELECT room_id, b, "
+            "sum(CASE WHEN metric = 'energy' THEN total END), "
+            "sum(CASE WHEN metric = 'power' THEN mean END), "
+            "avg(CASE WHEN metric = 'co2' THEN mean END), "
+            "avg(CASE WHEN metric = 'temperature' THEN mean END), "
+            "avg(CASE WHEN metric = 'humidity' THEN mean END), "
+            "sum(CASE WHEN metric = 'occupancy' THEN mean END), "
+            f"count(DISTINCT sensor_id), %s FROM ("
+            f"SELECT s.room_id AS room_id, r.sensor_id AS sensor_id, r.metric AS metric, "
+            f"{bucket5} AS b, sum(r.value) AS total, avg(r.value) AS mean "
+            f"FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
+            f"WHERE s.{rooms} AND r.timestamp >= %s AND r.timestamp < %s "
+            f"GROUP BY s.room_id, r.sensor_id, r.metric, {bucket5}) per_sensor "
+            "GROUP BY room_id, b",
+            [adapt(timezone.now()), *room_ids, *span],
+        )
 
 
 def _runs(buckets: list[datetime], step_s: int) -> list[tuple[datetime, datetime]]:
@@ -215,3 +228,92 @@ def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] 
         )
 
         return int(cursor.rowcount)
+
+
+def local_days(since: datetime, until: datetime) -> list[date]:
+    """The building's calendar days that [since, until) overlaps, in order."""
+    tz = building_tz()
+    first = since.astimezone(tz).date()
+    last = (until - timedelta(microseconds=1)).astimezone(tz).date()
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def backfill(
+    *, since: datetime, until: datetime, sensor_pks: list[int] | None = None, sensor_batch: int = 500
+) -> Recomputed:
+    """Recompute rollups and room metrics for the readings in [since, until), set-based.
+
+    The same recomputation as marking every hour with readings dirty and running
+    `recompute_dirty` (so the same rows), without the marks: per local day, the sensors and
+    metrics with readings in the range and the rooms' hours are read as sets (a few hundred
+    rows), then the day is recomputed with `INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO
+    UPDATE` over at most `sensor_batch` sensors per statement. One transaction per day, so a
+    backfill of months never holds one long transaction. Days without readings in the range are
+    left alone: their rollups may be all that retention kept.
+    """
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    reading, sensor = Reading._meta.db_table, Sensor._meta.db_table
+    hour = bucket_sql(connection.vendor, "r.timestamp", MARK_WINDOW_S)
+    scope = f" AND r.sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
+    days, rooms = 0, set()
+    for day in local_days(since, until):
+        day_start, day_end = local_day_bounds(day)
+        span = [adapt(max(since, day_start)), adapt(min(until, day_end)), *(sensor_pks or [])]
+        with transaction.atomic(using=DB), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT r.sensor_id, r.metric FROM {reading} r "
+                f"WHERE r.timestamp >= %s AND r.timestamp < %s{scope}",
+                span,
+            )
+            pairs = cursor.fetchall()
+            if not pairs:
+                continue
+            # Like the dirty marks of a day: every sensor with data by every metric with data.
+            sensor_ids = sorted({pk for pk, _ in pairs})
+            metrics = sorted({metric for _, metric in pairs})
+            for start in range(0, len(sensor_ids), sensor_batch):
+                _recompute_day(day, sensor_ids[start : start + sensor_batch], metrics)
+            cursor.execute(
+                f"SELECT DISTINCT s.room_id, {hour} FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
+                f"WHERE s.room_id IS NOT NULL AND r.timestamp >= %s AND r.timestamp < %s{scope}",
+                span,
+            )
+            windows: dict[int, set[datetime]] = defaultdict(set)
+            for room_id, bucket in cursor.fetchall():
+                windows[room_id].add(as_datetime(bucket))
+            _recompute_rooms(windows)
+            days += 1
+            rooms |= set(windows)
+    logger.info("backfilled %d day(s), %d room(s) in [%s, %s)", days, len(rooms), since, until)
+    return Recomputed(days, 0, rooms)
+
+
+def as_datetime(value: Any) -> datetime:
+    """A bucket computed in SQL, as the driver returns it (SQLite: text), as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def room_energy(
+    *, rooms: list[str], start: datetime, end: datetime, seconds: int
+) -> list[tuple[str, datetime, float]]:
+    """(room name, bucket, kWh) of the rooms' 5-minute windows in [start, end), summed per
+    UTC-aligned `seconds`-long bucket in the database."""
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    bucket = bucket_sql(connection.vendor, "w.bucket", seconds)
+    # By room ids: then the unique key (room, bucket) serves the range of each room; joined by
+    # name the planner scans every room's windows once the table is large.
+    names = dict(Room.objects.filter(name__in=rooms).values_list("id", "name"))
+    if not names:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT w.room_id, {bucket}, sum(w.energy_kwh) FROM {RoomMetrics._meta.db_table} w "
+            f"WHERE w.room_id IN ({_in(list(names))}) AND w.bucket >= %s AND w.bucket < %s "
+            f"AND w.energy_kwh IS NOT NULL GROUP BY w.room_id, {bucket}",
+            [*names, adapt(start), adapt(end)],
+        )
+        return [(names[room_id], as_datetime(moment), total) for room_id, moment, total in cursor.fetchall()]

@@ -8,15 +8,15 @@ date every 5 minutes; raw readings answer `resolution=raw`. Internal to the sens
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from sensors.aggregation import building_tz, local_day_bounds
+from sensors.aggregation import building_tz, local_day_bounds, room_energy
 from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
 DEFAULT_METRIC = {
@@ -106,10 +106,13 @@ INTERVALS = ("15m", "1h", "1d", "1w", "1M")
 
 
 def _period_start(moment: datetime, interval: str) -> datetime:
-    """The local week (Monday) or month that holds a local day start, as a UTC instant."""
+    """The local day, week (Monday) or month that holds an instant, as a UTC instant."""
     local = moment.astimezone(building_tz()).date()
-    first = local - timedelta(days=local.weekday()) if interval == "1w" else local.replace(day=1)
-    return local_day_bounds(first)[0]
+    if interval == "1w":
+        local -= timedelta(days=local.weekday())
+    elif interval == "1M":
+        local = local.replace(day=1)
+    return local_day_bounds(local)[0]
 
 
 @dataclass
@@ -124,53 +127,95 @@ class EnergySeries:
 def energy_per_interval(
     *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
 ) -> list[EnergySeries]:
-    """kWh per interval in [start, end) for each room (its sensors' energy) or sensor.
+    """kWh per interval in [start, end) for each room or sensor.
 
-    15m and 1h come from those rollups; days, weeks and months are local calendar periods
-    (a daylight-saving day is 23 or 25 hours), from the daily rollups.
+    A room's energy comes from its 5-minute room metrics (the energy of the sensors it held
+    when the window was computed), a sensor's from its rollups (15m, 1h; 1d for longer
+    intervals). Days, weeks and months are local calendar periods (a daylight-saving day is 23
+    or 25 hours). Summed per bucket in the database, so a month of a room's hours is 720 rows
+    to send whatever the number of its sensors.
     """
-    resolution = {"15m": "15m", "1h": "1h"}.get(interval, "1d")
-    scope = Q()
-    if rooms:
-        scope |= Q(sensor__room__name__in=rooms)
-    if sensor_ids:
-        scope |= Q(sensor__sensor_id__in=sensor_ids)
-    rows = (
-        Rollup.objects.filter(
-            scope, metric=Metric.ENERGY, resolution=resolution, bucket__gte=start, bucket__lt=end
-        )
-        .values_list("sensor__sensor_id", "sensor__room__name", "bucket", "sum")
-        .order_by()
-    )
     series: dict[tuple[str, str], dict[datetime, float]] = {}
     for key in rooms:
         series[("room", key)] = {}
     for key in sensor_ids:
         series[("sensor", key)] = {}
-    for sensor_id, room, bucket, total in rows:
-        period = _period_start(bucket, interval) if interval in ("1w", "1M") else bucket
-        targets = []
-        if room in rooms:
-            targets.append(("room", room))
-        if sensor_id in sensor_ids:
-            targets.append(("sensor", sensor_id))
-        for target in targets:
-            points = series[target]
-            points[period] = points.get(period, 0.0) + total
+
+    def add(kind: str, key: str, bucket: datetime, total: float | None) -> None:
+        if total is None:
+            return
+        period = _period_start(bucket, interval) if interval in ("1d", "1w", "1M") else bucket
+        points = series[(kind, key)]
+        points[period] = points.get(period, 0.0) + total
+
+    if rooms:
+        # Room windows folded into the interval's buckets (quarter hours, or UTC hours that
+        # then fold into local days, weeks and months), in SQL.
+        seconds = 900 if interval == "15m" else 3600
+        for name, moment, total in room_energy(rooms=rooms, start=start, end=end, seconds=seconds):
+            add("room", name, moment, total)
+    if sensor_ids:
+        resolution = {"15m": "15m", "1h": "1h"}.get(interval, "1d")
+        for key, moment, total in Rollup.objects.filter(
+            sensor__sensor_id__in=sensor_ids,
+            metric=Metric.ENERGY,
+            resolution=resolution,
+            bucket__gte=start,
+            bucket__lt=end,
+        ).values_list("sensor__sensor_id", "bucket", "sum"):
+            add("sensor", key, moment, total)
     return [EnergySeries(key, kind, dict(sorted(points.items()))) for (kind, key), points in series.items()]
 
 
 # --- The summary ----------------------------------------------------------------------------
 
 
-def _energy_since(since: datetime, group: str) -> dict[str, float]:
-    """kWh since a local day start, per room name or per sensor kind, from daily rollups."""
-    field = {"room": "sensor__room__name", "kind": "sensor__kind", "sensor": "sensor__sensor_id"}[group]
+@dataclass
+class _SensorEnergy:
+    """A sensor's kWh since today's, this week's and this month's local start."""
+
+    sensor_id: str
+    kind: str
+    room: str
+    since: dict[str, float | None]
+
+
+def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
+    """Each energy sensor's kWh since each of `starts`, from daily rollups, in one query."""
+    sums = {name: Sum("sum", filter=Q(bucket__gte=since)) for name, since in starts.items()}
+    # Grouped by the sensor's key alone (an integer), then named from the registry: cheaper
+    # than grouping the joined text columns.
+    rows = (
+        Rollup.objects.filter(
+            metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=min(starts.values())
+        )
+        .values("sensor_id")
+        .annotate(**sums)
+        .order_by()
+    )
+    names = {
+        pk: (sensor_id, kind, room)
+        for pk, sensor_id, kind, room in Sensor.objects.values_list("pk", "sensor_id", "kind", "room__name")
+    }
+    return [
+        _SensorEnergy(
+            *names[row["sensor_id"]][:2],
+            names[row["sensor_id"]][2] or "unassigned",
+            {name: row[name] for name in starts},
+        )
+        for row in rows
+    ]
+
+
+def _totals(
+    sensors: list[_SensorEnergy], period: str, key: Callable[[_SensorEnergy], str]
+) -> dict[str, float]:
+    """kWh of a period per key (room, kind, sensor); keys with nothing in the period are left out."""
     totals: dict[str, float] = defaultdict(float)
-    for key, total in Rollup.objects.filter(
-        metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=since
-    ).values_list(field, "sum"):
-        totals[key or "unassigned"] += total
+    for sensor in sensors:
+        value = sensor.since[period]
+        if value is not None:
+            totals[key(sensor)] += value
     return dict(totals)
 
 
@@ -197,18 +242,19 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
             power_total += value
             power_by_room[room or "unassigned"] += value
 
-    energy = {
-        name: _energy_since(since, "room")
-        for name, since in (("today", day_start), ("week", week_start), ("month", month_start))
-    }
-    by_kind = {
-        name: _energy_since(since, "kind")
-        for name, since in (("today", day_start), ("week", week_start), ("month", month_start))
-    }
-    top = sorted(_energy_since(week_start, "sensor").items(), key=lambda kv: kv[1], reverse=True)[:10]
+    periods = ("today", "week", "month")
+    sensors = _energy_per_sensor({"today": day_start, "week": week_start, "month": month_start})
+    energy = {name: _totals(sensors, name, lambda s: s.room) for name in periods}
+    by_kind = {name: _totals(sensors, name, lambda s: s.kind) for name in periods}
+    top = sorted(_totals(sensors, "week", lambda s: s.sensor_id).items(), key=lambda kv: kv[1], reverse=True)[
+        :10
+    ]
 
     comfort: dict[str, Any] = {}
-    latest_windows = RoomMetrics.objects.filter(bucket__gte=now - timedelta(hours=1)).select_related("room")
+    # By room ids: the unique key (room, bucket) then serves it, not a scan of every window.
+    latest_windows = RoomMetrics.objects.filter(
+        room_id__in=list(Room.objects.values_list("id", flat=True)), bucket__gte=now - timedelta(hours=1)
+    ).select_related("room")
     newest: dict[str, RoomMetrics] = {}
     for window in latest_windows:
         if window.room.name not in newest or window.bucket > newest[window.room.name].bucket:

@@ -180,19 +180,22 @@ def aggregates_compute(*, limit: int = 50_000) -> dict[str, int]:
     Pushes each touched room's latest window to the live feed.
     """
     done = aggregation.recompute_dirty(limit=limit)
-    if done.rooms:
-        latest = (
-            RoomMetrics.objects.filter(room_id__in=done.rooms)
-            .order_by("room_id", "-bucket")
-            .select_related("room")
-        )
-        seen: set[int] = set()
-        for metrics in latest:
-            if metrics.room_id in seen:
-                continue
-            seen.add(metrics.room_id)
-            live.publish(room_metrics_payload(metrics), rooms=[metrics.room.name])
+    _publish_latest_room_metrics(done.rooms)
     return {"days": done.days, "marks": done.marks, "rooms": len(done.rooms)}
+
+
+def _publish_latest_room_metrics(room_pks: set[int]) -> None:
+    if not room_pks:
+        return
+    latest = (
+        RoomMetrics.objects.filter(room_id__in=room_pks).order_by("room_id", "-bucket").select_related("room")
+    )
+    seen: set[int] = set()
+    for metrics in latest:
+        if metrics.room_id in seen:
+            continue
+        seen.add(metrics.room_id)
+        live.publish(room_metrics_payload(metrics), rooms=[metrics.room.name])
 
 
 def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:
@@ -214,23 +217,21 @@ def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:
 def rollups_backfill(
     *, since: datetime, until: datetime, sensor_ids: list[str] | None = None
 ) -> dict[str, int]:
-    """Recompute rollups and room metrics over a range (repairs, imports of history)."""
+    """Recompute rollups and room metrics over a range (repairs, imports of history).
+
+    Set-based, one local day per transaction (see `aggregation.backfill`): the same rows as the
+    incremental job would write for those readings. Pushes each touched room's latest window.
+    """
     pks = (
         list(Sensor.objects.filter(sensor_id__in=sensor_ids).values_list("pk", flat=True))
         if sensor_ids
         else None
     )
-    totals = {"marked": 0, "days": 0, "marks": 0, "rooms": 0}
     if sensor_ids and not pks:
-        return totals
-    with transaction.atomic(using=DB):
-        totals["marked"] = aggregation.mark_range_dirty(since=since, until=until, sensor_pks=pks)
-    while True:
-        done = aggregates_compute()
-        for key in ("days", "marks", "rooms"):
-            totals[key] += done[key]
-        if done["marks"] == 0:
-            return totals
+        return {"days": 0, "rooms": 0}
+    done = aggregation.backfill(since=since, until=until, sensor_pks=pks)
+    _publish_latest_room_metrics(done.rooms)
+    return {"days": done.days, "rooms": len(done.rooms)}
 
 
 def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> dict[str, int]:
@@ -397,9 +398,7 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
     """
     wanted = sorted(set(external_ids))
     with transaction.atomic(using=DB):
-        known = dict(
-            Sensor.objects.filter(external_id__in=wanted).values_list("external_id", "sensor_id")
-        )
+        known = dict(Sensor.objects.filter(external_id__in=wanted).values_list("external_id", "sensor_id"))
         for external_id in wanted:
             if external_id in known:
                 continue

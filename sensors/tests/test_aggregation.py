@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from sensors import services
+from sensors import aggregation, services
 from sensors.aggregation import local_day_bounds
 from sensors.models import DirtyBucket, Reading, Rollup, RoomMetrics, Sensor
 
@@ -195,3 +196,143 @@ def test_silent_sensor_goes_stale_and_recovers(django_capture_on_commit_callback
         ("p1", "stale", "stale"),
         ("p1", "recovered", "active"),
     ]
+
+
+# --- The set-based backfill gives the incremental job's rows --------------------------------
+
+Snapshot = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def snapshot() -> Snapshot:
+    return (
+        list(
+            Rollup.objects.order_by("sensor_id", "metric", "resolution", "bucket").values_list(
+                "sensor__sensor_id", "metric", "resolution", "bucket", "count", "sum", "min", "max", "mean"
+            )
+        ),
+        list(
+            RoomMetrics.objects.order_by("room_id", "bucket").values_list(
+                "room__name",
+                "bucket",
+                "energy_kwh",
+                "power_w",
+                "co2_ppm",
+                "temperature_c",
+                "humidity_pct",
+                "occupancy",
+                "sensors_reporting",
+            )
+        ),
+    )
+
+
+def ingest_hours(start: datetime, hours: int, step_min: int, part: str = "all") -> None:
+    """Readings of every lab sensor from `start`, every `step_min` minutes ("early": all but
+    every third, "late": every third); values that add up exactly in floating point, so sums
+    do not depend on the order a plan visits rows."""
+    metric_of = {"p1": "power", "p2": "power", "e1": "energy", "c1": "co2"}
+    items = [
+        {
+            "sensor_id": sensor,
+            "metric": metric,
+            "timestamp": iso(start + timedelta(minutes=minute)),
+            "value": (minute % 7) * 0.25 + n,
+        }
+        for n, (sensor, metric) in enumerate(metric_of.items())
+        for minute in range(0, hours * 60, step_min)
+        if part == "all" or ((minute // step_min) % 3 == 0) == (part == "late")
+    ]
+    assert services.readings_ingest(readings=items)["accepted"] == len(items)
+
+
+# Both Lisbon daylight-saving days of 2026 (23 and 25 hours), with a day either side.
+DST_SPANS = [datetime(2026, 3, 28, 0, 0, tzinfo=UTC), datetime(2026, 10, 24, 0, 0, tzinfo=UTC)]
+
+
+@pytest.mark.usefixtures("lab")
+@pytest.mark.parametrize("span_start", DST_SPANS, ids=["spring-forward", "fall-back"])
+def test_set_based_backfill_writes_the_incremental_rows(span_start: datetime, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Lisbon"
+    services.room_create(name="hall")
+    services.sensor_register(sensor_id="e2", kind="energy_meter", room_name="hall")
+    ingest_hours(span_start, 72, 20, "early")
+    services.aggregates_compute()
+    ingest_hours(span_start, 72, 20, "late")  # fills the gaps of every day, hours late
+    put("e2", "energy", 61, 0.5, base=span_start)
+    put("e1", "energy", 7, 4.0, base=span_start + timedelta(days=3))  # the day after the span
+    services.aggregates_compute()
+    incremental = snapshot()
+    assert len(incremental[0]) > 100 and len(incremental[1]) > 100
+    daily = [row for row in incremental[0] if row[0] == "e1" and row[2] == "1d"]
+    assert sorted({row[3] - prev[3] for prev, row in itertools.pairwise(daily)}) == [
+        timedelta(hours=h) for h in ((23, 24) if span_start.month == 3 else (24, 25))
+    ]
+
+    Rollup.objects.all().delete()
+    RoomMetrics.objects.all().delete()
+    done = services.rollups_backfill(
+        since=span_start - timedelta(days=1), until=span_start + timedelta(days=5)
+    )
+    assert done == {"days": 4, "rooms": 2}  # the local days with readings; the day before has none
+    assert snapshot() == incremental
+    # Idempotent, and in sensor batches of one the same again.
+    services.rollups_backfill(since=span_start - timedelta(days=1), until=span_start + timedelta(days=5))
+    assert snapshot() == incremental
+    Rollup.objects.all().delete()
+    RoomMetrics.objects.all().delete()
+    aggregation.backfill(
+        since=span_start - timedelta(days=1), until=span_start + timedelta(days=5), sensor_batch=1
+    )
+    assert snapshot() == incremental
+
+
+@pytest.mark.usefixtures("lab")
+def test_set_based_backfill_matches_marking_the_range_dirty() -> None:
+    ingest_hours(T0 - timedelta(hours=30), 40, 10)
+    since, until = T0 - timedelta(hours=20), T0 + timedelta(hours=3)  # cuts days in the middle
+    Rollup.objects.all().delete()
+    RoomMetrics.objects.all().delete()
+    DirtyBucket.objects.all().delete()
+    aggregation.mark_range_dirty(since=since, until=until)
+    aggregation.recompute_dirty()
+    marked = snapshot()
+    Rollup.objects.all().delete()
+    RoomMetrics.objects.all().delete()
+    services.rollups_backfill(since=since, until=until)
+    assert snapshot() == marked
+    # Whole local days are recomputed, room windows only for the range's hours.
+    assert {row[3] for row in marked[0] if row[2] == "1d"} == {
+        local_day_bounds((T0 - timedelta(days=1)).date())[0],
+        local_day_bounds(T0.date())[0],
+    }
+    assert min(row[1] for row in marked[1]) == since
+
+
+@pytest.mark.usefixtures("lab")
+def test_backfill_of_one_sensor_leaves_the_others() -> None:
+    ingest_hours(T0, 3, 5)
+    services.aggregates_compute()
+    everything = snapshot()
+    Rollup.objects.all().delete()
+    assert services.rollups_backfill(since=T0, until=T0 + timedelta(hours=3), sensor_ids=["e1"]) == {
+        "days": 1,
+        "rooms": 1,
+    }
+    assert {row[0] for row in snapshot()[0]} == {"e1"}
+    assert snapshot()[0] == [row for row in everything[0] if row[0] == "e1"]
+    assert snapshot()[1] == everything[1]  # the room's windows: from all its sensors, as before
+    assert services.rollups_backfill(since=T0, until=T0 + timedelta(hours=3), sensor_ids=["nope"]) == {
+        "days": 0,
+        "rooms": 0,
+    }
+
+
+@pytest.mark.usefixtures("lab")
+def test_backfill_keeps_rollups_of_days_whose_readings_retention_deleted() -> None:
+    ingest_hours(T0 - timedelta(days=2), 2, 15)
+    ingest_hours(T0, 2, 15)
+    services.aggregates_compute()
+    before = snapshot()
+    Reading.objects.filter(timestamp__lt=T0 - timedelta(days=1)).delete()
+    assert services.rollups_backfill(since=T0 - timedelta(days=3), until=T0 + timedelta(days=1))["days"] == 1
+    assert snapshot() == before

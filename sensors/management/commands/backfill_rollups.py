@@ -30,6 +30,4 @@ class Command(BaseCommand):
         if start >= end:
             raise CommandError("--since must be before --until")
         done = services.rollups_backfill(since=start, until=end, sensor_ids=sensors)
-        self.stdout.write(
-            f"Marked {done['marked']} window(s); recomputed {done['days']} day(s), {done['rooms']} room(s)"
-        )
+        self.stdout.write(f"Backfilled: recomputed {done['days']} day(s), {done['rooms']} room(s)")
