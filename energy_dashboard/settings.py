@@ -74,6 +74,8 @@ PUBLIC_WS_URL = env.str("PUBLIC_WS_URL", default="")
 # Twice the cores: a sync worker spends most of an ingest request waiting on the database
 # (bench/ingest_api.py: 4 workers 28-35k readings/s against 20-25k with 2, on 2 cores).
 WEB_CONCURRENCY = int(env.str("WEB_CONCURRENCY", default="") or 2 * (os.cpu_count() or 1))
+# daphne processes sharing the WebSocket port (each live message reaches each process once).
+WS_CONCURRENCY = env.int("WS_CONCURRENCY", default=1)
 
 INSTALLED_APPS = [
     "daphne",

@@ -52,6 +52,12 @@ class Command(BaseCommand):
             default=settings.WEB_CONCURRENCY,
             help="gunicorn worker processes (WEB_CONCURRENCY).",
         )
+        parser.add_argument(
+            "--ws-workers",
+            type=int,
+            default=settings.WS_CONCURRENCY,
+            help="daphne processes sharing the WebSocket port (WS_CONCURRENCY).",
+        )
         parser.add_argument("--worker-concurrency", type=int, default=2, help="Celery worker processes.")
         parser.add_argument("--no-worker", action="store_true", help="Do not start a Celery worker.")
         parser.add_argument("--no-beat", action="store_true", help="Do not start Celery beat.")
@@ -174,19 +180,25 @@ class Command(BaseCommand):
                     stop_timeout_s=30.0,
                 )
             )
-        supervisor.start(
-            Child(
-                "websockets",
-                python_module(
-                    "daphne",
-                    "--fd",
-                    str(ws_sock.fileno()),
-                    "--proxy-headers",
-                    "energy_dashboard.asgi:application",
-                ),
-                pass_fds=(ws_sock.fileno(),),
+        # Several daphne processes may accept on the one listening socket (the kernel spreads
+        # the connections); live messages reach each process once over Redis pub/sub.
+        for n in range(max(1, opts["ws_workers"])):
+            supervisor.start(
+                Child(
+                    "websockets" if opts["ws_workers"] <= 1 else f"websockets-{n + 1}",
+                    python_module(
+                        "daphne",
+                        "--fd",
+                        str(ws_sock.fileno()),
+                        "--proxy-headers",
+                        "energy_dashboard.asgi:application",
+                    ),
+                    pass_fds=(ws_sock.fileno(),),
+                )
             )
-        )
+        if settings.OPENADR_VTN_URL:
+            # The OpenADR VEN talks to the utility's VTN in its own process.
+            supervisor.start(Child("openadr-ven", [sys.executable, "manage.py", "openadr_ven"]))
         web = python_module(
             "gunicorn",
             "energy_dashboard.wsgi:application",
