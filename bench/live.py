@@ -48,10 +48,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--sensors", type=int, default=100)
+    parser.add_argument("--ws-workers", type=int, default=1, help="daphne processes (WS_CONCURRENCY)")
     args = parser.parse_args()
 
     database_url = fresh_database(args.db, args.pg)
-    with running_product("--no-beat", database_url=database_url) as product:
+    with running_product(
+        "--no-beat", database_url=database_url, WS_CONCURRENCY=str(args.ws_workers)
+    ) as product:
         port, ws_port = product.port, product.ws_port
         product.setup_django()
         import websockets
@@ -153,7 +156,7 @@ def main() -> None:
         lost = [batches - len(per) for per in received]
         print(
             f"{args.clients} clients, {args.rate} readings/s in batches of {args.batch}, {batches} batches "
-            f"over {args.seconds:.0f} s, PostgreSQL, embedded Redis, daphne\n"
+            f"over {args.seconds:.0f} s, PostgreSQL, embedded Redis, {args.ws_workers} daphne process(es)\n"
         )
         if latencies:
             print(

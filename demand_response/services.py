@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -246,6 +246,7 @@ def flexibility_compute(
     end: datetime | None = None,
     devices: Sequence[FlexibleDevice] | None = None,
     exclude_event: int | None = None,
+    latest: Mapping[str, tuple[datetime, float]] | None = None,
 ) -> Flexibility:
     """The kW each device can shed now (or over [start, end)) and why zero when zero.
 
@@ -256,7 +257,8 @@ def flexibility_compute(
     """
     now = _now(now)
     chosen = list(devices) if devices is not None else list(FlexibleDevice.objects.all())
-    latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in chosen}))
+    if latest is None:  # callers answering many invitations at once read the readings once
+        latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in chosen}))
     max_age = timedelta(seconds=settings.DR_READING_MAX_AGE)
     busy: dict[int, int] = {}
     minutes: float | None = None
@@ -576,6 +578,10 @@ def policy_update(*, updated_by: str, **changes: Any) -> AutoResponsePolicy:
     return policy
 
 
+def _policy_candidates(policy: AutoResponsePolicy) -> list[FlexibleDevice]:
+    return list(FlexibleDevice.objects.exclude(name__in=list(policy.excluded_devices)))
+
+
 @dataclass(frozen=True)
 class Decision:
     """The policy's answer to one invitation."""
@@ -585,8 +591,20 @@ class Decision:
     plan: list[dict[str, Any]] = field(default_factory=list)
 
 
-def policy_evaluate(*, policy: AutoResponsePolicy, invitation: Invitation, now: datetime) -> Decision:
-    """Apply the policy's rules in order; the first that fails is the decline's reason."""
+def policy_evaluate(
+    *,
+    policy: AutoResponsePolicy,
+    invitation: Invitation,
+    now: datetime,
+    candidates: Sequence[FlexibleDevice] | None = None,
+    latest: Mapping[str, tuple[datetime, float]] | None = None,
+) -> Decision:
+    """Apply the policy's rules in order; the first that fails is the decline's reason.
+
+    `candidates` (the devices the policy may use) and `latest` (their power readings) may be
+    given when many invitations are evaluated at once; which devices are busy is always
+    read afresh, since each acceptance takes some.
+    """
     tz = _tz()
     local_start, local_end = invitation.start.astimezone(tz), invitation.end.astimezone(tz)
     notice = invitation.start - invitation.created_at
@@ -616,8 +634,11 @@ def policy_evaluate(*, policy: AutoResponsePolicy, invitation: Invitation, now: 
             False,
             f"duration of {minutes:g} min exceeds the policy's maximum of {policy.max_duration_minutes} min",
         )
-    candidates = list(FlexibleDevice.objects.exclude(name__in=list(policy.excluded_devices)))
-    flex = flexibility_compute(now=now, start=invitation.start, end=invitation.end, devices=candidates)
+    if candidates is None:
+        candidates = _policy_candidates(policy)
+    flex = flexibility_compute(
+        now=now, start=invitation.start, end=invitation.end, devices=candidates, latest=latest
+    )
     allowed = flex.total_kw * policy.max_share
     if invitation.reduction_kw > allowed + EPSILON_KW:
         return Decision(
@@ -640,9 +661,21 @@ def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
     policy = policy_get()
     if not policy.enabled:
         return done
-    pending = Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__gte=now)
-    for invitation in pending.order_by("start", "pk"):
-        decision = policy_evaluate(policy=policy, invitation=invitation, now=now)
+    pending = list(
+        Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__gte=now).order_by(
+            "start", "pk"
+        )
+    )
+    if not pending:
+        return done
+    # One read of the devices and their readings for the whole run (bench/dr.py: 50 invitations
+    # x 1,000 devices re-read them 50 times).
+    candidates = _policy_candidates(policy)
+    latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in candidates}))
+    for invitation in pending:
+        decision = policy_evaluate(
+            policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest
+        )
         try:
             if decision.accept:
                 invitation_accept(

@@ -467,6 +467,9 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
             for r in records
         ],
         source="ingestion",
+        # The file is announced when it is done (data_ingestion); millions of readings held
+        # until the file's commit to be pushed live would make memory grow with the file.
+        announce=False,
     )
     tally.inserted += outcome["accepted"]
     tally.duplicates += outcome["duplicates"]
