@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -453,23 +455,11 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
     new = {r.cpe for r in records} - meters.keys()
     if new:
         meters.update(sensors.meters_for_external_ids(external_ids=sorted(new)))
-    outcome = sensors.readings_ingest(
-        readings=[
-            {
-                "sensor_id": meters[r.cpe],
-                "metric": "energy",
-                # The store labels interval energy with the interval's start (00:00-00:15 is
-                # 00:00), so a quarter hour falls in its own day and hour.
-                "timestamp": r.start.timestamp(),
-                "value": r.centi_kwh / 100,
-                "quality": "estimated" if r.estimated else "measured",
-            }
-            for r in records
-        ],
+    # The store labels interval energy with the interval's start (00:00-00:15 is 00:00), so
+    # a quarter hour falls in its own day and hour; centi-kWh become kWh.
+    outcome = sensors.readings_import(
+        rows=[(meters[r.cpe], "energy", r.start, r.centi_kwh / 100, r.estimated) for r in records],
         source="ingestion",
-        # The file is announced when it is done (data_ingestion); millions of readings held
-        # until the file's commit to be pushed live would make memory grow with the file.
-        announce=False,
     )
     tally.inserted += outcome["accepted"]
     tally.duplicates += outcome["duplicates"]
@@ -477,6 +467,50 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
     for rejection in outcome["rejected"]:
         record = records[rejection["index"]]
         tally.problem(slg.Problem(line=record.line, field="reading", message=rejection["reason"]), limit)
+
+
+_DONE = object()
+
+
+def _parsed_chunks(reader: slg.SlgReader, size: int) -> Iterator[list[slg.Record]]:
+    """The reader's records in chunks, parsed in a thread while this one waits on the database.
+
+    The database's half of each chunk (COPY, indexes, commit) releases the GIL; parsing the
+    next chunk meanwhile is most of what a file costs in Python. At most two chunks wait, so
+    memory stays bounded whatever the file's size.
+    """
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        # Never blocks for good: the consumer may have stopped (an error while storing).
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def parse() -> None:
+        try:
+            for chunk in _chunks(reader, size):
+                if not offer(chunk):
+                    return
+            offer(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+
+    parser = threading.Thread(target=parse, name="slg-parser", daemon=True)
+    parser.start()
+    try:
+        while (item := chunks.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        parser.join()
 
 
 MAX_ERRORS_KEPT = 1_000
@@ -515,7 +549,7 @@ def file_process(*, file_id: int) -> IngestedFile:
             try:
                 with sensors.readings_transaction():
                     meters: dict[str, str] = {}
-                    for chunk in _chunks(reader, CHUNK):
+                    for chunk in _parsed_chunks(reader, CHUNK):
                         _ingest_records(chunk, meters, tally, MAX_ERRORS_KEPT)
                     tally.records = reader.records
                     for problem in reader.problems:

@@ -609,6 +609,46 @@ class Outcome:
     sensors: dict[int, SensorRef]
 
 
+# A reading already typed by a trusted parser: (sensor_id, metric, timestamp (aware), value in
+# the metric's canonical unit, estimated).
+TypedRow = tuple[str, str, datetime, float, bool]
+
+
+def ingest_rows(rows: Sequence[TypedRow]) -> Outcome:
+    """Store typed rows (a meter file's records): the checks of `validate` that can still fail
+    (known sensor, stored metric, finite value in the physical range, not in the future) with
+    its messages, without parsing items; no units, no counters. Rejections carry the row's
+    index. The caller holds the transaction on the sensors database."""
+    sensors = sensor_refs(sorted({row[0] for row in rows}))
+    latest = timezone.now() + FUTURE_SKEW
+    points: list[Point] = []
+    rejected: list[Rejection] = []
+    for index, (sensor_id, metric, moment, value, estimated) in enumerate(rows):
+        sensor = sensors.get(sensor_id)
+        bounds = RANGES.get(metric)
+        if sensor is None:
+            rejected.append({"index": index, "reason": f"unknown sensor {sensor_id!r}"})
+        elif bounds is None or metric not in METRICS:
+            rejected.append({"index": index, "reason": f"metric {metric!r} is not one of {sorted(METRICS)}"})
+        elif not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+            reason = f"{metric} {value:g} is outside the physical range {bounds[0]:g}..{bounds[1]:g}"
+            rejected.append({"index": index, "reason": reason})
+        elif moment > latest:
+            reason = f"timestamp {moment:%Y-%m-%dT%H:%M:%SZ} is in the future"
+            rejected.append({"index": index, "reason": reason})
+        else:
+            points.append((index, sensor.pk, metric, moment, value, estimated))
+    unique, duplicates, conflicts = dedupe(points)
+    written = write(unique)
+    result: IngestResult = {
+        "accepted": len(written.inserted),
+        "duplicates": duplicates + len(unique) - len(written.inserted) - written.conflicts,
+        "conflicts": conflicts + written.conflicts,
+        "rejected": rejected,
+    }
+    return Outcome(result, written.inserted, {ref.pk: ref for ref in sensors.values()})
+
+
 def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcome:
     """Validate and store a batch; the caller holds the transaction on the sensors database."""
     # Only strings: an item naming its sensor by a list is refused by validate, not a TypeError here.

@@ -166,6 +166,22 @@ def readings_ingest(
     return outcome.result
 
 
+def readings_import(*, rows: Sequence[ingest.TypedRow], source: str = "import") -> IngestResult:
+    """Store readings a trusted parser has already typed (sensor_id, metric, aware timestamp,
+    value in the canonical unit, estimated): the bulk path for history such as meter files.
+
+    The same guarantees as `readings_ingest` (range and future checks, duplicates skipped,
+    conflicts counted, dirty marks for the rollups, last_seen) without per-item parsing, and
+    without `energy_data`: an import announces itself (see `readings_ingest`'s `announce`).
+    """
+    with transaction.atomic(using=DB):
+        outcome = ingest.ingest_rows(rows)
+        if outcome.inserted:
+            for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+                _sensor_event(sensor, "recovered")
+    return outcome.result
+
+
 def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
     """The `energy_data` payload of a stored batch; each timestamp and sensor is formatted once
     (a 5,000-reading batch has a few hundred of each)."""

@@ -216,3 +216,25 @@ def test_ingest_file_command_prints_one_json_object_per_file(write: Any, capsys:
     assert set(out[0]) >= {"file", "status", "records", "inserted", "duplicates", "conflicts", "errors"}
     assert out[0]["inserted"] == 2 and out[0]["errors"] == []
     assert all(set(e) == {"line", "message"} for e in out[1]["errors"]) and out[1]["errors"]
+
+
+def test_a_storage_error_mid_file_fails_the_file_and_stops_the_parser(write: Any, monkeypatch: Any) -> None:
+    import threading
+
+    calls = {"n": 0}
+    real = sensors.readings_import
+
+    def failing(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the database went away")
+        return real(**kwargs)
+
+    # Three chunks' worth: the second fails while the parser has more waiting.
+    monkeypatch.setattr(services, "CHUNK", 100)
+    monkeypatch.setattr(sensors, "readings_import", failing)
+    path = write("big.slg_v2", slg_bytes("PT0014", datetime(2026, 3, 10, tzinfo=UTC), 1000))
+    row = services.file_import_path(path=path)
+    assert row.status == "failed" and "the database went away" in row.message
+    assert stored("cpe-pt0014") == []  # the first chunk rolled back with the rest
+    assert not [t for t in threading.enumerate() if t.name == "slg-parser"]
