@@ -279,6 +279,9 @@ FTP_SA4CPS_HOST_KEY = env.str("FTP_SA4CPS_HOST_KEY", default="")
 # FTPS: a CA bundle (or the server's own certificate) to verify the server with; empty: the
 # system's trust store.
 FTP_SA4CPS_CA_FILE = env.str("FTP_SA4CPS_CA_FILE", default="")
+# Sources may read passwords and keys from files only under this folder (Docker/Kubernetes
+# secrets are mounted there).
+INGESTION_SECRETS_DIR = env.str("INGESTION_SECRETS_DIR", default="/run/secrets")
 # Where downloaded and uploaded meter files are kept (rejected ones stay for re-processing).
 INGESTION_FILES_DIR = Path(env.str("INGESTION_FILES_DIR", default="") or VAR_DIR / "ingestion").resolve()
 # Seconds after which a scan or file claimed by a worker counts as abandoned (the worker died)

@@ -6,6 +6,7 @@ import fnmatch
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from rest_framework import serializers
 
 from ingestion.models import IngestedFile, RemoteSource
@@ -101,6 +102,21 @@ class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
         if value is not None and value < 60:
             raise serializers.ValidationError("at least 60 seconds")
         return value
+
+    def _secret_file(self, value: str) -> str:
+        from ingestion.services import secret_path_allowed
+
+        if value and not secret_path_allowed(value):
+            raise serializers.ValidationError(
+                f"secret files must be under INGESTION_SECRETS_DIR ({settings.INGESTION_SECRETS_DIR})"
+            )
+        return value
+
+    def validate_password_file(self, value: str) -> str:
+        return self._secret_file(value)
+
+    def validate_private_key_file(self, value: str) -> str:
+        return self._secret_file(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and self.instance.from_settings:

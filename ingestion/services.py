@@ -10,6 +10,7 @@ readings store in one transaction, `imported` or, when the file breaks a rule of
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import queue
@@ -80,8 +81,23 @@ def default_source_sync() -> RemoteSource | None:
     return source
 
 
+def secret_path_allowed(path: str) -> bool:
+    """Whether a source may read a secret from `path`: only files under INGESTION_SECRETS_DIR,
+    or an operator could have any file the server can read sent to a host of their choosing
+    as a password."""
+    root = Path(settings.INGESTION_SECRETS_DIR).resolve()
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
 def _read_secret(value: str, path: str) -> str:
     if path:
+        if not secret_path_allowed(path):
+            where = settings.INGESTION_SECRETS_DIR
+            message = f"secret files must be under INGESTION_SECRETS_DIR ({where}): {path}"
+            raise remote.RemoteError("auth", message)
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
@@ -170,7 +186,8 @@ class ScanResult:
         }
 
 
-def _claim_scan(source: RemoteSource) -> bool:
+def _claim_scan(source: RemoteSource) -> datetime | None:
+    """The claim's time when this scan took the source (compare-and-swap), else None."""
     now = timezone.now()
     stale = now - _claim_timeout()
     taken = (
@@ -178,7 +195,7 @@ def _claim_scan(source: RemoteSource) -> bool:
         .filter(Q(scan_claimed_at__isnull=True) | Q(scan_claimed_at__lt=stale))
         .update(scan_claimed_at=now)
     )
-    return taken == 1
+    return now if taken == 1 else None
 
 
 def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.sleep) -> ScanResult:
@@ -188,7 +205,8 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
     download task per file; `ftp_scan --now` processes them in place.
     """
     result = ScanResult(source=source.name)
-    if not _claim_scan(source):
+    claim = _claim_scan(source)
+    if claim is None:
         result.ok, result.skipped = False, "another scan of this source is running"
         return result
     try:
@@ -230,7 +248,9 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
             offered_fingerprint="",
         )
     finally:
-        RemoteSource.objects.filter(pk=source.pk).update(scan_claimed_at=None)
+        # Only our own claim: a scan that outlived INGESTION_CLAIM_TIMEOUT may have been
+        # taken over, and must not release the newer scan's claim.
+        RemoteSource.objects.filter(pk=source.pk, scan_claimed_at=claim).update(scan_claimed_at=None)
     if on_file is not None:
         for file_id in [*result.queued, *result.requeued]:
             on_file(file_id)
@@ -280,13 +300,26 @@ def _queue_remote_file(source: RemoteSource, found: remote.RemoteFile) -> int | 
     return row.pk
 
 
-def _requeue_abandoned(source: RemoteSource) -> list[int]:
-    """Files whose download or processing was claimed by a worker that died: take them again."""
+def _requeue_abandoned(source: RemoteSource | None) -> list[int]:
+    """Files of a source (or, for None, uploads and local files) left half-way: claimed by a
+    worker that died, or queued or downloaded long ago with their task never run (the broker
+    lost it, or the scan died before queueing it). Their ids, for one `file_run` each."""
     stale = timezone.now() - _claim_timeout()
     abandoned = IngestedFile.objects.filter(
-        source=source, status__in=[Status.PROCESSING, Status.QUEUED], claimed_at__lt=stale
+        Q(status__in=[Status.PROCESSING, Status.QUEUED], claimed_at__lt=stale)
+        | Q(status=Status.QUEUED, claimed_at__isnull=True, discovered_at__lt=stale)
+        | Q(status=Status.DOWNLOADED, claimed_at__isnull=True, downloaded_at__lt=stale)
+    )
+    abandoned = (
+        abandoned.filter(source=source) if source is not None else abandoned.filter(source__isnull=True)
     )
     return list(abandoned.values_list("pk", flat=True))
+
+
+def files_abandoned() -> list[int]:
+    """Uploads and local files left half-way (see `_requeue_abandoned`); sources' files are
+    taken again by their scans."""
+    return _requeue_abandoned(None)
 
 
 # --- files ---------------------------------------------------------------------------------
@@ -400,16 +433,24 @@ def file_import_path(*, path: Path) -> IngestedFile:
     return file_process(file_id=row.pk)
 
 
-def file_reprocess(*, file: IngestedFile) -> IngestedFile:
-    """Process a kept file again (after a fix): rejected, failed or imported ones."""
-    if file.status in (Status.QUEUED, Status.PROCESSING):
+def file_reprocess_prepare(*, file: IngestedFile) -> None:
+    """Make a kept file ready to be processed again (a worker then runs `file_run`)."""
+    stale = timezone.now() - _claim_timeout()
+    expired = file.claimed_at is not None and file.claimed_at < stale
+    if file.status in (Status.QUEUED, Status.PROCESSING) and not expired:
         raise IngestionError(f"file {file.pk} is {file.status}; wait for it to finish")
     if not file.stored_path or not Path(file.stored_path).exists():
-        if file.origin == IngestedFile.Origin.REMOTE and file.status == Status.FAILED:
-            IngestedFile.objects.filter(pk=file.pk).update(status=Status.QUEUED, claimed_at=None)
-            return file_run(file_id=file.pk) or file
         raise IngestionError(f"file {file.pk} has no kept content to process again")
     IngestedFile.objects.filter(pk=file.pk).update(status=Status.DOWNLOADED, claimed_at=None)
+
+
+def file_reprocess(*, file: IngestedFile) -> IngestedFile:
+    """Process a kept file again (after a fix): rejected, failed or imported ones; a remote file
+    whose download failed is downloaded again."""
+    if not file.stored_path and file.origin == IngestedFile.Origin.REMOTE and file.status == Status.FAILED:
+        IngestedFile.objects.filter(pk=file.pk).update(status=Status.QUEUED, claimed_at=None)
+        return file_run(file_id=file.pk) or file
+    file_reprocess_prepare(file=file)
     return file_process(file_id=file.pk)
 
 
@@ -547,9 +588,10 @@ def file_process(*, file_id: int) -> IngestedFile:
         with Path(row.stored_path).open("rb") as stream:
             reader = slg.SlgReader(stream, tz=tz, max_problems=MAX_ERRORS_KEPT)
             try:
-                with sensors.readings_transaction():
+                parsed = contextlib.closing(_parsed_chunks(reader, CHUNK))
+                with sensors.readings_transaction(), parsed as chunks:
                     meters: dict[str, str] = {}
-                    for chunk in _parsed_chunks(reader, CHUNK):
+                    for chunk in chunks:
                         _ingest_records(chunk, meters, tally, MAX_ERRORS_KEPT)
                     tally.records = reader.records
                     for problem in reader.problems:
@@ -594,13 +636,24 @@ def _reject(row: IngestedFile, tally: _Tally, *, complete: bool, started: float)
 
 
 def _finish(row: IngestedFile, status: str, *, message: str, started: float | None = None) -> IngestedFile:
+    claim = row.claimed_at
     row.status = status
     row.message = message
     row.finished_at = timezone.now()
     row.claimed_at = None
     if started is not None:
         row.process_ms = int((time.monotonic() - started) * 1000)
-    row.save()
+    fields = [f.attname for f in IngestedFile._meta.concrete_fields if not f.primary_key]
+    # Only while the claim is ours: a run that outlived INGESTION_CLAIM_TIMEOUT and was taken
+    # over must not overwrite the newer run's outcome (its readings changed nothing: inserts
+    # never double).
+    owned = IngestedFile.objects.filter(pk=row.pk, claimed_at=claim)
+    if not owned.update(**{name: getattr(row, name) for name in fields}):
+        logger.warning(
+            "file %s: the claim was taken over; this run's outcome (%s) is not recorded", row.pk, status
+        )
+        row.refresh_from_db()
+        return row
     events.send_on_commit(
         events.data_ingestion,
         sender=IngestedFile,

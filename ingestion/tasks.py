@@ -24,11 +24,14 @@ def _queue_file(file_id: int) -> None:
 
 @shared_task(name="ingestion.tasks.ftp_scan_all")
 def ftp_scan_all(force: bool = False) -> list[str]:
-    """Queue a scan of each enabled source that is due (every enabled one with `force`)."""
+    """Queue a scan of each enabled source that is due (every enabled one with `force`), and
+    take again uploads and local files that a dead worker left half-way."""
     services.default_source_sync()
     due = list(RemoteSource.objects.filter(enabled=True)) if force else services.sources_due()
     for source in due:
         source_scan.delay(source.pk)
+    for file_id in services.files_abandoned():
+        file_run.delay(file_id)
     return [s.name for s in due]
 
 

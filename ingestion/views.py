@@ -108,9 +108,17 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
     @extend_schema(request=None, responses={201: IngestedFileDetailSerializer})
     @action(detail=True, methods=["post"], permission_classes=[IsOperator])
     def reprocess(self, request: Request, pk: str | None = None) -> Response:
-        """Process a kept file again (after a fix); never duplicates what is stored."""
+        """Process a kept file again (after a fix); never duplicates what is stored. A file up to
+        INGESTION_INLINE_BYTES is processed here (200 with the outcome); a bigger one is queued
+        for a worker (202)."""
+        row = self.get_object()
         try:
-            row = services.file_reprocess(file=self.get_object())
+            if (row.size or 0) > settings.INGESTION_INLINE_BYTES:
+                services.file_reprocess_prepare(file=row)
+                transaction.on_commit(lambda: tasks.file_run.delay(row.pk), using=services.DB)
+                row.refresh_from_db()
+                return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)
+            row = services.file_reprocess(file=row)
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
         return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_200_OK)
@@ -124,9 +132,8 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
             path = services.file_content(file=row)
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
-        response = FileResponse(path.open("rb"), content_type="text/plain; charset=iso-8859-1")
-        response["Content-Disposition"] = f'inline; filename="{row.name}"'
-        return response
+        # FileResponse quotes the name (it came from a server or an upload) in the header.
+        return FileResponse(path.open("rb"), filename=row.name, content_type="text/plain; charset=iso-8859-1")
 
 
 class UploadView(APIView):

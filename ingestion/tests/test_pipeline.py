@@ -213,7 +213,7 @@ def test_ingest_file_command_prints_one_json_object_per_file(write: Any, capsys:
     assert exited.value.code == 1
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o["status"] for o in out] == ["imported", "rejected"]
-    assert set(out[0]) >= {"file", "status", "records", "inserted", "duplicates", "conflicts", "errors"}
+    assert set(out[0]) == {"file", "status", "records", "inserted", "duplicates", "conflicts", "errors"}
     assert out[0]["inserted"] == 2 and out[0]["errors"] == []
     assert all(set(e) == {"line", "message"} for e in out[1]["errors"]) and out[1]["errors"]
 

@@ -40,14 +40,12 @@ class Command(BaseCommand):
                     json.dumps(
                         {
                             "file": str(path),
-                            "id": row.pk,
                             "status": row.status,
                             "records": row.records,
                             "inserted": row.inserted,
                             "duplicates": row.already_present,
                             "conflicts": row.conflicts,
                             "errors": [{"line": e["line"], "message": e["message"]} for e in row.errors],
-                            "message": row.message,
                         }
                     )
                 )
