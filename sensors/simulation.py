@@ -32,7 +32,7 @@ def _occupancy_share(moment: datetime, seed: int) -> float:
 
 
 def value_for(sensor: Sensor, metric: str, moment: datetime, interval_s: float, rng: random.Random) -> float:
-    """A plausible value of `metric` for `sensor` at `moment` (energy: over the interval that starts at it)."""
+    """A plausible value of `metric` for `sensor` at `moment` (energy: the interval starting at it)."""
     seed = zlib.crc32(sensor.sensor_id.encode())
     busy = _occupancy_share(moment, seed)
     capacity = (sensor.room.capacity if sensor.room and sensor.room.capacity else 8) or 8
