@@ -99,7 +99,9 @@ def test_a_worker_killed_mid_file_leaves_nothing_and_the_file_is_taken_again(
 
         # A new worker starts; its first scan finds the abandoned claim and takes the file again.
         time.sleep(claim_timeout + 0.5)
-        heir = start_process("worker-b", *WORKER_ARGS, env=subprocess_env(INGESTION_CLAIM_TIMEOUT=str(claim_timeout)))
+        heir = start_process(
+            "worker-b", *WORKER_ARGS, env=subprocess_env(INGESTION_CLAIM_TIMEOUT=str(claim_timeout))
+        )
         heir.wait_for(lambda out: "ready." in out, timeout=60, what="worker B starting")
         done = wait_until(
             lambda: IngestedFile.objects.filter(pk=file_id, status="imported").first(),
