@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -36,9 +37,36 @@ def _who(request: HttpRequest) -> str:
     return f"operator:{request.user.get_username()}"
 
 
+class FlexibleDeviceForm(forms.ModelForm):
+    """The device form; refuses what the service would refuse, so the form shows why."""
+
+    class Meta:
+        model = FlexibleDevice
+        fields = ["name", *DEVICE_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # Only when the fields themselves are valid: otherwise their own errors say enough.
+        if not any(field in self.errors for field in DEVICE_FIELDS):
+            try:
+                services.device_check(
+                    sensor_id=cleaned["sensor_id"],
+                    room=cleaned.get("room") or "",
+                    max_shed_kw=cleaned.get("max_shed_kw"),
+                    max_shed_share=cleaned.get("max_shed_share"),
+                    min_event_minutes=cleaned.get("min_event_minutes") or 0,
+                    max_event_minutes=cleaned.get("max_event_minutes"),
+                )
+            except services.DRError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return cleaned
+
+
 @admin.register(FlexibleDevice)
 class FlexibleDeviceAdmin(admin.ModelAdmin):
     """Devices, in dispatch order."""
+
+    form = FlexibleDeviceForm
 
     list_display = [
         "name",
@@ -53,8 +81,13 @@ class FlexibleDeviceAdmin(admin.ModelAdmin):
     list_filter = ["category", "enabled"]
     search_fields = ["name", "sensor_id", "room"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: FlexibleDevice | None = None) -> list[str]:
+        # The name is the device's key (URLs, MQTT topics): the service refuses to change it.
+        return ["name"] if obj is not None else []
+
     def save_model(self, request: HttpRequest, obj: FlexibleDevice, form: Any, change: bool) -> None:
-        # Through the service: it checks the sensor and room against the sensors module.
+        # Through the service: it checks the sensor and room against the sensors module. The
+        # form ran the same check; a refusal here means the sensors changed in between.
         values = {field: getattr(obj, field) for field in DEVICE_FIELDS}
         try:
             if change:
@@ -62,7 +95,22 @@ class FlexibleDeviceAdmin(admin.ModelAdmin):
             else:
                 obj.pk = services.device_create(name=obj.name, **values).pk
         except services.DRError as exc:
+            request._dr_refused = True  # type: ignore[attr-defined]
             self.message_user(request, str(exc), messages.ERROR)
+
+    def message_user(
+        self,
+        request: HttpRequest,
+        message: str,
+        level: int = messages.INFO,
+        extra_tags: str = "",
+        fail_silently: bool = False,
+    ) -> None:
+        # The admin announces success after save_model whatever happened in it: not when the
+        # service refused the device.
+        if level == messages.SUCCESS and getattr(request, "_dr_refused", False):
+            return
+        super().message_user(request, message, level, extra_tags, fail_silently)
 
     def delete_model(self, request: HttpRequest, obj: FlexibleDevice) -> None:
         try:
@@ -97,15 +145,19 @@ class InvitationAdmin(admin.ModelAdmin):
         done = 0
         for invitation in queryset:
             try:
+                # The reason names the operator: the answer's record must say who and how.
+                user = request.user.get_username()
                 if accept:
                     services.invitation_accept(
-                        invitation=invitation, answered_by=_who(request), reason="admin"
+                        invitation=invitation,
+                        answered_by=_who(request),
+                        reason=f"accepted by operator {user} in the admin",
                     )
                 else:
                     services.invitation_decline(
                         invitation=invitation,
                         answered_by=_who(request),
-                        reason="declined by an operator (admin)",
+                        reason=f"declined by operator {user} in the admin",
                     )
                 done += 1
             except services.DRError as exc:
@@ -149,11 +201,15 @@ class DREventAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected events", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[DREvent]) -> None:
+        done = 0
         for event in queryset:
             try:
-                services.event_cancel(event=event, cancelled_by=_who(request), reason="admin")
+                services.event_cancel(event=event, cancelled_by=_who(request), reason="in the admin")
+                done += 1
             except services.DRError as exc:
                 self.message_user(request, f"Event {event.pk}: {exc}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} event(s) cancelled.")
 
 
 @admin.register(AutoResponsePolicy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from rest_framework import serializers
@@ -81,13 +82,30 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
         return invitation.duration.total_seconds() / 60
 
 
+# Upper bounds of API input. Beyond them a request is a mistake (a unit slip, a typo) rather
+# than a programme's ask, and a huge duration would overflow the date arithmetic (a 500).
+MAX_DURATION = timedelta(days=7)
+MAX_DURATION_MINUTES = int(MAX_DURATION.total_seconds() // 60)
+# 1 GW: far above any one building's load, well below a unit error (W sent as kW).
+MAX_KW = 1_000_000.0
+
+
+def _check_window(attrs: dict[str, Any], what: str) -> None:
+    if "start" in attrs and "end" in attrs and attrs["end"] - attrs["start"] > MAX_DURATION:
+        raise serializers.ValidationError(
+            f"{what} lasts at most {MAX_DURATION.days} days ({MAX_DURATION_MINUTES} min)."
+        )
+
+
 class InvitationCreateSerializer(serializers.Serializer[Any]):
     """What an integrator (or the OpenADR VEN) sends to record an invitation."""
 
-    reduction_kw = serializers.FloatField()
+    reduction_kw = serializers.FloatField(max_value=MAX_KW)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField(required=False)
-    duration_minutes = serializers.FloatField(required=False, help_text="Instead of end.")
+    duration_minutes = serializers.FloatField(
+        required=False, max_value=MAX_DURATION_MINUTES, help_text="Instead of end."
+    )
     response_deadline = serializers.DateTimeField()
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     baseline_method = serializers.ChoiceField(
@@ -101,6 +119,7 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
             raise serializers.ValidationError("Give end or duration_minutes.")
         if "end" in attrs and "duration_minutes" in attrs:
             raise serializers.ValidationError("Give end or duration_minutes, not both.")
+        _check_window(attrs, "An invitation")
         return attrs
 
 
@@ -161,7 +180,7 @@ class DREventSerializer(serializers.ModelSerializer[DREvent]):
 class EventCreateSerializer(serializers.Serializer[Any]):
     """A manual event: without devices it takes every enabled device free in the window."""
 
-    target_kw = serializers.FloatField()
+    target_kw = serializers.FloatField(max_value=MAX_KW)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
@@ -170,6 +189,10 @@ class EventCreateSerializer(serializers.Serializer[Any]):
     baseline_method = serializers.ChoiceField(
         choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _check_window(attrs, "An event")
+        return attrs
 
 
 class CancelSerializer(serializers.Serializer[Any]):

@@ -70,16 +70,20 @@ def _tz() -> ZoneInfo:
 # --- Devices ---------------------------------------------------------------------------------
 
 
-def _check_device(
+def device_check(
     *,
     sensor_id: str,
-    room: str,
-    max_shed_kw: float | None,
-    max_shed_share: float | None,
-    min_event_minutes: int,
-    max_event_minutes: int | None,
+    room: str = "",
+    max_shed_kw: float | None = None,
+    max_shed_share: float | None = None,
+    min_event_minutes: int = 0,
+    max_event_minutes: int | None = None,
 ) -> str:
-    """Validate a device's fields against the rules and the sensors module; returns its room."""
+    """Validate a device's fields against the rules and the sensors module; returns its room.
+
+    Raises DRError with the reason. Public so that forms (the admin) can refuse before saving,
+    with the same message the API gives.
+    """
     known = sensors_services.sensors_known(sensor_ids=[sensor_id])
     if sensor_id not in known:
         raise DRError(f"Unknown sensor {sensor_id!r}: register it in the sensors module first.")
@@ -113,7 +117,7 @@ def device_create(
     """Register a flexible device; its sensor must exist in the sensors module."""
     if FlexibleDevice.objects.filter(name=name).exists():
         raise DRError(f"A device named {name!r} exists already.")
-    room = _check_device(
+    room = device_check(
         sensor_id=sensor_id,
         room=room,
         max_shed_kw=max_shed_kw,
@@ -141,7 +145,7 @@ def device_update(*, device: FlexibleDevice, **changes: Any) -> FlexibleDevice:
         raise DRError("name is the device's key and cannot change.")
     for name, value in changes.items():
         setattr(device, name, value)
-    device.room = _check_device(
+    device.room = device_check(
         sensor_id=device.sensor_id,
         room=device.room,
         max_shed_kw=device.max_shed_kw,
@@ -239,6 +243,23 @@ def _busy_devices(
     return dict(rows.values_list("device_id", "event_id"))
 
 
+def _busy_devices_now(
+    device_pks: Iterable[int], now: datetime, exclude_event: int | None = None
+) -> dict[int, int]:
+    """Devices held by an event at `now`: device pk -> that event's id.
+
+    An active event holds its devices until the scheduler completes it (they stay shed past
+    its end until then); a scheduled one whose start has come holds them too (the next tick
+    sheds them).
+    """
+    rows = EventDevice.objects.filter(device_id__in=list(device_pks), event__start__lte=now).filter(
+        Q(event__status=DREvent.Status.ACTIVE) | Q(event__status=DREvent.Status.SCHEDULED, event__end__gt=now)
+    )
+    if exclude_event is not None:
+        rows = rows.exclude(event_id=exclude_event)
+    return dict(rows.values_list("device_id", "event_id"))
+
+
 def flexibility_compute(
     *,
     now: datetime | None = None,
@@ -251,20 +272,23 @@ def flexibility_compute(
     """The kW each device can shed now (or over [start, end)) and why zero when zero.
 
     Now: from the device's latest power reading and its limits; a reading older than
-    DR_READING_MAX_AGE, or none, is no flexibility. A window: the latest reading stands for
-    the window (no forecast), the window's length must fit the device's minimum and maximum
-    event length, and a device taken by another open event in the window has none.
+    DR_READING_MAX_AGE, or none, is no flexibility, and neither is a device an event holds now
+    (it may be shedding already). A window: the latest reading stands for the window (no
+    forecast), the window's length must fit the device's minimum and maximum event length, and
+    a device taken by another open event in the window has none. `exclude_event` is the event
+    asking (its own devices are not taken from it).
     """
     now = _now(now)
     chosen = list(devices) if devices is not None else list(FlexibleDevice.objects.all())
     if latest is None:  # callers answering many invitations at once read the readings once
         latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in chosen}))
     max_age = timedelta(seconds=settings.DR_READING_MAX_AGE)
-    busy: dict[int, int] = {}
     minutes: float | None = None
     if start is not None and end is not None:
         busy = _busy_devices((d.pk for d in chosen), start, end, exclude_event)
         minutes = (end - start).total_seconds() / 60
+    else:
+        busy = _busy_devices_now((d.pk for d in chosen), now, exclude_event)
     out: list[DeviceFlexibility] = []
     for device in sorted(chosen, key=lambda d: (d.priority, d.name)):
         reading = latest.get(device.sensor_id)
@@ -373,7 +397,10 @@ def invitation_create(
     if end is None:
         if duration is None:
             raise DRError("Give the invitation's end or its duration.")
-        end = start + duration
+        try:
+            end = start + duration
+        except OverflowError as exc:  # past year 9999: not a date, so bad input, not a crash
+            raise DRError("The invitation's duration is too long.") from exc
     if reduction_kw is None or not math.isfinite(reduction_kw) or reduction_kw <= 0:
         raise DRError("reduction_kw must be a positive number of kW.")
     if end <= start:
@@ -445,9 +472,13 @@ def invitation_accept(
     enabled free device) in priority order and create its event. Sends `dr_events` for both.
 
     Refused when no device has flexibility in the window; a partial cover is accepted, and
-    the reason says how much is covered. `plan` (used by the policy) skips the computation.
+    the reason says how much is covered. With no reason given, the reason names who accepted
+    ("accepted by operator alice"): every answer is recorded with one. `plan` (used by the
+    policy) skips the computation.
     """
     now = _now(now)
+    if not reason.strip():
+        reason = f"accepted by {answered_by.replace(':', ' ', 1)}"
     found = _pending(invitation)
     if now > found.response_deadline:
         raise Conflict(
@@ -462,8 +493,7 @@ def invitation_accept(
             raise DRError(f"No device can shed load in that window ({why}).")
     covered = math.fsum(item["kw"] for item in plan)
     if covered + EPSILON_KW < found.reduction_kw:
-        note = f"covers {covered:.3f} of {found.reduction_kw:.3f} kW"
-        reason = f"{reason}; {note}" if reason else note
+        reason = f"{reason}; covers {covered:.3f} of {found.reduction_kw:.3f} kW"
     with transaction.atomic(using=DB):
         _answer(
             found,
@@ -750,8 +780,8 @@ def event_create(
     """Schedule an event; sends `dr_events` (scheduled).
 
     Overlap rule: a device is in at most one scheduled or active event at any instant. Named
-    devices that are taken in [start, end) refuse the event; with no devices named, the event
-    takes every enabled device free in the window (refused when there is none).
+    devices that are taken in [start, end) refuse the event (Conflict); with no devices named,
+    the event takes every enabled device free in the window (Conflict when all are taken).
     """
     now = _now(now)
     if target_kw is None or not math.isfinite(target_kw) or target_kw <= 0:
@@ -771,13 +801,17 @@ def event_create(
             busy = _busy_devices((d.pk for d in chosen), start, end)
             if busy:
                 taken = ", ".join(f"{d.name} (event {busy[d.pk]})" for d in chosen if d.pk in busy)
-                raise DRError(f"Overlapping events on the same device are refused: {taken}.")
+                # A conflict with the current state (HTTP 409), not bad input: the same request
+                # succeeds once the other event is cancelled.
+                raise Conflict(f"Overlapping events on the same device are refused: {taken}.")
         else:
             enabled = list(FlexibleDevice.objects.select_for_update().filter(enabled=True))
+            if not enabled:
+                raise DRError("No device is enabled.")
             busy = _busy_devices((d.pk for d in enabled), start, end)
             chosen = [d for d in enabled if d.pk not in busy]
             if not chosen:
-                raise DRError("No enabled device is free in that window.")
+                raise Conflict("No enabled device is free in that window.")
         event = DREvent.objects.create(
             target_kw=target_kw,
             start=start,
@@ -799,9 +833,9 @@ def _transition(event: DREvent, old: str, new: str, **fields: Any) -> bool:
     """Compare-and-swap the event's status; False when it was not `old` any more."""
     changed = DREvent.objects.filter(pk=event.pk, status=old).update(status=new, **fields)
     if changed:
-        event.status = new
-        for name, value in fields.items():
-            setattr(event, name, value)
+        # The caller's copy may be stale (loaded before another worker dispatched it): reload
+        # so that dr_events and what follows see the stored row, not an old dispatched_kw.
+        event.refresh_from_db()
     return bool(changed)
 
 
@@ -820,7 +854,7 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
         if not _transition(event, DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE, activated_at=now):
             return False
         rows = list(event.dispatches.select_related("device"))
-        flex = flexibility_compute(now=now, devices=[r.device for r in rows])
+        flex = flexibility_compute(now=now, devices=[r.device for r in rows], exclude_event=event.pk)
         by_name = {d.device: d for d in flex.devices}
         remaining = event.target_kw
         for row in sorted(rows, key=lambda r: (r.device.priority, r.device.name)):
@@ -918,6 +952,13 @@ def events_tick(*, now: datetime | None = None) -> dict[str, int]:
     """
     now = _now(now)
     done = {"activated": 0, "completed": 0, "missed": 0}
+    # Ended events first: with back-to-back events on a device, its restore must go out before
+    # the next event's shed (a controller obeys the last command), and the next event's
+    # activation must not find the device still held.
+    for event in DREvent.objects.filter(status=DREvent.Status.ACTIVE, end__lte=now).order_by("end"):
+        if event_complete(event=event, now=now, measure=False):
+            done["completed"] += 1
+            _measure_logged(event)
     for event in DREvent.objects.filter(status=DREvent.Status.SCHEDULED, start__lte=now).order_by("start"):
         if event.end <= now:
             with transaction.atomic(using=DB):
@@ -930,10 +971,6 @@ def events_tick(*, now: datetime | None = None) -> dict[str, int]:
                     transaction.on_commit(lambda e=event: _measure_logged(e), using=DB)
         elif event_activate(event=event, now=now):
             done["activated"] += 1
-    for event in DREvent.objects.filter(status=DREvent.Status.ACTIVE, end__lte=now).order_by("end"):
-        if event_complete(event=event, now=now, measure=False):
-            done["completed"] += 1
-            _measure_logged(event)
     return done
 
 
@@ -967,9 +1004,10 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
     """Measure an event's delivery: baseline from the metered history of its dispatched devices'
     sensors (all its devices when none was shed), against their load during the event.
 
-    Measured over the quarter-hours that cover the event. Days of other events that ran are
-    excluded from the baseline. Stores the report (or the reason there is none, such as "not
-    enough data") in `performance`; repeatable, e.g. after late data arrived.
+    Measured over the quarter-hours that cover the event. Days of other events that were
+    activated (whatever their status now) are excluded from the baseline. Stores the report
+    (or the reason there is none, such as "not enough data") in `performance`; repeatable,
+    e.g. after late data arrived.
     """
     now = _now(now)
     tz = _tz()
@@ -986,9 +1024,11 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
     )
     history_start = q_start - timedelta(days=request.lookback_days + 2)
     excluded: set[date] = set()
+    # Every event that was activated shed load on its days, including one cancelled after it
+    # started; one completed unseen (never activated) did not, and its day stays eligible.
     for start, end in (
         DREvent.objects.filter(
-            status__in=[DREvent.Status.ACTIVE, DREvent.Status.COMPLETED],
+            activated_at__isnull=False,
             end__gt=history_start,
             start__lt=q_start,
         )

@@ -204,7 +204,8 @@ class DREventViewSet(
         event = self.get_object()
         if event.status != DREvent.Status.COMPLETED:
             raise StateConflict(f"Event {event.pk} is {event.status}; only completed events are measured.")
-        services.event_measure(event=event)
+        with refused():
+            services.event_measure(event=event)
         return self.performance(request, pk)
 
 

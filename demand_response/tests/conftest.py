@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,26 @@ def power(sensor_id: str, kw: float, at: datetime) -> None:
         ]
     )
     assert result["accepted"] == 1, result
+
+
+def history(*, ahu_kw: Callable[[datetime], float], ev_kw: float, until: datetime) -> None:
+    """One power reading per quarter-hour and sensor (ahu, ev) from 1 June 2025, rolled up."""
+    start = datetime(2025, 6, 1, tzinfo=UTC)
+    batch = []
+    moment = start
+    while moment < until:
+        for sensor_id, kw in (("ahu-power", ahu_kw(moment)), ("ev-power", ev_kw)):
+            batch.append(
+                {
+                    "sensor_id": sensor_id,
+                    "metric": "power",
+                    "timestamp": moment.isoformat(),
+                    "value": kw * 1000,
+                }
+            )
+        moment += timedelta(minutes=15)
+    assert sensors_services.readings_ingest(readings=batch)["accepted"] == len(batch)
+    sensors_services.rollups_backfill(since=start, until=until)
 
 
 @pytest.fixture

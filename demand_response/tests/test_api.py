@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from demand_response import services
 from demand_response.models import DREvent, FlexibleDevice, Invitation
+from demand_response.tests.conftest import history
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 BASE = "/api/v1/demand-response"
@@ -147,6 +148,19 @@ def test_invitation_create_accept_and_show(loads: datetime, operator_api: APICli
     assert [i["id"] for i in listed["results"]] == [body["id"]]
 
 
+def test_accept_by_api_without_a_reason_records_who_accepted(
+    loads: datetime, operator_api: APIClient
+) -> None:
+    invitation = services.invitation_create(**_service_invitation())
+    accepted = operator_api.post(f"{BASE}/invitations/{invitation.pk}/accept", {}, format="json")
+    assert accepted.status_code == 200, accepted.json()
+    assert (accepted.json()["answered_by"], accepted.json()["reason"]) == (
+        "operator:op",
+        "accepted by operator op",
+    )
+    assert Invitation.objects.get().reason == "accepted by operator op"
+
+
 def test_decline_by_api_needs_a_reason(loads: datetime, operator_api: APIClient) -> None:
     invitation = services.invitation_create(**_service_invitation())
     missing = operator_api.post(f"{BASE}/invitations/{invitation.pk}/decline", {}, format="json")
@@ -170,6 +184,11 @@ def test_decline_by_api_needs_a_reason(loads: datetime, operator_api: APIClient)
         ),
         ({"duration_minutes": None}, "Give end or duration_minutes."),
         ({"reduction_kw": "lots"}, "reduction_kw: A valid number is required."),
+        # Once a 500 (OverflowError adding the duration to the start).
+        ({"duration_minutes": 1e12}, "duration_minutes: Ensure this value is less than or equal to 10080."),
+        ({"duration_minutes": 10081}, "duration_minutes: Ensure this value is less than or equal to 10080."),
+        ({"duration_minutes": None, "end": "start+8d"}, "An invitation lasts at most 7 days (10080 min)."),
+        ({"reduction_kw": 2e6}, "reduction_kw: Ensure this value is less than or equal to 1000000.0."),
     ],
 )
 def test_bad_invitations_are_400_with_a_message(
@@ -182,12 +201,44 @@ def test_bad_invitations_are_400_with_a_message(
             changes[key] = iso(start - timedelta(minutes=1))
         elif value == "start+1m":
             changes[key] = iso(start + timedelta(minutes=1))
+        elif value == "start+8d":
+            changes[key] = iso(start + timedelta(days=8))
     body = invitation_body(**changes)
     if changes.get("duration_minutes", 0) is None:
         body.pop("duration_minutes", None)
     response = operator_api.post(f"{BASE}/invitations", body, format="json")
     assert response.status_code == 400
     assert response.json()["message"] == message
+
+
+def test_a_week_long_invitation_is_accepted_as_input(operator_api: APIClient) -> None:
+    response = operator_api.post(
+        f"{BASE}/invitations", invitation_body(duration_minutes=10080), format="json"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["duration_minutes"] == 10080
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target_kw": 1e9}, "target_kw: Ensure this value is less than or equal to 1000000.0."),
+        ({"days": 8}, "An event lasts at most 7 days (10080 min)."),
+    ],
+)
+def test_events_beyond_the_maxima_are_400_with_a_message(
+    loads: datetime, operator_api: APIClient, changes: dict[str, Any], message: str
+) -> None:
+    start = (timezone.now() + timedelta(hours=1)).replace(microsecond=0)
+    body = {
+        "target_kw": changes.get("target_kw", 5),
+        "start": iso(start),
+        "end": iso(start + timedelta(days=changes.get("days", 1))),
+    }
+    response = operator_api.post(f"{BASE}/events", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == message
+    assert not DREvent.objects.exists()
 
 
 def test_manual_event_cancel_and_performance(loads: datetime, operator_api: APIClient) -> None:
@@ -209,11 +260,12 @@ def test_manual_event_cancel_and_performance(loads: datetime, operator_api: APIC
         {"target_kw": 2, "start": iso(start), "end": iso(start + timedelta(minutes=15)), "devices": ["ev"]},
         format="json",
     )
-    assert overlapping.status_code == 400
-    assert (
-        overlapping.json()["message"]
-        == f"Overlapping events on the same device are refused: ev (event {event['id']})."
-    )
+    # A conflict with the device's current commitment, not bad input: 409.
+    assert overlapping.status_code == 409
+    assert overlapping.json() == {
+        "message": f"Overlapping events on the same device are refused: ev (event {event['id']}).",
+        "code": "conflict",
+    }
     performance = operator_api.get(f"{BASE}/events/{event['id']}/performance").json()
     assert (performance["ok"], performance["reason"]) == (False, "not measured yet: the event is scheduled")
     assert operator_api.post(f"{BASE}/events/{event['id']}/measure").status_code == 409
@@ -241,6 +293,74 @@ def test_performance_of_a_completed_event(loads: datetime, viewer_api: APIClient
         "not enough data: 0 eligible weekend/holiday days"
     )
     assert body["sensors"] == ["lights-power"]
+
+
+def test_performance_report_of_an_event_with_history(
+    plant: dict[str, FlexibleDevice], viewer_api: APIClient, operator_api: APIClient
+) -> None:
+    # Wednesday 18 June 2025, 14:00-15:00 in Lisbon: the ahu drew 30 kW at every quarter-hour
+    # of the weeks before and 12 kW during the event.
+    start = datetime(2025, 6, 18, 13, tzinfo=UTC)
+    end = start + timedelta(hours=1)
+    history(ahu_kw=lambda m: 12.0 if start <= m < end else 30.0, ev_kw=20.0, until=end + timedelta(hours=1))
+    event = services.event_create(target_kw=15, start=start, end=end, devices=["ahu", "ev"], now=start)
+    services.event_activate(event=event, now=start)
+    services.event_complete(event=event, now=end)
+    body = viewer_api.get(f"{BASE}/events/{event.pk}/performance").json()
+    assert {k: body[k] for k in ("event_id", "status", "target_kw", "ok", "reason", "method", "sensors")} == {
+        "event_id": event.pk,
+        "status": "completed",
+        "target_kw": 15,
+        "ok": True,
+        "reason": None,
+        "method": "caiso_10of10",
+        "sensors": ["ahu-power"],
+    }
+    assert (body["measured_from"], body["measured_to"]) == ("2025-06-18T13:00:00Z", "2025-06-18T14:00:00Z")
+    # Ten weekdays back from the day before; no same-day change, so no adjustment.
+    assert len(body["days_used"]) == 10
+    assert (body["days_used"][0], body["days_used"][-1]) == ("2025-06-17", "2025-06-04")
+    assert body["adjustment"] == pytest.approx(1.0)
+    assert body["intervals"] == [
+        {
+            "start": f"2025-06-18T13:{minute:02d}:00Z",
+            "baseline_kw": pytest.approx(30.0),
+            "actual_kw": pytest.approx(12.0),
+            "delivered_kw": pytest.approx(18.0),
+            "delivered_kwh": pytest.approx(4.5),
+        }
+        for minute in (0, 15, 30, 45)
+    ]
+    assert body["energy_delivered_kwh"] == pytest.approx(18.0)
+    assert body["mean_delivered_kw"] == pytest.approx(18.0)
+    assert body["measured_kw"] == pytest.approx(18.0)
+    assert body["share_of_commitment"] == pytest.approx(1.2)
+    assert body["intervals_missing"] == 0
+    # Measuring again gives the same report.
+    again = operator_api.post(f"{BASE}/events/{event.pk}/measure")
+    assert again.status_code == 200
+    assert again.json()["intervals"] == body["intervals"]
+
+
+def test_measure_refusals_are_json_errors(
+    loads: datetime, operator_api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = services.event_create(
+        target_kw=5,
+        start=timezone.now() + timedelta(minutes=1),
+        end=timezone.now() + timedelta(minutes=31),
+        devices=["lights"],
+    )
+    services.events_tick(now=event.start)
+    services.events_tick(now=event.end)
+
+    def refuse(**kwargs: Any) -> DREvent:
+        raise services.DRError("The event's sensors are gone.")
+
+    monkeypatch.setattr(services, "event_measure", refuse)
+    response = operator_api.post(f"{BASE}/events/{event.pk}/measure")
+    assert response.status_code == 400
+    assert response.json()["message"] == "The event's sensors are gone."
 
 
 def test_policy_get_and_put(plant: dict[str, FlexibleDevice], operator_api: APIClient) -> None:

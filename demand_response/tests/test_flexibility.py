@@ -11,7 +11,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from demand_response import services
-from demand_response.models import FlexibleDevice
+from demand_response.models import DREvent, FlexibleDevice
 from demand_response.tests.conftest import power
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -73,6 +73,51 @@ def test_window_applies_event_length_limits_and_commitments(
     assert by_device(after)["ev"] == (10.0, None)
 
 
+def loads_at(at: datetime) -> None:
+    power("ahu-power", 40, at)
+    power("ev-power", 20, at)
+    power("lights-power", 8, at)
+
+
+def test_now_leaves_out_devices_an_event_holds(
+    plant: dict[str, FlexibleDevice], viewer_api: APIClient
+) -> None:
+    base = timezone.now()
+    loads_at(base - timedelta(minutes=32))
+    event = services.event_create(
+        target_kw=10,
+        start=base - timedelta(minutes=30),
+        end=base - timedelta(minutes=10),
+        devices=["ahu"],
+        now=base - timedelta(minutes=31),
+    )
+    # An event later on does not hold its device now.
+    later = services.event_create(
+        target_kw=5, start=base + timedelta(hours=1), end=base + timedelta(hours=2), devices=["lights"]
+    )
+    free = {"ahu": (30.0, None), "ev": (10.0, None), "lights": (5.0, None)}
+    held = {**free, "ahu": (0.0, f"committed to event {event.pk}")}
+    assert by_device(services.flexibility_compute(now=base - timedelta(minutes=31))) == free
+    # Started and not yet activated: the next tick sheds the ahu.
+    assert by_device(services.flexibility_compute(now=base - timedelta(minutes=29))) == held
+    services.events_tick(now=base - timedelta(minutes=29))
+    assert DREvent.objects.get(pk=event.pk).status == "active"
+    # Shedding now: not available to anyone else.
+    assert by_device(services.flexibility_compute(now=base - timedelta(minutes=28))) == held
+    # Past its end but not yet completed by the scheduler, the ahu is still shed.
+    loads_at(base - timedelta(minutes=1))
+    body = viewer_api.get("/api/v1/demand-response/flexibility").json()
+    assert [(d["device"], d["flexible_kw"], d["reason"]) for d in body["devices"]] == [
+        ("ahu", 0.0, f"committed to event {event.pk}"),
+        ("ev", 10.0, None),
+        ("lights", 5.0, None),
+    ]
+    assert body["total_kw"] == 15.0
+    services.events_tick(now=base)
+    assert by_device(services.flexibility_compute(now=base)) == free
+    assert DREvent.objects.get(pk=later.pk).status == "scheduled"
+
+
 def test_flexibility_endpoint_now_and_window(loads: datetime, viewer_api: APIClient) -> None:
     body = viewer_api.get("/api/v1/demand-response/flexibility").json()
     assert body["total_kw"] == 45.0
@@ -122,3 +167,8 @@ def test_flexibility_of_many_devices_is_a_few_queries(
     ):
         flex = services.flexibility_compute(start=start, end=start + timedelta(hours=1), devices=devices)
     assert flex.total_kw == pytest.approx(30 + 40 * 1)
+    with (
+        django_assert_max_num_queries(1, connection=connections["sensors"]),
+        django_assert_max_num_queries(1, connection=connections["demand_response"]),
+    ):
+        assert services.flexibility_compute(devices=devices).total_kw == pytest.approx(70)

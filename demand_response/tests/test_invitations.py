@@ -26,6 +26,11 @@ def invite(kw: float = 35, *, in_hours: float = 3, hours: float = 1, **extra: An
     )
 
 
+def z(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the signals and the API write it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -90,7 +95,13 @@ def test_accept_with_named_devices_and_a_partial_cover_says_so(loads: datetime) 
     services.invitation_accept(invitation=invitation, answered_by="operator:op", devices=["lights"])
     invitation.refresh_from_db()
     assert invitation.commitment == [{"device": "lights", "kw": 5.0}]
-    assert invitation.reason == "covers 5.000 of 20.000 kW"
+    assert invitation.reason == "accepted by operator op; covers 5.000 of 20.000 kW"
+
+
+def test_accept_without_a_reason_records_who_accepted(loads: datetime) -> None:
+    invitation = invite(10)
+    services.invitation_accept(invitation=invitation, answered_by="operator:alice", reason="  ")
+    assert Invitation.objects.get().reason == "accepted by operator alice"
 
 
 def test_accept_is_refused_when_nothing_can_shed(plant: dict[str, FlexibleDevice]) -> None:
@@ -110,6 +121,33 @@ def test_an_invitation_is_answered_once(loads: datetime) -> None:
         services.invitation_decline(invitation=invitation.pk, answered_by="policy", reason="x")
     stored = Invitation.objects.get()
     assert (stored.status, stored.answered_by, stored.reason) == ("declined", "operator:op", "maintenance")
+
+
+def test_decline_sends_dr_events_with_the_answer(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    invitation = invite(12, source="openadr", external_id="evt-3", programme="flex-day")
+    committed(services.invitation_decline, invitation=invitation, answered_by="operator:op", reason="busy")
+    assert dr_events == [
+        {
+            "kind": "invitation",
+            "id": invitation.pk,
+            "status": "declined",
+            "previous_status": "pending",
+            "detail": {
+                "reduction_kw": 12,
+                "start": z(invitation.start),
+                "end": z(invitation.end),
+                "response_deadline": z(invitation.response_deadline),
+                "programme": "flex-day",
+                "source": "openadr",
+                "external_id": "evt-3",
+                "answered_by": "operator:op",
+                "reason": "busy",
+                "committed_kw": 0,
+            },
+        }
+    ]
 
 
 def test_decline_needs_a_reason(loads: datetime) -> None:
@@ -232,6 +270,43 @@ def test_policy_declines_outside_allowed_days_and_hours(loads: datetime) -> None
     policy(allowed_from_hour=8, allowed_until_hour=14)
     services.auto_response_run(now=now)
     assert answer(evening) == ("declined", "policy", "14:00-15:00 is outside the allowed hours 08:00-14:00")
+
+
+def test_an_operator_answering_while_the_policy_decides_wins_and_the_policy_answers_nothing(
+    loads: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy()
+    invitation = invite(10)
+    evaluate = services.policy_evaluate
+
+    def operator_meanwhile(**kwargs: Any) -> services.Decision:
+        # The policy has listed the invitation as pending; the operator accepts before it answers.
+        services.invitation_accept(invitation=invitation.pk, answered_by="operator:op", reason="mine")
+        return evaluate(**kwargs)
+
+    monkeypatch.setattr(services, "policy_evaluate", operator_meanwhile)
+    assert services.auto_response_run() == {"expired": 0, "accepted": 0, "declined": 0}
+    assert answer(invitation) == ("accepted", "operator:op", "mine")
+    assert DREvent.objects.get().created_by == "operator:op"
+
+
+def test_two_accepts_past_the_pending_check_give_one_answer_and_one_event(
+    loads: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both read the invitation as pending before either wrote: the compare-and-swap decides.
+    invitation = invite(10)
+    stale = Invitation.objects.get(pk=invitation.pk)
+    monkeypatch.setattr(services, "_pending", lambda _invitation: Invitation.objects.get(pk=stale.pk))
+    decision = services.policy_evaluate(policy=services.policy_get(), invitation=stale, now=timezone.now())
+    services.invitation_accept(invitation=invitation, answered_by="operator:op", reason="mine")
+    monkeypatch.setattr(services, "_pending", lambda _invitation: stale)
+    with pytest.raises(services.Conflict, match="was answered meanwhile"):
+        services.invitation_accept(
+            invitation=stale, answered_by="policy", reason="policy", plan=decision.plan
+        )
+    assert answer(invitation) == ("accepted", "operator:op", "mine")
+    event = DREvent.objects.get()
+    assert (event.created_by, event.dispatches.count()) == ("operator:op", 1)
 
 
 def test_policy_run_expires_overdue_invitations_first(loads: datetime) -> None:

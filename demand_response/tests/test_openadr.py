@@ -341,8 +341,8 @@ def test_no_load_is_reported_without_fresh_readings(
 ) -> None:
     power("ahu-power", 40, timezone.now() - timedelta(hours=2))
     ven = run_ven()
-    polls = ven.client.scheduler.get_jobs()
-    assert polls, "the VEN polls and samples on its scheduler"
+    # openleadr schedules its polling and sampling jobs just after the registration is set.
+    until(ven.client.scheduler.get_jobs, 5, "the VEN scheduling its polls and samples")
     time.sleep(2.5)  # two sampling periods of 1 s
     assert vtn.values == []
     assert vtn.report_offers == [("building", "RealPower", "k W")]

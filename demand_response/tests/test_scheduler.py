@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from demand_response import services
 from demand_response.models import DispatchCommand, DREvent, FlexibleDevice
-from sensors import services as sensors_services
+from demand_response.tests.conftest import history, power
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -63,8 +63,6 @@ def test_activation_sheds_in_priority_order_until_the_target_is_covered(
 
 
 def test_a_shortfall_is_dispatched_as_far_as_it_goes_and_noted(plant: dict[str, FlexibleDevice]) -> None:
-    from demand_response.tests.conftest import power
-
     power("ahu-power", 10, timezone.now() - timedelta(minutes=1))  # ev and lights: no reading
     event = soon(20)
     services.events_tick(now=event.start)
@@ -135,10 +133,189 @@ def test_cancel_a_scheduled_or_active_event_and_not_a_finished_one(loads: dateti
     assert services.events_tick(now=active.end) == {"activated": 0, "completed": 0, "missed": 0}
 
 
+def z(moment: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the signals write it."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_cancelling_an_active_event_sends_the_restore_and_the_cancellation(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(10, devices=["ev"])
+    services.events_tick(now=event.start)
+    row = event.dispatches.get()
+    dr_events.clear()
+    at = event.start + timedelta(minutes=10)
+    committed(services.event_cancel, event=event, cancelled_by="operator:op", now=at)
+    restore = DispatchCommand.objects.get(action="restore")
+    assert dr_events == [
+        {
+            "kind": "dispatch",
+            "id": row.pk,
+            "status": "restored",
+            "previous_status": "shed",
+            "detail": {
+                "event_id": event.pk,
+                "command_id": restore.pk,
+                "device": "ev",
+                "action": "restore",
+                "kw": 10.0,
+                "until": z(event.end),
+                "sent_at": z(at),
+            },
+        },
+        {
+            "kind": "event",
+            "id": event.pk,
+            "status": "cancelled",
+            "previous_status": "active",
+            "detail": {
+                "target_kw": 10,
+                "start": z(event.start),
+                "end": z(event.end),
+                "invitation_id": None,
+                "dispatched_kw": 10.0,
+                "measured_kw": None,
+                "note": "cancelled by operator:op",
+            },
+        },
+    ]
+
+
+def test_cancel_of_a_scheduled_event_sends_its_dr_event(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(10, devices=["ahu"])
+    dr_events.clear()
+    committed(services.event_cancel, event=event, cancelled_by="operator:op", reason="storm")
+    assert dr_events == [
+        {
+            "kind": "event",
+            "id": event.pk,
+            "status": "cancelled",
+            "previous_status": "scheduled",
+            "detail": {
+                "target_kw": 10,
+                "start": z(event.start),
+                "end": z(event.end),
+                "invitation_id": None,
+                "dispatched_kw": None,
+                "measured_kw": None,
+                "note": "cancelled by operator:op: storm",
+            },
+        }
+    ]
+
+
+def test_a_missed_event_sends_its_completion(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(10, devices=["ahu"])
+    dr_events.clear()
+    committed(services.events_tick, now=event.end + timedelta(minutes=1))
+    assert dr_events == [
+        {
+            "kind": "event",
+            "id": event.pk,
+            "status": "completed",
+            "previous_status": "scheduled",
+            "detail": {
+                "target_kw": 10,
+                "start": z(event.start),
+                "end": z(event.end),
+                "invitation_id": None,
+                "dispatched_kw": None,
+                "measured_kw": None,
+                "note": "not dispatched: its window passed before the scheduler ran",
+            },
+        }
+    ]
+    # Measured after the commit, as a completed event is.
+    event.refresh_from_db()
+    assert event.performance is not None and event.performance["ok"] is False
+
+
+def test_a_stale_copy_does_not_complete_or_cancel_an_event_twice(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(10, devices=["ahu"])
+    services.events_tick(now=event.start)
+    # Two workers loaded the active event; the first completes it.
+    first, stale = DREvent.objects.get(pk=event.pk), DREvent.objects.get(pk=event.pk)
+    dr_events.clear()
+    assert committed(services.event_complete, event=first, now=event.end) is True
+    assert committed(services.event_complete, event=stale, now=event.end) is False
+    with pytest.raises(services.Conflict, match=f"Event {event.pk} is completed"):
+        committed(services.event_cancel, event=stale, cancelled_by="operator:op", now=event.end)
+    event.refresh_from_db()
+    assert (event.status, event.note, event.finished_at) == ("completed", "", event.end)
+    assert list(DispatchCommand.objects.order_by("pk").values_list("action", flat=True)) == [
+        "shed",
+        "restore",
+    ]
+    assert [(e["kind"], e["status"]) for e in dr_events] == [("dispatch", "restored"), ("event", "completed")]
+
+
+def test_a_stale_copy_does_not_complete_an_event_cancelled_meanwhile(
+    loads: datetime, committed: Callable[..., Any], dr_events: list[dict[str, Any]]
+) -> None:
+    event = soon(10, devices=["ahu"])
+    services.events_tick(now=event.start)
+    first, stale = DREvent.objects.get(pk=event.pk), DREvent.objects.get(pk=event.pk)
+    dr_events.clear()
+    committed(services.event_cancel, event=first, cancelled_by="operator:op", now=event.start)
+    assert committed(services.event_complete, event=stale, now=event.end) is False
+    event.refresh_from_db()
+    assert (event.status, event.note) == ("cancelled", "cancelled by operator:op")
+    assert event.performance is None  # the stale completion measured nothing either
+    assert list(DispatchCommand.objects.order_by("pk").values_list("action", flat=True)) == [
+        "shed",
+        "restore",
+    ]
+    assert [(e["kind"], e["status"]) for e in dr_events] == [("dispatch", "restored"), ("event", "cancelled")]
+
+
+def test_a_stale_copy_does_not_activate_a_cancelled_event(loads: datetime) -> None:
+    event = soon(10, devices=["ahu"])
+    first, stale = DREvent.objects.get(pk=event.pk), DREvent.objects.get(pk=event.pk)
+    services.event_cancel(event=first, cancelled_by="operator:op")
+    assert services.event_activate(event=stale, now=event.start) is False
+    assert DREvent.objects.get(pk=event.pk).status == "cancelled"
+    assert not DispatchCommand.objects.exists()
+
+
+def test_back_to_back_events_on_a_device_restore_before_the_next_shed(
+    plant: dict[str, FlexibleDevice], loads: datetime
+) -> None:
+    # The ahu runs in [T-30 min, T) and again in [T, T+30 min); the scheduler ticks at T.
+    boundary = loads
+    power("ahu-power", 40, boundary - timedelta(minutes=31))
+    first = services.event_create(
+        target_kw=10,
+        start=boundary - timedelta(minutes=30),
+        end=boundary,
+        devices=["ahu"],
+        now=boundary - timedelta(minutes=31),
+    )
+    second = services.event_create(
+        target_kw=20, start=boundary, end=boundary + timedelta(minutes=30), devices=["ahu"], now=boundary
+    )
+    services.events_tick(now=first.start)
+    assert services.events_tick(now=boundary) == {"activated": 1, "completed": 1, "missed": 0}
+    # A controller obeys the last command: the first event's restore must not follow the shed.
+    commands = DispatchCommand.objects.order_by("sent_at", "pk")
+    assert [(c.event_id, c.action, c.kw) for c in commands] == [
+        (first.pk, "shed", 10.0),
+        (first.pk, "restore", 10.0),
+        (second.pk, "shed", 20.0),
+    ]
+    assert dispatch(second) == [("ahu", "shed", 20.0, "")]
+
+
 def test_overlapping_events_on_a_named_device_are_refused(loads: datetime) -> None:
     first = soon(10, devices=["ahu", "ev"])
     with pytest.raises(
-        services.DRError,
+        services.Conflict,
         match=rf"^Overlapping events on the same device are refused: ev \(event {first.pk}\)\.$",
     ):
         services.event_create(
@@ -150,7 +327,7 @@ def test_overlapping_events_on_a_named_device_are_refused(loads: datetime) -> No
     # Without named devices an event takes the free ones.
     second = services.event_create(target_kw=5, start=first.start, end=first.end + timedelta(hours=1))
     assert [r.device.name for r in second.dispatches.all()] == ["lights"]
-    with pytest.raises(services.DRError, match=r"No enabled device is free in that window\."):
+    with pytest.raises(services.Conflict, match=r"No enabled device is free in that window\."):
         services.event_create(target_kw=5, start=first.start, end=first.end)
     # Back to back is allowed.
     services.event_create(
@@ -185,26 +362,6 @@ def test_bad_events_are_refused(
 # Wednesday 18 June 2025, 14:00-15:00 in Lisbon (WEST, UTC+1): 13:00-14:00 UTC.
 EVENT_START = datetime(2025, 6, 18, 13, tzinfo=UTC)
 EVENT_END = EVENT_START + timedelta(hours=1)
-
-
-def history(*, ahu_kw: Callable[[datetime], float], ev_kw: float, until: datetime) -> None:
-    """One power reading per quarter-hour and sensor from 1 June, rolled up."""
-    start = datetime(2025, 6, 1, tzinfo=UTC)
-    batch = []
-    moment = start
-    while moment < until:
-        for sensor_id, kw in (("ahu-power", ahu_kw(moment)), ("ev-power", ev_kw)):
-            batch.append(
-                {
-                    "sensor_id": sensor_id,
-                    "metric": "power",
-                    "timestamp": moment.isoformat(),
-                    "value": kw * 1000,
-                }
-            )
-        moment += timedelta(minutes=15)
-    assert sensors_services.readings_ingest(readings=batch)["accepted"] == len(batch)
-    sensors_services.rollups_backfill(since=start, until=until)
 
 
 def ran(target_kw: float, devices: list[str], start: datetime, end: datetime) -> DREvent:
@@ -257,6 +414,48 @@ def test_days_of_other_events_are_left_out_of_the_baseline(plant: dict[str, Flex
     assert event.performance["sensors"] == ["ahu-power"]  # type: ignore[index]
     assert event.performance["intervals_missing"] == 0  # type: ignore[index]
     assert event.measured_kw == pytest.approx(0.0)
+
+
+def test_the_day_of_an_event_cancelled_after_it_started_is_left_out_of_the_baseline(
+    plant: dict[str, FlexibleDevice],
+) -> None:
+    history(ahu_kw=lambda m: 30.0, ev_kw=20.0, until=EVENT_END)
+    # Friday 13 June: scheduled, but no scheduler ran in its window: nothing was shed.
+    missed_start = EVENT_START - timedelta(days=5)
+    missed = services.event_create(
+        target_kw=5,
+        start=missed_start,
+        end=missed_start + timedelta(hours=1),
+        devices=["ev"],
+        now=missed_start,
+    )
+    services.events_tick(now=missed.end + timedelta(minutes=1))
+    # Monday 16 June: cancelled before it started: nothing was shed either.
+    never_start = EVENT_START - timedelta(days=2)
+    never = services.event_create(
+        target_kw=5, start=never_start, end=never_start + timedelta(hours=1), devices=["ev"], now=never_start
+    )
+    services.event_cancel(event=never, cancelled_by="operator:op", now=never_start - timedelta(minutes=5))
+    # Tuesday 17 June: started, shed the ahu, then cancelled half-way.
+    earlier_start = EVENT_START - timedelta(days=1)
+    earlier = services.event_create(
+        target_kw=5,
+        start=earlier_start,
+        end=earlier_start + timedelta(hours=1),
+        devices=["ahu"],
+        now=earlier_start,
+    )
+    services.event_activate(event=earlier, now=earlier_start)
+    services.event_cancel(
+        event=earlier, cancelled_by="operator:op", now=earlier_start + timedelta(minutes=30)
+    )
+    event = ran(5, ["ahu"], EVENT_START, EVENT_END)
+    report = event.performance
+    assert report is not None and report["ok"] is True, report
+    assert report["excluded_days"] == ["2025-06-17"]
+    assert "2025-06-17" not in report["days_used"]
+    assert {"2025-06-16", "2025-06-13"} <= set(report["days_used"])
+    assert report["days_used"][-1] == "2025-06-03"
 
 
 def test_high_4_of_5_is_used_when_the_programme_asks(plant: dict[str, FlexibleDevice]) -> None:
