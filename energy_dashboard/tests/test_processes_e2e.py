@@ -119,7 +119,9 @@ def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> 
             "1",
         ],
         cwd=BASE,
-        env=_run_env(tmp_path),
+        # A VTN that is not there: the VEN starts and keeps retrying; two daphne processes.
+        env=_run_env(tmp_path)
+        | {"OPENADR_VTN_URL": f"http://127.0.0.1:{free_port()}/OpenADR2/Simple/2.0b", "WS_CONCURRENCY": "2"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -176,6 +178,13 @@ def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> 
         }
         assert any("gunicorn" in n for n in names) and any("daphne" in n for n in names)
         assert any("worker" in n for n in names) and any("beat" in n for n in names)
+        assert any("openadr_ven" in n for n in names), names
+        daphnes = [
+            p
+            for p in tree
+            if Path(f"/proc/{p}").exists() and b"daphne" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]
+        assert len(daphnes) == 2, names
         if os.environ.get("ED_TEST_EMBEDDED_REDIS"):
             assert any("redis-server" in n for n in names)
 
