@@ -309,3 +309,17 @@ def test_sensor_followers_get_only_their_sensors(viewer: Any) -> None:
     # Only the followed sensor's status; DR events go to followers of everything.
     others = [(m["type"], m.get("sensor_id")) for m in received if m["type"] != "reading"]
     assert others == [("sensor_status", "c")]
+
+
+def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) -> None:
+    built: list[str] = []
+    real = live._envelope
+
+    def counting(group: str, message_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        built.append(group)
+        return real(group, message_id, payload)
+
+    monkeypatch.setattr(live, "_envelope", counting)
+    live.publish_readings([{"sensor_id": "a", "room": "lab", "metric": "power", "timestamp": "T", "value": 1.0}])
+    live.publish({"type": "sensor_status", "sensor_id": "a", "room": "lab"}, rooms=["lab"])
+    assert built == []  # no client on any daphne process: one NUMSUB round trip, nothing else
