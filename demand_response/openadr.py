@@ -78,7 +78,8 @@ class VenConfig:
     report_max_period: timedelta = timedelta(hours=1)
     # SIMPLE signals carry a level (0-3), not kW: the kW each level asks for (none: refused).
     simple_level_kw: Mapping[int, float] = field(default_factory=dict)
-    baseline_method: str = "caiso_10of10"
+    # None: the programme's (the VTN's market context; DR_PROGRAMME_BASELINES).
+    baseline_method: str | None = None
     retry_min: float = 5.0
     retry_max: float = 300.0
 
@@ -156,7 +157,7 @@ def invitation_fields(
     event: Mapping[str, Any],
     *,
     simple_level_kw: Mapping[int, float] | None = None,
-    baseline_method: str = "caiso_10of10",
+    baseline_method: str | None = None,
 ) -> dict[str, Any]:
     """The `services.invitation_create` arguments for an OpenADR event (a parsed `oadrEvent`).
 

@@ -108,9 +108,8 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
     )
     response_deadline = serializers.DateTimeField()
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-    baseline_method = serializers.ChoiceField(
-        choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
-    )
+    # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
+    baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
     source = serializers.CharField(max_length=32, default="api")
     external_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
 
@@ -186,9 +185,8 @@ class EventCreateSerializer(serializers.Serializer[Any]):
     devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
     name = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
-    baseline_method = serializers.ChoiceField(
-        choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
-    )
+    # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
+    baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         _check_window(attrs, "An event")

@@ -377,6 +377,13 @@ def _invitation_event(invitation: Invitation, previous: str | None) -> None:
     )
 
 
+def programme_baseline(programme: str) -> str:
+    """The baseline method of a programme: DR_PROGRAMME_BASELINES names it per programme
+    (the utility's rules differ: CAISO programmes use 10 of 10, PJM's High 4 of 5), else
+    DR_DEFAULT_BASELINE."""
+    return settings.DR_PROGRAMME_BASELINES.get(programme, settings.DR_DEFAULT_BASELINE)
+
+
 def invitation_create(
     *,
     reduction_kw: float,
@@ -385,7 +392,7 @@ def invitation_create(
     end: datetime | None = None,
     duration: timedelta | None = None,
     programme: str = "",
-    baseline_method: str = BaselineMethod.CAISO_10OF10,
+    baseline_method: str | None = None,
     source: str = "api",
     external_id: str | None = None,
 ) -> Invitation:
@@ -407,6 +414,7 @@ def invitation_create(
         raise DRError("The invitation ends before it starts: end must be after start.")
     if response_deadline > start:
         raise DRError("The response deadline is after the start: it must be at or before the start.")
+    baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
         raise DRError(f"Unknown baseline method {baseline_method!r}.")
     with transaction.atomic(using=DB):
@@ -771,7 +779,7 @@ def event_create(
     devices: Sequence[str] | None = None,
     name: str = "",
     programme: str = "",
-    baseline_method: str = BaselineMethod.CAISO_10OF10,
+    baseline_method: str | None = None,
     created_by: str = "",
     invitation: Invitation | None = None,
     planned_kw: dict[str, float] | None = None,
@@ -790,6 +798,7 @@ def event_create(
         raise DRError("The event ends before it starts: end must be after start.")
     if end <= now:
         raise DRError("The event would end in the past.")
+    baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
         raise DRError(f"Unknown baseline method {baseline_method!r}.")
     with transaction.atomic(using=DB):

@@ -298,6 +298,15 @@ INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
 # published to MQTT_TOPIC_PREFIX/<device>/command (QoS 1).
 MQTT_URL = secret("MQTT_URL", default="") or ""
 MQTT_TOPIC_PREFIX = env.str("MQTT_TOPIC_PREFIX", default="energy-dashboard/dr")
+# The customer baseline of each programme (name=method, comma-separated; methods caiso_10of10
+# and high_4of5), and of programmes not named.
+DR_PROGRAMME_BASELINES = env.dict("DR_PROGRAMME_BASELINES", default={})
+DR_DEFAULT_BASELINE = env.str("DR_DEFAULT_BASELINE", default="caiso_10of10")
+if DR_DEFAULT_BASELINE not in {"caiso_10of10", "high_4of5"} or not set(DR_PROGRAMME_BASELINES.values()) <= {
+    "caiso_10of10",
+    "high_4of5",
+}:
+    raise ImproperlyConfigured("DR baselines: the methods are caiso_10of10 and high_4of5.")
 # A device's power reading older than this (seconds) counts as no flexibility.
 DR_READING_MAX_AGE = env.int("DR_READING_MAX_AGE", default=900)
 # OpenADR 2.0b: with a VTN URL, `manage.py run` also starts the VEN (`manage.py openadr_ven`).

@@ -331,3 +331,14 @@ def test_bad_policies_are_refused(
 ) -> None:
     with pytest.raises(services.DRError, match=message.replace("(", r"\(")):
         services.policy_update(updated_by="test", **changes)
+
+
+def test_the_baseline_method_follows_the_programme(settings: Any) -> None:
+    settings.DR_PROGRAMME_BASELINES = {"pjm-elr": "high_4of5"}
+    settings.DR_DEFAULT_BASELINE = "caiso_10of10"
+    assert invite(programme="pjm-elr").baseline_method == "high_4of5"
+    assert invite(programme="caiso-cbp").baseline_method == "caiso_10of10"
+    # Named explicitly, the method stands whatever the programme.
+    assert invite(programme="pjm-elr", baseline_method="caiso_10of10").baseline_method == "caiso_10of10"
+    with pytest.raises(services.DRError, match="Unknown baseline method"):
+        invite(baseline_method="average_of_all_days")

@@ -232,7 +232,7 @@ def test_the_response_deadline_is_the_start_less_the_ramp_up() -> None:
         "end": start + timedelta(hours=1),
         "response_deadline": start - timedelta(minutes=10),
         "programme": "oadr://x/prog",
-        "baseline_method": "caiso_10of10",
+        "baseline_method": None,  # the programme's (DR_PROGRAMME_BASELINES)
         "source": "openadr",
         "external_id": "e-1",
     }
