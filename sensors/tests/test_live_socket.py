@@ -320,6 +320,8 @@ def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) 
         return real(group, message_id, payload)
 
     monkeypatch.setattr(live, "_envelope", counting)
-    live.publish_readings([{"sensor_id": "a", "room": "lab", "metric": "power", "timestamp": "T", "value": 1.0}])
+    live.publish_readings(
+        [{"sensor_id": "a", "room": "lab", "metric": "power", "timestamp": "T", "value": 1.0}]
+    )
     live.publish({"type": "sensor_status", "sensor_id": "a", "room": "lab"}, rooms=["lab"])
     assert built == []  # no client on any daphne process: one NUMSUB round trip, nothing else
