@@ -230,8 +230,9 @@ def test_summary(viewer_api: APIClient) -> None:
                 "timestamp": iso(now - timedelta(minutes=1)),
                 "value": 250,
             },
-            {"sensor_id": "e1", "metric": "energy", "timestamp": iso(now - timedelta(minutes=1)), "value": 2},
-            {"sensor_id": "e2", "metric": "energy", "timestamp": iso(now - timedelta(minutes=1)), "value": 1},
+            # At `now`, which is always today: a minute earlier is yesterday just after midnight.
+            {"sensor_id": "e1", "metric": "energy", "timestamp": iso(now), "value": 2},
+            {"sensor_id": "e2", "metric": "energy", "timestamp": iso(now), "value": 1},
             {"sensor_id": "c1", "metric": "co2", "timestamp": iso(now - timedelta(minutes=1)), "value": 1500},
         ]
     )
