@@ -46,17 +46,22 @@ def produce(port: int, token: str, bodies: list[bytes], interval: float, results
         if delay > 0:
             time.sleep(delay)
         sent[seq] = time.time()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request(
-            "POST",
-            "/api/v1/readings",
-            body=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-        )
-        conn.getresponse().read()
+        post(port, token, body)
         answered.append((time.time() - sent[seq]) * 1000)
-        conn.close()
     results.put((sent, answered))
+
+
+def post(port: int, token: str, body: bytes) -> None:
+    """One batch to POST /api/v1/readings on a new connection (gunicorn's sync workers close it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "POST",
+        "/api/v1/readings",
+        body=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+    )
+    conn.getresponse().read()
+    conn.close()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -131,16 +136,8 @@ def main() -> None:
                             }
                         ]
                     }
-                )
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                conn.request(
-                    "POST",
-                    "/api/v1/readings",
-                    body=body,
-                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-                )
-                conn.getresponse().read()
-                conn.close()
+                ).encode()
+                post(port, token, body)
 
         warm_up()
         sent_at: dict[int, float] = {}

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
 
-from ingestion import services, slg
+from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.helpers import meter_file
 from ingestion.tests.servers import FtpServer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -26,9 +25,7 @@ def operator_client(operator: Any) -> Client:
 
 
 def day_file(cpe: str) -> bytes:
-    first = datetime(2026, 3, 10, tzinfo=UTC)
-    records = [(cpe, first + timedelta(minutes=15 * i), 100 + i, False) for i in range(4)]
-    return b"".join(slg.write_slg(records, tz=ZoneInfo("Europe/Lisbon"), file_date=first.date()))
+    return meter_file(cpe, count=4)
 
 
 def test_pages_render_and_never_show_a_secret(operator_client: Client) -> None:

@@ -11,8 +11,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from ingestion import services, slg
+from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.helpers import meter_file
 from ingestion.tests.servers import FtpServer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -21,9 +22,7 @@ LISBON = ZoneInfo("Europe/Lisbon")
 
 
 def day_file(cpe: str, count: int = 8) -> bytes:
-    first = datetime(2026, 3, 10, tzinfo=UTC)
-    records = [(cpe, first + timedelta(minutes=15 * i), 100 + i, False) for i in range(count)]
-    return b"".join(slg.write_slg(records, tz=LISBON, file_date=first.date()))
+    return meter_file(cpe, count=count)
 
 
 @pytest.fixture

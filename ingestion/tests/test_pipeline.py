@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,8 +15,9 @@ import pytest
 from django.core.management import call_command
 
 from energy_dashboard import events
-from ingestion import services, slg
+from ingestion import services
 from ingestion.models import IngestedFile
+from ingestion.tests.helpers import meter_file, stored_rows
 from sensors import services as sensors
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -25,12 +26,9 @@ LISBON = ZoneInfo("Europe/Lisbon")
 SAMPLE = Path(__file__).resolve().parent / "data" / "sample_day.slg_v2"  # ../shared/samples, copied
 
 
-def slg_bytes(
-    cpe: str, first: datetime, count: int, *, base: int = 100, file_date: date | None = None
-) -> bytes:
-    """A valid file of `count` quarter hours from `first` (UTC) for one meter."""
-    records = [(cpe, first + timedelta(minutes=15 * i), base + i, i % 7 == 0) for i in range(count)]
-    return b"".join(slg.write_slg(records, tz=LISBON, file_date=file_date or first.date()))
+def slg_bytes(cpe: str, first: datetime, count: int, *, base: int = 100) -> bytes:
+    """A valid file of `count` quarter hours from `first` (UTC) for one meter; every 7th estimated."""
+    return meter_file(cpe, first, count, base=base, estimated_every=7)
 
 
 @pytest.fixture
@@ -44,17 +42,9 @@ def write(tmp_path: Path) -> Callable[[str, bytes], Path]:
 
 
 def stored(sensor_id: str) -> list[tuple[datetime, float, str]]:
-    rows = sensors.data_query(
-        sensor_ids=[sensor_id],
-        rooms=[],
-        metrics=["energy"],
-        start=datetime(2000, 1, 1, tzinfo=UTC),
-        end=datetime(2100, 1, 1, tzinfo=UTC),
-        aggregation="raw",
-        interval="",
-        limit=100_000,
-    )
-    return [(datetime.fromisoformat(r["timestamp"]), r["value"], r["quality"]) for r in rows]
+    return [
+        (datetime.fromisoformat(r["timestamp"]), r["value"], r["quality"]) for r in stored_rows([sensor_id])
+    ]
 
 
 def test_sample_file_is_imported_and_registers_its_meter(write: Any) -> None:

@@ -8,22 +8,20 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
 
-from ingestion import apps, services, slg, tasks
+from ingestion import apps, services, tasks
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.helpers import meter_file
 from ingestion.tests.servers import FtpServer, SshServer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 def day_file(cpe: str, count: int = 4) -> bytes:
-    first = datetime(2026, 3, 10, tzinfo=UTC)
-    records = [(cpe, first + timedelta(minutes=15 * i), 100 + i, False) for i in range(count)]
-    return b"".join(slg.write_slg(records, tz=ZoneInfo("Europe/Lisbon"), file_date=first.date()))
+    return meter_file(cpe, count=count)
 
 
 @pytest.fixture

@@ -8,45 +8,23 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingestion import services, slg
+from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.helpers import DAY, stored_count
+from ingestion.tests.helpers import meter_file as day_file
 from ingestion.tests.servers import FtpServer, SshServer
-from sensors import services as sensors
 
 pytestmark = pytest.mark.django_db(databases="__all__")
-
-LISBON = ZoneInfo("Europe/Lisbon")
-DAY = datetime(2026, 3, 10, tzinfo=UTC)
 
 
 def no_sleep(seconds: float) -> None:
     """Retries and the settle pause without waiting (the servers are local)."""
-
-
-def day_file(cpe: str, first: datetime = DAY, count: int = 96, base: int = 100) -> bytes:
-    records = [(cpe, first + timedelta(minutes=15 * i), base + i, False) for i in range(count)]
-    return b"".join(slg.write_slg(records, tz=LISBON, file_date=first.date()))
-
-
-def stored_count(cpe: str) -> int:
-    rows = sensors.data_query(
-        sensor_ids=[f"cpe-{cpe.lower()}"],
-        rooms=[],
-        metrics=["energy"],
-        start=datetime(2000, 1, 1, tzinfo=UTC),
-        end=datetime(2100, 1, 1, tzinfo=UTC),
-        aggregation="raw",
-        interval="",
-        limit=1_000_000,
-    )
-    return sum(1 for _ in rows)
 
 
 def scan(

@@ -18,8 +18,8 @@ from energy_dashboard.celery import app
 from energy_dashboard.testing import WORKER_ARGS, subprocess_env
 from ingestion import services, slg
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.tests.helpers import stored_count
 from ingestion.tests.servers import FtpServer
-from sensors import services as sensors
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -37,17 +37,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def stored(cpes: list[str]) -> int:
-    rows = sensors.data_query(
-        sensor_ids=[f"cpe-{c.lower()}" for c in cpes],
-        rooms=[],
-        metrics=["energy"],
-        start=datetime(2000, 1, 1, tzinfo=UTC),
-        end=datetime(2100, 1, 1, tzinfo=UTC),
-        aggregation="raw",
-        interval="",
-        limit=10_000_000,
-    )
-    return sum(1 for _ in rows)
+    return stored_count(*cpes)
 
 
 def test_a_worker_killed_mid_file_leaves_nothing_and_the_file_is_taken_again(

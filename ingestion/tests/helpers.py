@@ -1,0 +1,53 @@
+"""What the ingestion tests share: meter files made with the project's writer, and what the
+readings store holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingestion import slg
+from sensors import services as sensors
+
+LISBON = ZoneInfo("Europe/Lisbon")
+DAY = datetime(2026, 3, 10, tzinfo=UTC)  # a Tuesday; Lisbon is on UTC in March before the change
+
+
+def meter_file(
+    cpe: str,
+    first: datetime = DAY,
+    count: int = 96,
+    *,
+    base: int = 100,
+    estimated_every: int = 0,
+    file_date: date | None = None,
+) -> bytes:
+    """A valid SLG v2 file: `count` quarter hours of one meter from `first` (UTC), values
+    base, base+1, ... centi-kWh; every `estimated_every`-th one (from the first) estimated."""
+    records = [
+        (cpe, first + timedelta(minutes=15 * i), base + i, bool(estimated_every) and i % estimated_every == 0)
+        for i in range(count)
+    ]
+    return b"".join(slg.write_slg(records, tz=LISBON, file_date=file_date or first.date()))
+
+
+def stored_rows(sensor_ids: list[str]) -> list[dict[str, Any]]:
+    """Every raw energy reading of these sensors, oldest first."""
+    return list(
+        sensors.data_query(
+            sensor_ids=sensor_ids,
+            rooms=[],
+            metrics=["energy"],
+            start=datetime(2000, 1, 1, tzinfo=UTC),
+            end=datetime(2100, 1, 1, tzinfo=UTC),
+            aggregation="raw",
+            interval="",
+            limit=10_000_000,
+        )
+    )
+
+
+def stored_count(*cpes: str) -> int:
+    """How many readings the meters of these CPEs have."""
+    return len(stored_rows([f"cpe-{cpe.lower()}" for cpe in cpes]))
