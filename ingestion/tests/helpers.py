@@ -51,3 +51,28 @@ def stored_rows(sensor_ids: list[str]) -> list[dict[str, Any]]:
 def stored_count(*cpes: str) -> int:
     """How many readings the meters of these CPEs have."""
     return len(stored_rows([f"cpe-{cpe.lower()}" for cpe in cpes]))
+
+
+def source_for(server: Any, name: str = "utility", **extra: Any) -> Any:
+    """A RemoteSource for a test server (`servers.FtpServer`, FTPS included, or `SshServer`):
+    its port and credentials, the FTPS certificate pinned, the SFTP key and directory; no
+    settle pause unless `extra` says so."""
+    from ingestion.models import RemoteSource
+
+    fields: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "username": server.user,
+        "settle_s": 0,
+    }
+    if hasattr(server, "client_private_key"):  # sshd
+        fields |= {
+            "protocol": "sftp",
+            "private_key": server.client_private_key,
+            "remote_path": str(server.files),
+        }
+    else:
+        fields |= {"protocol": "ftps" if server.tls else "ftp", "password": server.password}
+        if server.certfile:
+            fields["ca_file"] = str(server.certfile)
+    return RemoteSource.objects.create(name=name, **(fields | extra))

@@ -11,7 +11,7 @@ from django.test import Client
 
 from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
-from ingestion.tests.helpers import meter_file
+from ingestion.tests.helpers import meter_file, source_for
 from ingestion.tests.servers import FtpServer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -61,14 +61,7 @@ def test_scan_now_and_reprocess_actions(operator_client: Client, tmp_path: Path)
     (server.home / "a.slg_v2").write_bytes(day_file("PT3001"))
     server.start()
     try:
-        source = RemoteSource.objects.create(
-            name="s",
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            password=server.password,
-            settle_s=0,
-        )
+        source = source_for(server, name="s")
         answer = operator_client.post(
             "/admin/ingestion/remotesource/",
             {"action": "scan_now", "_selected_action": [source.pk]},

@@ -14,7 +14,7 @@ from django.core.management import call_command
 
 from ingestion import apps, services, tasks
 from ingestion.models import IngestedFile, RemoteSource
-from ingestion.tests.helpers import meter_file
+from ingestion.tests.helpers import meter_file, source_for
 from ingestion.tests.servers import FtpServer, SshServer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -71,14 +71,7 @@ def test_a_queued_remote_file_whose_task_was_lost_is_queued_by_the_next_scan(
     (server.home / "a.slg_v2").write_bytes(day_file("PT5004"))
     server.start()
     try:
-        source = RemoteSource.objects.create(
-            name="s",
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            password=server.password,
-            settle_s=0,
-        )
+        source = source_for(server, name="s")
         first: list[int] = []
         services.source_scan(source=source, on_file=first.append)  # ... and its task never ran
         IngestedFile.objects.filter(pk__in=first).update(discovered_at=long_ago(settings))
@@ -139,14 +132,7 @@ def test_a_scan_task_queues_one_file_task_per_new_file(
         (server.home / f"{n}.slg_v2").write_bytes(day_file(f"PT510{n}"))
     server.start()
     try:
-        source = RemoteSource.objects.create(
-            name="s",
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            password=server.password,
-            settle_s=0,
-        )
+        source = source_for(server, name="s")
         with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
             result = tasks.source_scan(source.pk)
     finally:
@@ -178,14 +164,7 @@ def test_ftp_scan_now_imports_and_prints_the_outcome(tmp_path: Path, capsys: Any
     (server.home / "a.slg_v2").write_bytes(day_file("PT5201"))
     server.start()
     try:
-        RemoteSource.objects.create(
-            name="cmd",
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            password=server.password,
-            settle_s=0,
-        )
+        source_for(server, name="cmd")
         call_command("ftp_scan", "cmd", "--now")
     finally:
         server.stop()

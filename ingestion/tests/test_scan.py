@@ -16,7 +16,7 @@ import pytest
 
 from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
-from ingestion.tests.helpers import DAY, stored_count
+from ingestion.tests.helpers import DAY, source_for, stored_count
 from ingestion.tests.helpers import meter_file as day_file
 from ingestion.tests.servers import FtpServer, SshServer
 
@@ -48,16 +48,7 @@ def ftp(tmp_path: Path) -> Iterator[FtpServer]:
 
 @pytest.fixture
 def ftp_source(ftp: FtpServer) -> RemoteSource:
-    return RemoteSource.objects.create(
-        name="utility",
-        protocol="ftp",
-        host="127.0.0.1",
-        port=ftp.port,
-        username=ftp.user,
-        password=ftp.password,
-        remote_path="/",
-        settle_s=0.2,
-    )
+    return source_for(ftp, settle_s=0.2)
 
 
 def put(directory: Path, name: str, content: bytes) -> Path:
@@ -160,9 +151,7 @@ def test_a_server_that_goes_away_mid_download_is_retried_and_nothing_partial_is_
     try:
         content = day_file("PT1007", count=2000, first=DAY)
         put(server.home, "big.slg_v2", content)
-        source = RemoteSource.objects.create(
-            name="slow", host="127.0.0.1", port=server.port, username=server.user, password=server.password
-        )
+        source = source_for(server, name="slow")
         queued: list[int] = []
         services.source_scan(source=source, on_file=queued.append, sleep=no_sleep)
         (file_id,) = queued
@@ -201,16 +190,7 @@ def test_ftps_with_a_pinned_certificate(tmp_path: Path) -> None:
     server.start()
     try:
         put(server.home, "a.slg_v2", day_file("PT1008"))
-        source = RemoteSource.objects.create(
-            name="secure",
-            protocol="ftps",
-            host="127.0.0.1",
-            port=server.port,
-            username=server.user,
-            password=server.password,
-            ca_file=str(server.certfile),
-            settle_s=0,
-        )
+        source = source_for(server, name="secure")
         _, (row,) = scan(source)
         assert row.status == "imported" and row.inserted == 96
         # Without the certificate pinned, the self-signed server is not trusted.
@@ -231,16 +211,7 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
 
 def test_sftp_refuses_an_unknown_host_key_until_the_operator_accepts_it(sshd: SshServer) -> None:
     put(sshd.files, "a.slg_v2", day_file("PT1009"))
-    source = RemoteSource.objects.create(
-        name="sftp",
-        protocol="sftp",
-        host="127.0.0.1",
-        port=sshd.port,
-        username=sshd.user,
-        private_key=sshd.client_private_key,
-        remote_path=str(sshd.files),
-        settle_s=0,
-    )
+    source = source_for(sshd, name="sftp")
     result, files = scan(source)
     assert not result.ok and files == []
     source.refresh_from_db()
@@ -256,16 +227,7 @@ def test_sftp_refuses_an_unknown_host_key_until_the_operator_accepts_it(sshd: Ss
 
 def test_sftp_with_a_wrong_key_pinned_imports_nothing(sshd: SshServer) -> None:
     put(sshd.files, "a.slg_v2", day_file("PT1010"))
-    source = RemoteSource.objects.create(
-        name="sftp-pinned-wrong",
-        protocol="sftp",
-        host="127.0.0.1",
-        port=sshd.port,
-        username=sshd.user,
-        private_key=sshd.client_private_key,
-        remote_path=str(sshd.files),
-        host_key="SHA256:" + "A" * 43,
-    )
+    source = source_for(sshd, name="sftp-pinned-wrong", host_key="SHA256:" + "A" * 43)
     result, _ = scan(source)
     assert not result.ok and "not the pinned key" in result.error
     assert RemoteSource.objects.get(pk=source.pk).last_error_kind == "host_key"
