@@ -654,19 +654,31 @@ def policy_evaluate(
             f"notice of {int(notice.total_seconds() // 60)} min is below the policy's minimum "
             f"of {policy.min_notice_minutes} min",
         )
-    if local_start.weekday() not in policy.allowed_days:
-        return Decision(False, f"{day_names[local_start.weekday()]} is not an allowed day")
-    window_start = local_start.replace(hour=policy.allowed_from_hour, minute=0, second=0, microsecond=0)
-    window_end = (
-        datetime.combine(local_start.date(), datetime.min.time(), tzinfo=tz)
-        + timedelta(days=1 if policy.allowed_until_hour == 24 else 0)
-    ).replace(hour=0 if policy.allowed_until_hour == 24 else policy.allowed_until_hour)
-    if local_start < window_start or local_end > window_end:
-        return Decision(
-            False,
-            f"{local_start:%H:%M}-{local_end:%H:%M} is outside the allowed hours "
-            f"{policy.allowed_from_hour:02d}:00-{policy.allowed_until_hour:02d}:00",
+    # Each local day the event touches must be allowed, and its part of the event must lie in
+    # that day's allowed hours: with 00-24 an event may run across midnight into another
+    # allowed day; with 08-20 it may not.
+    day = local_start.date()
+    while True:
+        if day.weekday() not in policy.allowed_days:
+            return Decision(False, f"{day_names[day.weekday()]} is not an allowed day")
+        midnight = datetime.combine(day, datetime.min.time(), tzinfo=tz)
+        next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+        window_start = midnight.replace(hour=policy.allowed_from_hour)
+        window_end = (
+            next_midnight
+            if policy.allowed_until_hour == 24
+            else midnight.replace(hour=policy.allowed_until_hour)
         )
+        part_start, part_end = max(local_start, midnight), min(local_end, next_midnight)
+        if part_start < window_start or part_end > window_end:
+            return Decision(
+                False,
+                f"{local_start:%H:%M}-{local_end:%H:%M} is outside the allowed hours "
+                f"{policy.allowed_from_hour:02d}:00-{policy.allowed_until_hour:02d}:00",
+            )
+        if local_end <= next_midnight:
+            break
+        day += timedelta(days=1)
     if minutes > policy.max_duration_minutes:
         return Decision(
             False,

@@ -342,3 +342,29 @@ def test_the_baseline_method_follows_the_programme(settings: Any) -> None:
     assert invite(programme="pjm-elr", baseline_method="caiso_10of10").baseline_method == "caiso_10of10"
     with pytest.raises(services.DRError, match="Unknown baseline method"):
         invite(baseline_method="average_of_all_days")
+
+
+def test_an_event_across_midnight_is_allowed_when_both_days_and_their_hours_are(loads: datetime) -> None:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("Europe/Lisbon")
+    local_now = timezone.now().astimezone(tz)
+    start = local_now.replace(hour=23, minute=30, second=0, microsecond=0)
+    if start - local_now < timedelta(hours=1):
+        start += timedelta(days=1)
+    invitation = Invitation.objects.create(
+        reduction_kw=10, start=start, end=start + timedelta(hours=1), response_deadline=start
+    )
+    now = timezone.now()
+
+    def decide() -> services.Decision:
+        return services.policy_evaluate(policy=services.policy_get(), invitation=invitation, now=now)
+
+    policy()  # every day, 00-24: 23:30-00:30 is inside
+    assert decide().accept, decide().reason
+    next_day = (start + timedelta(hours=1)).weekday()
+    policy(allowed_days=[d for d in range(7) if d != next_day])
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert decide().reason == f"{names[next_day]} is not an allowed day"
+    policy(allowed_from_hour=8)  # the half hour after midnight is before 08:00
+    assert decide().reason == "23:30-00:30 is outside the allowed hours 08:00-24:00"
