@@ -255,26 +255,31 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
     latest_windows = RoomMetrics.objects.filter(
         room_id__in=list(Room.objects.values_list("id", flat=True)), bucket__gte=now - timedelta(hours=1)
     ).select_related("room")
-    newest: dict[str, RoomMetrics] = {}
+    # Per room and metric, the newest window that has it: a room's newest window may hold only
+    # energy (a meter's quarter hour) while its CO2 sensor reported in the window before.
+    newest: dict[str, dict[str, tuple[datetime, float]]] = {}
     for window in latest_windows:
-        if window.room.name not in newest or window.bucket > newest[window.room.name].bucket:
-            newest[window.room.name] = window
+        room = newest.setdefault(window.room.name, {})
+        for metric, value in (
+            (Metric.CO2, window.co2_ppm),
+            (Metric.TEMPERATURE, window.temperature_c),
+            (Metric.HUMIDITY, window.humidity_pct),
+        ):
+            if value is not None and (metric not in room or window.bucket > room[metric][0]):
+                room[metric] = (window.bucket, value)
     outside = 0
-    for name, window in sorted(newest.items()):
-        figures = {
-            "co2_ppm": window.co2_ppm,
-            "temperature_c": window.temperature_c,
-            "humidity_pct": window.humidity_pct,
-            "as_of": iso(window.bucket),
+    for name, known in sorted(newest.items()):
+        value_of = {metric: value for metric, (_, value) in known.items()}
+        figures: dict[str, Any] = {
+            "co2_ppm": value_of.get(Metric.CO2),
+            "temperature_c": value_of.get(Metric.TEMPERATURE),
+            "humidity_pct": value_of.get(Metric.HUMIDITY),
+            "as_of": iso(max(bucket for bucket, _ in known.values())) if known else None,
         }
         flags = [
             metric
-            for metric, value in (
-                (Metric.CO2, window.co2_ppm),
-                (Metric.TEMPERATURE, window.temperature_c),
-                (Metric.HUMIDITY, window.humidity_pct),
-            )
-            if value is not None and not COMFORT[metric][0] <= value <= COMFORT[metric][1]
+            for metric in (Metric.CO2, Metric.TEMPERATURE, Metric.HUMIDITY)
+            if metric in value_of and not COMFORT[metric][0] <= value_of[metric] <= COMFORT[metric][1]
         ]
         figures["outside_comfort"] = flags
         outside += bool(flags)

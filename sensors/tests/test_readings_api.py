@@ -314,3 +314,25 @@ def test_oversized_batch_is_refused_with_a_message(operator_api: APIClient) -> N
     response = operator_api.post("/api/v1/readings", {"readings": items}, format="json")
     assert response.status_code == 400
     assert "At most 10000" in response.json()["message"]
+
+
+@pytest.mark.usefixtures("lab")
+def test_comfort_uses_each_metrics_newest_window(viewer_api: APIClient) -> None:
+    # The room's newest 5-minute window has only energy; its CO2 came in the window before.
+    now = timezone.now().replace(microsecond=0)
+    current = now.replace(minute=now.minute - now.minute % 5, second=0)
+    services.readings_ingest(
+        readings=[
+            {
+                "sensor_id": "c1",
+                "metric": "co2",
+                "timestamp": iso(current - timedelta(minutes=4)),
+                "value": 1500,
+            },
+            {"sensor_id": "e1", "metric": "energy", "timestamp": iso(current), "value": 1},
+        ]
+    )
+    services.aggregates_compute()
+    lab = viewer_api.get("/api/v1/analytics/summary").json()["comfort"]["rooms"]["lab"]
+    assert lab["co2_ppm"] == 1500.0 and lab["outside_comfort"] == ["co2"]
+    assert lab["as_of"] == iso(current - timedelta(minutes=5))
