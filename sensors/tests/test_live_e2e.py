@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,7 +93,7 @@ def test_readings_ingested_by_a_worker_reach_a_browser_on_daphne(start_process: 
         ("lab-power", 102.0),
     ]
     worker.wait_for(
-        lambda out: "sensors.tasks.readings_ingest" in out and "succeeded" in out,
+        lambda out: re.search(r"sensors\.tasks\.readings_ingest\[[^\]]+\] succeeded", out) is not None,
         timeout=30,
         what="the task succeeding",
     )
