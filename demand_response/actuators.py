@@ -14,12 +14,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from demand_response.models import DispatchCommand, DREvent, EventDevice
+from demand_response.models import DispatchCommand, DREvent, EventDevice, Invitation
 from energy_dashboard import events
 
 logger = logging.getLogger(__name__)
@@ -47,21 +47,30 @@ class RecordingActuator:
         command = DispatchCommand.objects.create(
             event=event, device=row.device, action=action, kw=kw, until=until, sent_at=now
         )
-        events.send_on_commit(
-            events.dr_events,
-            sender=EventDevice,
-            using=DB,
-            kind="dispatch",
-            id=row.pk,
-            status=row.status,
-            previous_status=(
-                EventDevice.Status.PLANNED
-                if action == DispatchCommand.Action.SHED
-                else EventDevice.Status.SHED
-            ),
-            detail={"event_id": event.pk, "command_id": command.pk, **command.payload()},
+        previous = (
+            EventDevice.Status.PLANNED if action == DispatchCommand.Action.SHED else EventDevice.Status.SHED
+        )
+        announce(
+            "dispatch", row, previous, {"event_id": event.pk, "command_id": command.pk, **command.payload()}
         )
         return command
+
+
+def announce(
+    kind: str, row: Invitation | DREvent | EventDevice, previous: str | None, detail: dict[str, Any]
+) -> None:
+    """Send `dr_events` for one state change of `row` once the transaction commits; every
+    announcement of the module goes through here."""
+    events.send_on_commit(
+        events.dr_events,
+        sender=type(row),
+        using=DB,
+        kind=kind,
+        id=row.pk,
+        status=row.status,
+        previous_status=previous,
+        detail=detail,
+    )
 
 
 def topic(prefix: str, device: str) -> str:

@@ -30,7 +30,6 @@ from demand_response.models import (
     FlexibleDevice,
     Invitation,
 )
-from energy_dashboard import events
 from sensors import services as sensors_services
 
 logger = logging.getLogger(__name__)
@@ -365,16 +364,7 @@ def _invitation_detail(invitation: Invitation) -> dict[str, Any]:
 
 
 def _invitation_event(invitation: Invitation, previous: str | None) -> None:
-    events.send_on_commit(
-        events.dr_events,
-        sender=Invitation,
-        using=DB,
-        kind="invitation",
-        id=invitation.pk,
-        status=invitation.status,
-        previous_status=previous,
-        detail=_invitation_detail(invitation),
-    )
+    actuators.announce("invitation", invitation, previous, _invitation_detail(invitation))
 
 
 def programme_baseline(programme: str) -> str:
@@ -763,16 +753,7 @@ def _event_detail(event: DREvent) -> dict[str, Any]:
 
 
 def _event_changed(event: DREvent, previous: str | None) -> None:
-    events.send_on_commit(
-        events.dr_events,
-        sender=DREvent,
-        using=DB,
-        kind="event",
-        id=event.pk,
-        status=event.status,
-        previous_status=previous,
-        detail=_event_detail(event),
-    )
+    actuators.announce("event", event, previous, _event_detail(event))
 
 
 def _devices_named(names: Sequence[str]) -> list[FlexibleDevice]:
@@ -902,21 +883,8 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
 
 
 def _dispatch_changed(row: EventDevice, previous: str) -> None:
-    events.send_on_commit(
-        events.dr_events,
-        sender=EventDevice,
-        using=DB,
-        kind="dispatch",
-        id=row.pk,
-        status=row.status,
-        previous_status=previous,
-        detail={
-            "event_id": row.event_id,
-            "device": row.device.name,
-            "kw": row.dispatched_kw,
-            "note": row.note,
-        },
-    )
+    detail = {"event_id": row.event_id, "device": row.device.name, "kw": row.dispatched_kw, "note": row.note}
+    actuators.announce("dispatch", row, previous, detail)
 
 
 def _restore(event: DREvent, now: datetime) -> list[DispatchCommand]:
