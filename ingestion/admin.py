@@ -43,18 +43,7 @@ class RemoteSourceAdmin(admin.ModelAdmin):
     list_display = ["name", "protocol", "host", "enabled", "last_scan_at", "last_scan_ok", "last_error_kind"]
     list_filter = ["protocol", "enabled", "last_scan_ok"]
     search_fields = ["name", "host"]
-    readonly_fields = [
-        "from_settings",
-        "last_scan_at",
-        "last_scan_ok",
-        "last_scan_files",
-        "last_error",
-        "last_error_kind",
-        "last_error_at",
-        "offered_fingerprint",
-        "created_at",
-        "updated_at",
-    ]
+    readonly_fields = RemoteSource.STATE_FIELDS
     actions = ["scan_now", "accept_offered_host_key"]
 
     @admin.action(description="Scan now (files processed here)")

@@ -65,6 +65,21 @@ class RemoteSource(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What a source records about its scans (and when it was made): shown, never edited, in
+    # the admin and the API alike.
+    STATE_FIELDS = (
+        "from_settings",
+        "last_scan_at",
+        "last_scan_ok",
+        "last_scan_files",
+        "last_error",
+        "last_error_kind",
+        "last_error_at",
+        "offered_fingerprint",
+        "created_at",
+        "updated_at",
+    )
+
     class Meta:
         ordering = ["name"]
 

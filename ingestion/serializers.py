@@ -47,29 +47,9 @@ class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
             "settle_s",
             "time_zone",
             "import_valid_records",
-            "from_settings",
-            "last_scan_at",
-            "last_scan_ok",
-            "last_scan_files",
-            "last_error",
-            "last_error_kind",
-            "last_error_at",
-            "offered_fingerprint",
-            "created_at",
-            "updated_at",
+            *RemoteSource.STATE_FIELDS,
         ]
-        read_only_fields = [
-            "from_settings",
-            "last_scan_at",
-            "last_scan_ok",
-            "last_scan_files",
-            "last_error",
-            "last_error_kind",
-            "last_error_at",
-            "offered_fingerprint",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = RemoteSource.STATE_FIELDS
 
     def get_has_password(self, source: RemoteSource) -> bool:
         return bool(source.password or source.password_file)
