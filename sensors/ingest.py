@@ -396,34 +396,9 @@ def _copy_new(points: list[Point]) -> Written:
             copy.write("".join(lines))
         with cursor.copy(f"COPY {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) FROM STDIN") as copy:
             copy.write(marks)
-        _check_sensor_keys_now(cursor)
     return Written(
         [(pk, metric, moment, value, estimated) for _, pk, metric, moment, value, estimated in points], 0
     )
-
-
-# The readings' foreign key to their sensor, by database alias (Django names it at migration).
-_SENSOR_FK: dict[str, str] = {}
-
-
-def _check_sensor_keys_now(cursor: Any) -> None:
-    """Run the deferred foreign-key checks of the rows just written, now instead of at commit.
-
-    Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: the check of 5,000 new readings
-    (~20 ms) would otherwise run in COMMIT, after touch_sensors has locked the sensors' rows,
-    and every concurrent batch of the same sensors would wait for it. Only this constraint
-    changes mode, and only for this moment: it is deferred again at once.
-    """
-    name = _SENSOR_FK.get(DB)
-    if name is None:
-        cursor.execute(
-            "SELECT conname FROM pg_constraint WHERE contype = 'f' "
-            "AND conrelid = %s::regclass AND confrelid = %s::regclass",
-            [Reading._meta.db_table, Sensor._meta.db_table],
-        )
-        name = _SENSOR_FK[DB] = cursor.fetchone()[0]
-    cursor.execute(f'SET CONSTRAINTS "{name}" IMMEDIATE')
-    cursor.execute(f'SET CONSTRAINTS "{name}" DEFERRED')
 
 
 def _write_staged(cursor: Any, points: list[Point], vendor: str) -> Written:
@@ -471,8 +446,6 @@ def _write_staged(cursor: Any, points: list[Point], vendor: str) -> Written:
         f"RETURNING sensor_id, metric, {returned}"
     )
     rows = cursor.fetchall()
-    if rows and vendor == "postgresql":
-        _check_sensor_keys_now(cursor)
     if rows:
         # Mark the hours (MARK_WINDOW_S) for the aggregation job, in the same transaction and
         # without shipping the rows back: staged repeats mark a window twice, which only
@@ -566,7 +539,13 @@ def touch_sensors(sensors: Mapping[int, SensorRef], inserted: Sequence[Row]) -> 
 
 
 def sensor_refs(sensor_ids: Sequence[str]) -> dict[str, SensorRef]:
-    """The named sensors that exist, by sensor_id, read in one query."""
+    """The named sensors that exist, by sensor_id, read in one query.
+
+    On PostgreSQL, inside the caller's transaction, the rows are locked FOR KEY SHARE until it
+    ends: the readings table has no database foreign key (ADR 0006), so this is what keeps a
+    concurrent sensor_delete (which locks the sensor FOR UPDATE first) from leaving readings
+    of a deleted sensor. One lock per sensor and batch instead of one check per reading.
+    """
     connection = connections[DB]
     rows: list[tuple[Any, ...]]
     if connection.vendor == "postgresql":
@@ -577,7 +556,7 @@ def sensor_refs(sensor_ids: Sequence[str]) -> dict[str, SensorRef]:
                 "SELECT s.id, s.sensor_id, s.status, (extract(epoch FROM s.last_seen) * 1000000)::bigint, "
                 "s.expected_interval_s, s.room_id, r.name "
                 f"FROM {Sensor._meta.db_table} s LEFT JOIN {Room._meta.db_table} r ON r.id = s.room_id "
-                "WHERE s.sensor_id = ANY(%s)",
+                "WHERE s.sensor_id = ANY(%s) FOR KEY SHARE OF s",
                 [list(sensor_ids)],
             )
             rows = cursor.fetchall()

@@ -102,10 +102,17 @@ def sensor_update(*, sensor: Sensor, **changes: Any) -> Sensor:
 
 
 def sensor_delete(*, sensor: Sensor) -> None:
-    """Remove a sensor from the registry; sends `sensor_events` (deleted)."""
+    """Remove a sensor, its readings and aggregates; sends `sensor_events` (deleted).
+
+    The sensor's row is locked first: that waits for every ingest holding it (FOR KEY SHARE,
+    see ingest.sensor_refs) to commit and keeps new ones out, so the readings deleted next
+    are all there are. The readings table has no database foreign key to do this (ADR 0006).
+    """
     with transaction.atomic(using=DB):
+        if not list(Sensor.objects.using(DB).select_for_update().filter(pk=sensor.pk).values_list("pk")):
+            return  # deleted meanwhile
         _sensor_event(sensor, "deleted")
-        sensor.delete()
+        sensor.delete(using=DB)
 
 
 def room_update(*, room: Room, **changes: Any) -> Room:

@@ -159,6 +159,24 @@ def test_malformed_json_is_a_400_json_error(api: APIClient, operator: User) -> N
     assert "JSON" in body["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"readings": [{"sensor_id": "x", "value": NaN}]}',
+        b'{"readings": [{"sensor_id": "x", "value": Infinity}]}',
+        b'{"readings": [{"sensor_id": "x", "value": 1e400}]}',
+        b'{"readings": [{"sensor_id": "\xff"}]}',
+        b'{"readings": []',
+    ],
+    ids=["nan", "infinity", "overflows-to-infinity", "invalid-utf8", "truncated"],
+)
+def test_bodies_that_are_not_json_are_a_400_json_error(operator_api: APIClient, body: bytes) -> None:
+    response = operator_api.post("/api/v1/readings", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+    assert response.json()["message"].startswith("JSON parse error")
+
+
 def test_unknown_path_is_a_json_404(client: Client) -> None:
     response = client.get("/api/v1/no-such-thing")
     assert response.status_code == 404
