@@ -125,9 +125,16 @@ class Outbox:
         self._paused = False
         self.dropped_total = 0
         self._dropped_unreported = 0
+        # Set by attach_flow_control under daphne: writes a frame to the socket's transport
+        # now, without a task switch. A frame goes that way only when nothing waits before it.
+        self.write_now: Callable[[str], None] | None = None
 
     def put(self, text: str) -> None:
-        """Queue one frame; drop the oldest when full."""
+        """Send one frame now when the socket takes it, else queue it; drop the oldest queued
+        frame when full."""
+        if self.write_now is not None and not (self._paused or self._frames or self._dropped_unreported):
+            self.write_now(text)  # may pause us (Twisted calls pauseProducing inside write)
+            return
         if len(self._frames) >= self._limit:
             self._frames.popleft()
             self.dropped_total += 1
@@ -167,7 +174,10 @@ class Outbox:
             else:
                 text = self._frames.popleft()
             self._update()
-            await self._send(text)
+            if self.write_now is not None:
+                self.write_now(text)
+            else:
+                await self._send(text)
 
 
 class _TransportProducer:
@@ -215,16 +225,40 @@ def attach_flow_control(base_send: Any, outbox: Outbox) -> bool:
     existing = getattr(transport, "producer", None)
     if existing is None:
         register(producer, True)
-        return True
-    if not getattr(transport, "streamingProducer", False):
+    elif not getattr(transport, "streamingProducer", False):
         logger.debug("websocket transport has a pull producer; no flow control")
         return False
-    # Daphne upgrades an HTTP connection, and twisted.web's HTTPChannel stays registered as
-    # the transport's push producer. Share the signals with it rather than replace it.
-    transport.producer = _Both(existing, producer)
-    if getattr(transport, "producerPaused", False):
-        outbox.pause()
+    else:
+        # Daphne upgrades an HTTP connection, and twisted.web's HTTPChannel stays registered
+        # as the transport's push producer. Share the signals with it rather than replace it.
+        transport.producer = _Both(existing, producer)
+        if getattr(transport, "producerPaused", False):
+            outbox.pause()
+    if hasattr(protocol, "sendPreparedMessage"):
+        outbox.write_now = functools.partial(_write_frame, protocol)
     return True
+
+
+# Frames built once per text and process: the hub hands the same str object to every client
+# of a group, so the first write frames it and the others send the same bytes. A handful are
+# kept (by identity; the str is held so its id is not reused while cached).
+_FRAMES: dict[int, tuple[str, Any]] = {}
+_FRAMES_KEPT = 8
+
+
+def _write_frame(protocol: Any, text: str) -> None:
+    """Write `text` as one WebSocket text frame on daphne's (autobahn's) protocol, now."""
+    if protocol.state != protocol.STATE_OPEN:
+        protocol.serverSend(text, False)  # daphne's own way: accepts first, or drops if closing
+        return
+    cached = _FRAMES.get(id(text))
+    if cached is None or cached[0] is not text:
+        from autobahn.websocket.protocol import PreparedMessage
+
+        if len(_FRAMES) >= _FRAMES_KEPT:
+            del _FRAMES[next(iter(_FRAMES))]
+        cached = _FRAMES[id(text)] = (text, PreparedMessage(text.encode(), False, False, False))
+    protocol.sendPreparedMessage(cached[1])
 
 
 class _Both:

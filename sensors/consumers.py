@@ -11,6 +11,7 @@ from django.conf import settings
 
 from energy_dashboard.ws import AuthenticatedJsonConsumer, Outbox, attach_flow_control
 from sensors import live
+from sensors.live_hub import hub
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ class LiveConsumer(AuthenticatedJsonConsumer):
 
     Everything this consumer sends goes through one bounded `Outbox` (LIVE_CLIENT_BUFFER
     frames): a client that reads too slowly loses its oldest frames and gets a `lagging`
-    message saying how many, while other clients are served as usual.
+    message saying how many, while other clients are served as usual. Published messages
+    come from the process's hub, not through Channels' groups (ADR 0007).
     """
 
     follow_all: bool
@@ -41,16 +43,6 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         attach_flow_control(self.base_send, self.outbox)
         self.writer = asyncio.ensure_future(self.outbox.run())
         self._queue({"type": "welcome", "user": self.scope["user"].get_username()})
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' dispatch runs close_old_connections through sync_to_async before every
-        # handler: a hop to the one thread-sensitive thread for each message and each client.
-        # Live messages never touch the database, so they skip it (bench/live.py: the hop
-        # alone capped one daphne near 4,000 messages/s).
-        if message["type"] == "live.message":
-            await self.live_message(message)
-            return
-        await super().dispatch(message)
 
     async def _write(self, text: str) -> None:
         await self.send(text_data=text)
@@ -90,24 +82,25 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         if self.follow_all or self.sensors:
             target.add(live.ALL)
         for group in target - self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await hub().join(group, self)
         for group in self.joined - target:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await hub().leave(group, self)
         self.joined = target
 
     async def disconnect(self, code: int) -> None:
         if self.writer is not None:
             self.writer.cancel()
         for group in getattr(self, "joined", set()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await hub().leave(group, self)
 
     def _sensor_share(self, room: str | None, sensor_id: str | None) -> bool:
         # What a sensor follower takes from the all-group: its sensors, unless their room's
         # group already brings them.
         return sensor_id in self.sensors and (room is None or room not in self.rooms)
 
-    async def live_message(self, event: dict[str, Any]) -> None:
-        """A message pushed to one of this client's groups (see sensors.live).
+    def deliver(self, event: dict[str, Any]) -> None:
+        """A message published to one of this client's groups (see sensors.live), handed over
+        by the process's hub (sensors.live_hub).
 
         A message goes to the all-group and to the group of each room it concerns; this
         client may be in several. Followers of everything take it from the all-group only;

@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -51,18 +48,42 @@ def subscription(message: dict[str, Any]) -> Subscription:
     return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
-def _envelope(group: str, message_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    # The payload is encoded here, once, not in each of the hundreds of consumers that forward
-    # it: the consumer sends `text` as it is unless it must filter (see LiveConsumer).
-    return {
-        "type": "live.message",
+# Redis pub/sub channels of the live groups; the hub (sensors.live_hub) of each daphne process
+# subscribes to those its clients follow.
+CHANNEL_PREFIX = "ed:live:"
+
+
+def channel(group: str) -> str:
+    """The Redis channel a group's messages are published on."""
+    return CHANNEL_PREFIX + group
+
+
+def _envelope(group: str, message_id: str, payload: dict[str, Any]) -> bytes:
+    """One published message: a JSON header line (what the hubs and consumers route by), then
+    the payload's JSON text. The payload is encoded here, once, not in each of the hundreds
+    of consumers that forward it: they send the text as it is unless they must filter."""
+    header = {
         "id": message_id,
         "group": group,
         "kind": payload.get("type"),
         "room": payload.get("room"),
         "sensor_id": payload.get("sensor_id"),
-        "text": json.dumps(payload, separators=(",", ":")),
     }
+    # Compact JSON has no raw newline (json escapes them inside strings): the first one ends
+    # the header.
+    return (
+        json.dumps(header, separators=(",", ":")).encode()
+        + b"\n"
+        + json.dumps(payload, separators=(",", ":")).encode()
+    )
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """A published message as the consumers take it: the header's fields and `text`."""
+    head, _, text = data.partition(b"\n")
+    event: dict[str, Any] = json.loads(head)
+    event["text"] = text.decode()
+    return event
 
 
 _redis: Any = None
@@ -82,41 +103,28 @@ def _client() -> Any:
     return _redis
 
 
-def _send(messages: list[tuple[str, Callable[[], dict[str, Any]]]], what: str) -> None:
-    """Send each (group, envelope builder) to the groups someone follows.
+def _send(messages: list[tuple[str, Callable[[], bytes]]], what: str) -> None:
+    """Publish each (group, envelope builder) to the groups someone follows.
 
-    With the pub/sub layer (settings) a group is a Redis channel: one PUBSUB NUMSUB tells
-    which groups have a listener in any daphne process, and only their envelopes are built
-    and published, in one pipeline, from this synchronous process (a web worker or a Celery
-    worker) without an event loop and a new connection per call as async_to_sync would need.
-    With nobody watching, a batch costs one round trip and no JSON encoding.
+    A group is a Redis channel: one PUBSUB NUMSUB tells which groups have a listener in any
+    daphne process, and only their envelopes are built and published, in one pipeline, from
+    this synchronous process (a web worker or a Celery worker). With nobody watching, a batch
+    costs one round trip and no JSON encoding.
     """
-    layer = get_channel_layer()
-    if layer is None or not messages:
+    if not messages:
         return
     try:
-        if isinstance(layer, RedisPubSubChannelLayer):
-            prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
-            channels = [f"{prefix}__group__{group}" for group, _ in messages]
-            client = _client()
-            listening = dict(client.pubsub_numsub(*channels))
-            wanted = [
-                (c, build)
-                for c, (_, build) in zip(channels, messages, strict=True)
-                if listening.get(c.encode())
-            ]
-            if wanted:
-                pipe = client.pipeline(transaction=False)
-                for channel, build in wanted:
-                    pipe.publish(channel, layer.serialize(build()))
-                pipe.execute()
-            return
-
-        async def send_all() -> None:
-            for group, build in messages:
-                await layer.group_send(group, build())
-
-        async_to_sync(send_all)()
+        channels = [channel(group) for group, _ in messages]
+        client = _client()
+        listening = dict(client.pubsub_numsub(*channels))
+        wanted = [
+            (c, build) for c, (_, build) in zip(channels, messages, strict=True) if listening.get(c.encode())
+        ]
+        if wanted:
+            pipe = client.pipeline(transaction=False)
+            for name, build in wanted:
+                pipe.publish(name, build())
+            pipe.execute()
     except (OSError, RedisError) as exc:
         # The live feed is best-effort; the data is committed and the dashboard catches up
         # on its next load. Say so once per failure, without a traceback per message.

@@ -235,21 +235,14 @@ def test_bus_events_reach_the_socket_after_commit(viewer: Any) -> None:
 
 
 def test_publish_without_redis_logs_a_warning_and_does_not_raise(
-    settings: Any, caplog: Any, tmp_path: Any
+    settings: Any, caplog: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
-    from channels.layers import channel_layers
-
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": f"unix://{tmp_path}/none.sock"}]},
-        }
-    }
-    channel_layers.backends.clear()
+    settings.REDIS_URL = f"unix://{tmp_path}/none.sock"
+    monkeypatch.setattr(live, "_redis", None)  # the process's client, made anew for that URL
     try:
         live.publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
     finally:
-        channel_layers.backends.clear()
+        live._redis = None
     assert "live feed unavailable, room_metrics not pushed" in caplog.text
 
 
@@ -315,7 +308,7 @@ def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) 
     built: list[str] = []
     real = live._envelope
 
-    def counting(group: str, message_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def counting(group: str, message_id: str, payload: dict[str, Any]) -> bytes:
         built.append(group)
         return real(group, message_id, payload)
 

@@ -1,0 +1,140 @@
+"""The live feed's fan-out inside one daphne process (ADR 0007).
+
+Each process (each event loop) has one hub: one Redis pub/sub connection, subscribed to the
+groups (sensors.live.channel) that its clients follow, and the set of its clients per group.
+A published message is read and decoded once, then handed to every local member with a plain
+call (`Member.deliver`), which writes it to the client's socket at once when it can
+(energy_dashboard.ws.Outbox). Channels' group machinery did the same job at a cost per client
+per message of a msgpack decode, a queue, two task wake-ups and the framing of the same text:
+with 500 clients it was most of the p99 of bench/live.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from sensors import live
+
+logger = logging.getLogger(__name__)
+
+
+class Member(Protocol):
+    """A client of the hub: a live consumer."""
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        """Take one message (the header's fields and `text`); must not block."""
+
+
+class Hub:
+    """One process's subscriptions and their local members."""
+
+    def __init__(self) -> None:
+        self._members: dict[str, set[Member]] = {}
+        self._lock = asyncio.Lock()
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def join(self, group: str, member: Member) -> None:
+        """Add `member` to `group`; subscribes the process when it is the group's first."""
+        name = live.channel(group)
+        async with self._lock:
+            members = self._members.get(name)
+            if members is None:
+                if self._pubsub is None:
+                    import redis.asyncio
+
+                    self._redis = redis.asyncio.Redis.from_url(
+                        settings.REDIS_URL, socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT_S
+                    )
+                    self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                await self._pubsub.subscribe(name)
+                members = self._members[name] = set()
+                if self._reader is None:
+                    self._reader = asyncio.ensure_future(self._read(self._pubsub))
+            members.add(member)
+
+    async def leave(self, group: str, member: Member) -> None:
+        """Remove `member` from `group`; the last member out unsubscribes, and the last of all
+        closes the connection (a test's event loop ends with nothing left running)."""
+        name = live.channel(group)
+        async with self._lock:
+            members = self._members.get(name)
+            if not members or member not in members:
+                return
+            members.discard(member)
+            if members:
+                return
+            del self._members[name]
+            try:
+                await self._pubsub.unsubscribe(name)
+            except (OSError, RedisError) as exc:
+                logger.warning("live feed: unsubscribing %s failed: %s", name, exc)
+            if not self._members:
+                await self._close()
+
+    def members(self, group: str) -> int:
+        """How many local clients follow `group`."""
+        return len(self._members.get(live.channel(group), ()))
+
+    async def _close(self) -> None:
+        reader, pubsub, client = self._reader, self._pubsub, self._redis
+        self._reader = self._pubsub = self._redis = None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+        try:
+            if pubsub is not None:
+                await pubsub.aclose()
+            if client is not None:
+                await client.aclose()
+        except (OSError, RedisError) as exc:
+            logger.debug("live feed: closing the subscription failed: %s", exc)
+
+    async def _read(self, pubsub: Any) -> None:
+        """Hand every published message to the group's members, decoded once."""
+        while True:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, RedisError) as exc:
+                # redis-py reconnects and subscribes again on the next read.
+                logger.warning("live feed: reading from Redis failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if message is None or message.get("type") != "message":
+                continue
+            name = message["channel"]
+            members = self._members.get(name.decode() if isinstance(name, bytes) else name)
+            if not members:
+                continue
+            try:
+                event = live.decode(message["data"])
+            except ValueError:
+                logger.warning("live feed: undecodable message on %s dropped", name)
+                continue
+            for member in list(members):
+                try:
+                    member.deliver(event)
+                except Exception:
+                    # One client's failure (a socket closing under it) is not the others'.
+                    logger.exception("live feed: delivering to a client failed")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """The running event loop's hub (daphne has one loop per process; tests one per case)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+    return found
