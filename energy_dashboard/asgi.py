@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from energy_dashboard.startup import freeze_startup_objects  # noqa: E402
 from energy_dashboard.ws import websocket_auth_stack  # noqa: E402
 from sensors.routing import websocket_urlpatterns  # noqa: E402
 
@@ -19,3 +20,4 @@ application = ProtocolTypeRouter(
         "websocket": websocket_auth_stack(URLRouter(websocket_urlpatterns)),
     }
 )
+freeze_startup_objects()  # no long full collections while fanning out (see there)

@@ -44,7 +44,9 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
 def bucket_sql(vendor: str, column: str, seconds: int) -> str:
     """SQL of the UTC-aligned start of the `seconds`-long bucket that holds `column`."""
     if vendor == "postgresql":
-        return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
+        # date_bin (PostgreSQL 14+): to_timestamp(floor(extract(epoch ...))) did the same in
+        # numeric arithmetic, 6x slower over a few days of readings.
+        return f"date_bin('{int(seconds)} seconds', {column}, TIMESTAMPTZ '1970-01-01 00:00:00+00')"
     # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC text, as Django writes them.
     # '%%s': Django's SQLite cursor turns %s into a placeholder and %% into %.
     return f"datetime((CAST(strftime('%%s', {column}) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -358,6 +358,8 @@ def write(points: list[Point]) -> Written:
         return Written([], 0)
     connection = connections[DB]
     if connection.vendor == "postgresql":
+        if len(points) <= SMALL_BATCH:
+            return _insert_small(points)
         from psycopg.errors import UniqueViolation  # here: SQLite-only set-ups need no psycopg
 
         try:
@@ -366,6 +368,67 @@ def write(points: list[Point]) -> Written:
             pass  # some point is stored already: the savepoint undid the COPY
     with connection.cursor() as cursor:
         return _write_staged(cursor, points, connection.vendor)
+
+
+# Up to this many points a batch is one INSERT ... ON CONFLICT statement (one round trip);
+# above it, COPY, whose fixed cost (a savepoint and two COPYs: six round trips, ~5 ms) the
+# bulk speed repays. A live feed's batches are small: for 100 points the statement took
+# about a fifth of the COPY path's time.
+SMALL_BATCH = 500
+
+
+def _array(values: Iterable[str]) -> str:
+    # Array literal of values that need no quoting: integers, metric names, ISO 8601
+    # timestamps, float reprs, t/f.
+    return "{" + ",".join(values) + "}"
+
+
+def _insert_small(points: list[Point]) -> Written:
+    """PostgreSQL: store a small batch and its hours' dirty marks in one statement; count the
+    stored points whose value differs only when some point was not new."""
+    reading = Reading._meta.db_table
+    ordered = sorted(points, key=itemgetter(1, 2, 3))  # key order: see _copy_new
+    stamps: dict[datetime, str] = {}
+    arrays = [
+        _array([str(p[1]) for p in ordered]),
+        _array([p[2] for p in ordered]),
+        _array([stamps.get(p[3]) or stamps.setdefault(p[3], p[3].isoformat()) for p in ordered]),
+        _array([repr(p[4]) for p in ordered]),
+        _array(["t" if p[5] else "f" for p in ordered]),
+    ]
+    given = (
+        "unnest(%s::bigint[], %s::varchar[], %s::timestamptz[], %s::float8[], %s::boolean[]) "
+        "AS i(sensor_id, metric, timestamp, value, estimated)"
+    )
+    connection = connections[DB]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH new AS (INSERT INTO {reading} {COLUMNS} "
+            f"SELECT sensor_id, metric, timestamp, value, estimated FROM {given} "
+            "ON CONFLICT (sensor_id, metric, timestamp) DO NOTHING "
+            "RETURNING sensor_id, metric, timestamp), "
+            f"marked AS (INSERT INTO {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) "
+            f"SELECT DISTINCT sensor_id, metric, {bucket_sql('postgresql', 'timestamp', MARK_WINDOW_S)} "
+            "FROM new) "
+            "SELECT sensor_id, metric, (extract(epoch FROM timestamp) * 1000000)::bigint FROM new",
+            arrays,
+        )
+        rows = cursor.fetchall()
+        conflicts = 0
+        if len(rows) < len(points):
+            # A statement of its own: it must see what a concurrent batch stored meanwhile.
+            cursor.execute(
+                f"SELECT count(*) FROM {given} JOIN {reading} r ON r.sensor_id = i.sensor_id "
+                "AND r.metric = i.metric AND r.timestamp = i.timestamp WHERE r.value <> i.value",
+                arrays,
+            )
+            conflicts = int(cursor.fetchone()[0])
+    if len(rows) == len(points):
+        inserted = [(p[1], p[2], p[3], p[4], p[5]) for p in points]
+    else:
+        new_keys = {(r[0], r[1], r[2]) for r in rows}
+        inserted = [(p[1], p[2], p[3], p[4], p[5]) for p in points if (p[1], p[2], _micros(p[3])) in new_keys]
+    return Written(inserted, conflicts)  # in batch order, as the other paths
 
 
 def _copy_new(points: list[Point]) -> Written:

@@ -26,6 +26,14 @@ def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+@pytest.fixture(autouse=True, params=["one statement", "copy"])
+def postgresql_path(request: Any, monkeypatch: Any) -> str:
+    """Each test on both of PostgreSQL's new-batch paths: small batches are one INSERT ...
+    ON CONFLICT statement, larger ones COPY (on SQLite both are the staged path)."""
+    monkeypatch.setattr(ingest, "SMALL_BATCH", 10**6 if request.param == "one statement" else 0)
+    return str(request.param)
+
+
 @pytest.fixture
 def lab() -> None:
     services.room_create(name="lab")
@@ -76,12 +84,18 @@ def test_all_new_batch_stores_and_marks_what_the_staged_path_does() -> None:
 
 
 @pytest.mark.usefixtures("lab")
-def test_all_new_batch_takes_the_copy_path_on_postgresql() -> None:
+def test_all_new_batch_takes_its_fast_path_on_postgresql(postgresql_path: str) -> None:
     connection = connections["sensors"]
+    batch = points(pk("p1"), [1.0, 2.0, 3.0])
     with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
-        written = ingest.write(points(pk("p1"), [1.0, 2.0, 3.0]))
-    staged = any(ingest.STAGING in query["sql"] for query in queries.captured_queries)
-    assert staged is (connection.vendor != "postgresql")
+        written = ingest.write(batch)
+    sql = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
+    assert any(ingest.STAGING in q for q in sql) is (connection.vendor != "postgresql")
+    if connection.vendor == "postgresql":
+        if postgresql_path == "copy":
+            assert any(q.startswith("COPY") for q in sql)
+        else:  # one statement stores the readings and marks their hours; nothing else runs
+            assert len(sql) == 1 and "unnest" in sql[0] and DirtyBucket._meta.db_table in sql[0]
     assert len(written.inserted) == 3
 
 
