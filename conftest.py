@@ -25,6 +25,15 @@ def _fast_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_analytics_cache() -> None:
+    # Each test's database starts empty (or rolls back); answers cached by an earlier test
+    # under the same versions would be served as this one's.
+    from sensors import analytics_cache
+
+    analytics_cache.clear()
+
+
 @pytest.fixture
 def make_user(django_db_blocker: Any) -> Callable[..., User]:
     """Create a user in a group ("operators", "viewers" or None)."""

@@ -208,8 +208,8 @@ CACHES = {
         },
     }
 }
-# Redis pub/sub: a live message reaches each daphne process once, which hands it to its own
-# clients, instead of one Redis list entry per connected client (docs/adr/0004).
+# Channels' own layer (the live feed publishes on Redis pub/sub itself and each daphne process
+# fans out to its clients: docs/adr/0004 and 0007).
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -253,6 +253,11 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 READINGS_RETENTION_DAYS = env.int("READINGS_RETENTION_DAYS", default=90)
+# Seconds an analytics answer stays in the cache (sensors/analytics_cache.py); 0 turns it off.
+# Entries never outlive their data: a change of a day's aggregates makes them unreachable.
+ANALYTICS_CACHE_TTL_S = env.int("ANALYTICS_CACHE_TTL", default=600)
+# Seconds the /analytics/summary answer may be reused (every dashboard polls it); 0: never.
+ANALYTICS_SUMMARY_MAX_AGE_S = env.int("ANALYTICS_SUMMARY_MAX_AGE", default=5)
 # A sensor is stale after this many of its expected intervals without data.
 SENSOR_STALE_FACTOR = env.float("SENSOR_STALE_FACTOR", default=3.0)
 

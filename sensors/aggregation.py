@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -63,6 +63,8 @@ class Recomputed:
     days: int
     marks: int
     rooms: set[int]
+    # The local days whose rollups or room metrics were rewritten (for the analytics cache).
+    local_days: set[date] = field(default_factory=set)
 
 
 def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None:
@@ -187,10 +189,14 @@ def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
         return Recomputed(0, 0, set())
     tz = building_tz()
     by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
+    touched: set[date] = set()
     for _, sensor_id, metric, bucket in marks:
         sensors, metrics = by_day[bucket.astimezone(tz).date()]
         sensors.add(sensor_id)
         metrics.add(metric)
+        # A UTC-aligned window may end in the next local day (zones with half-hour offsets).
+        touched.add((bucket + timedelta(seconds=MARK_WINDOW_S - 1)).astimezone(tz).date())
+    touched |= set(by_day)
     rooms_of = dict(
         Sensor.objects.filter(id__in={m[1] for m in marks}, room__isnull=False).values_list("id", "room_id")
     )
@@ -211,7 +217,7 @@ def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
     logger.info(
         "recomputed %d day(s) from %d dirty window(s), %d room(s)", len(by_day), len(marks), len(windows)
     )
-    return Recomputed(len(by_day), len(marks), set(windows))
+    return Recomputed(len(by_day), len(marks), set(windows), touched)
 
 
 def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] | None = None) -> int:
@@ -258,7 +264,7 @@ def backfill(
     reading, sensor = Reading._meta.db_table, Sensor._meta.db_table
     hour = bucket_sql(connection.vendor, "r.timestamp", MARK_WINDOW_S)
     scope = f" AND r.sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
-    days, rooms = 0, set()
+    days, rooms, touched = 0, set(), set()
     for day in local_days(since, until):
         day_start, day_end = local_day_bounds(day)
         span = [adapt(max(since, day_start)), adapt(min(until, day_end)), *(sensor_pks or [])]
@@ -287,8 +293,9 @@ def backfill(
             _recompute_rooms(windows)
             days += 1
             rooms |= set(windows)
+            touched.add(day)
     logger.info("backfilled %d day(s), %d room(s) in [%s, %s)", days, len(rooms), since, until)
-    return Recomputed(days, 0, rooms)
+    return Recomputed(days, 0, rooms, touched)
 
 
 def as_datetime(value: Any) -> datetime:

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
+from django.conf import settings
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from sensors.aggregation import building_tz, local_day_bounds, room_energy
+from sensors import analytics_cache
+from sensors.aggregation import building_tz, local_day_bounds, local_days, room_energy
 from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
 DEFAULT_METRIC = {
@@ -167,6 +170,45 @@ def energy_per_interval(
     return [EnergySeries(key, kind, dict(sorted(points.items()))) for (kind, key), points in series.items()]
 
 
+def energy_report(
+    *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
+) -> dict[str, Any]:
+    """The /analytics/energy answer: each room's or sensor's total and points, local times."""
+    series = energy_per_interval(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
+    tz = building_tz()
+    return {
+        "interval": interval,
+        "timezone": str(tz),
+        "start": iso(start),
+        "end": iso(end),
+        "series": [
+            {
+                s.kind: s.key,
+                "total_kwh": sum(s.points.values()),
+                "points": [
+                    {"start": at.astimezone(tz).isoformat(), "energy_kwh": kwh}
+                    for at, kwh in s.points.items()
+                ],
+            }
+            for s in series
+        ],
+    }
+
+
+def energy_report_json(
+    *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
+) -> bytes:
+    """`energy_report` as JSON, from the analytics cache while its days' data is unchanged
+    (sensors.analytics_cache)."""
+    request = "|".join([",".join(rooms), ",".join(sensor_ids), iso(start), iso(end), interval])
+
+    def compute() -> bytes:
+        report = energy_report(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
+        return orjson.dumps(report)
+
+    return analytics_cache.cached("energy", request, local_days(start, end), compute)
+
+
 # --- The summary ----------------------------------------------------------------------------
 
 
@@ -304,6 +346,22 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
 # --- Free queries ---------------------------------------------------------------------------
 
 AGGREGATIONS = ("raw", "avg", "sum", "min", "max", "count")
+
+
+def summary_json() -> bytes:
+    """`summary` as JSON, computed at most once per ANALYTICS_SUMMARY_MAX_AGE seconds (and
+    again as soon as this month's aggregates or the registry change): every dashboard polls
+    it, and its "current power" is the newest reading of the last 15 minutes anyway. Its
+    `as_of` says when it was computed."""
+    now = timezone.now()
+    max_age = settings.ANALYTICS_SUMMARY_MAX_AGE_S
+    if max_age <= 0:
+        return orjson.dumps(summary(now))
+    today = now.astimezone(building_tz()).date()
+    first = min(today.replace(day=1), today - timedelta(days=today.weekday()))
+    days = [first + timedelta(days=n) for n in range((today - first).days + 1)]
+    slot = str(int(now.timestamp() // max_age))
+    return analytics_cache.cached("summary", slot, days, lambda: orjson.dumps(summary(now)))
 
 
 def query_rows(

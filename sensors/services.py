@@ -14,7 +14,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
-from sensors import aggregation, analytics, ingest, live, simulation
+from sensors import aggregation, analytics, analytics_cache, ingest, live, simulation
 from sensors.ingest import IngestResult
 from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -98,6 +98,7 @@ def sensor_update(*, sensor: Sensor, **changes: Any) -> Sensor:
         sensor.full_clean()
         sensor.save()
         _sensor_event(sensor, "updated")
+    analytics_cache.registry_changed()  # a sensor's series is found by its sensor_id
     return sensor
 
 
@@ -113,6 +114,7 @@ def sensor_delete(*, sensor: Sensor) -> None:
             return  # deleted meanwhile
         _sensor_event(sensor, "deleted")
         sensor.delete(using=DB)
+    analytics_cache.registry_changed()
 
 
 def room_update(*, room: Room, **changes: Any) -> Room:
@@ -121,12 +123,14 @@ def room_update(*, room: Room, **changes: Any) -> Room:
         setattr(room, field, value)
     room.full_clean()
     room.save()
+    analytics_cache.registry_changed()  # a room's series is found by its name
     return room
 
 
 def room_delete(*, room: Room) -> None:
     """Delete a room; its sensors stay registered, with no room."""
     room.delete()
+    analytics_cache.registry_changed()
 
 
 def sensors_list() -> list[dict[str, Any]]:
@@ -225,6 +229,7 @@ def aggregates_compute(*, limit: int = 50_000) -> dict[str, int]:
     Pushes each touched room's latest window to the live feed.
     """
     done = aggregation.recompute_dirty(limit=limit)
+    analytics_cache.days_changed(done.local_days)
     _publish_latest_room_metrics(done.rooms)
     return {"days": done.days, "marks": done.marks, "rooms": len(done.rooms)}
 
@@ -275,6 +280,7 @@ def rollups_backfill(
     if sensor_ids and not pks:
         return {"days": 0, "rooms": 0}
     done = aggregation.backfill(since=since, until=until, sensor_pks=pks)
+    analytics_cache.days_changed(done.local_days)
     _publish_latest_room_metrics(done.rooms)
     return {"days": done.days, "rooms": len(done.rooms)}
 
@@ -334,7 +340,10 @@ def sensors_mark_stale() -> dict[str, int]:
 # --- Reads: re-exported from sensors.analytics for views and other modules -----------------
 
 analytics_summary = analytics.summary
+analytics_summary_json = analytics.summary_json
 energy_per_interval = analytics.energy_per_interval
+energy_report = analytics.energy_report
+energy_report_json = analytics.energy_report_json
 data_query = analytics.query_rows
 room_latest = analytics.room_latest
 latest_value = analytics.latest_value

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, QuerySet
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf_serializers
@@ -150,7 +150,10 @@ class AnalyticsSummaryView(APIView):
     """Current power, energy today / this week / this month, top consumers, comfort."""
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> Any:
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            # Dashboards poll this: at most ANALYTICS_SUMMARY_MAX_AGE seconds old (see there).
+            return HttpResponse(services.analytics_summary_json(), content_type="application/json")
         return Response(services.analytics_summary())
 
 
@@ -164,37 +167,24 @@ class AnalyticsEnergyView(APIView):
         query = EnergyQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        series = services.energy_per_interval(
-            rooms=params["rooms"],
-            sensor_ids=params["sensors"],
-            start=params["start"],
-            end=params["end"],
-            interval=params["interval"],
-        )
+        what = {
+            "rooms": params["rooms"],
+            "sensor_ids": params["sensors"],
+            "start": params["start"],
+            "end": params["end"],
+            "interval": params["interval"],
+        }
         if _csv_wanted(request):
+            series = services.energy_per_interval(**what)
             return csv_response(
                 "energy.csv",
                 ["kind", "key", "start", "energy_kwh"],
                 ([s.kind, s.key, local_iso(at), kwh] for s in series for at, kwh in s.points.items()),
             )
-        return Response(
-            {
-                "interval": params["interval"],
-                "timezone": settings.TIME_ZONE,
-                "start": iso(params["start"]),
-                "end": iso(params["end"]),
-                "series": [
-                    {
-                        s.kind: s.key,
-                        "total_kwh": sum(s.points.values()),
-                        "points": [
-                            {"start": local_iso(at), "energy_kwh": kwh} for at, kwh in s.points.items()
-                        ],
-                    }
-                    for s in series
-                ],
-            }
-        )
+        if isinstance(request.accepted_renderer, JSONRenderer):
+            # JSON clients (dashboards) get the cached answer as it is.
+            return HttpResponse(services.energy_report_json(**what), content_type="application/json")
+        return Response(services.energy_report(**what))
 
 
 class DataQueryView(APIView):
