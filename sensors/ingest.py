@@ -6,6 +6,7 @@ Internal to the sensors module; callers use `sensors.services.readings_ingest`.
 from __future__ import annotations
 
 import math
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -431,6 +432,18 @@ def _insert_small(points: list[Point]) -> Written:
     return Written(inserted, conflicts)  # in batch order, as the other paths
 
 
+# COPY's binary format (PostgreSQL docs, "COPY ... Binary Format"): the readings go in as
+# binary tuples, so PostgreSQL parses no timestamp or float text (about a fifth of its COPY
+# time for a batch); the pieces a batch repeats are packed once.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_BINARY_TRAILER = b"\xff\xff"
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 UTC, in microseconds since 1970
+_KEY = struct.Struct(">hiqi")  # 5 fields; sensor_id (int8); the metric's length
+_INSTANT = struct.Struct(">iq")  # timestamptz: microseconds since 2000-01-01 UTC
+_VALUE = struct.Struct(">id")  # float8
+_ESTIMATED = (b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x01\x01")  # bool: false, true
+
+
 def _copy_new(points: list[Point]) -> Written:
     """COPY points that are all new into the readings table, and their hours' dirty marks.
 
@@ -438,25 +451,38 @@ def _copy_new(points: list[Point]) -> Written:
     go in key order, so concurrent batches of the same sensors take the index's locks in one
     order. The readings are the points, in batch order, so nothing is read back.
     """
-    # Per distinct instant (a batch's points share few): its COPY text and its window.
-    instants: dict[datetime, tuple[str, int]] = {}
+    # Per distinct instant (a batch's points share few): its binary field and its window.
+    instants: dict[datetime, tuple[bytes, int]] = {}
+    keys: dict[tuple[int, str], bytes] = {}
     hours: set[tuple[int, str, int]] = set()
-    lines = []
+    parts = [_BINARY_HEADER]
+    pack_value = _VALUE.pack
     for _, pk, metric, moment, value, estimated in sorted(points, key=itemgetter(1, 2, 3)):
         instant = instants.get(moment)
         if instant is None:
-            instant = instants[moment] = (moment.isoformat(), _micros(moment) // (MARK_WINDOW_S * 1_000_000))
-        lines.append(f"{pk}\t{metric}\t{instant[0]}\t{value!r}\t{'t' if estimated else 'f'}\n")
+            micros = _micros(moment)
+            instant = instants[moment] = (
+                _INSTANT.pack(8, micros - _PG_EPOCH_US),
+                micros // (MARK_WINDOW_S * 1_000_000),
+            )
+        key = keys.get((pk, metric))
+        if key is None:
+            name = metric.encode()
+            key = keys[(pk, metric)] = _KEY.pack(5, 8, pk, len(name)) + name
+        parts += (key, instant[0], pack_value(8, value), _ESTIMATED[estimated])
         hours.add((pk, metric, instant[1]))
+    parts.append(_BINARY_TRAILER)
     # Marks as the SQL of the general path computes them (bucket_sql): the window's start, UTC.
-    starts = {hour: (EPOCH + timedelta(seconds=hour * MARK_WINDOW_S)).isoformat() for _, _, hour in hours}
+    starts = {
+        hour: (EPOCH + timedelta(seconds=hour * MARK_WINDOW_S)).isoformat() for hour in {h for *_, h in hours}
+    }
     marks = "".join(f"{pk}\t{metric}\t{starts[hour]}\n" for pk, metric, hour in hours)
     connection = connections[DB]
     with transaction.atomic(using=DB), connection.cursor() as cursor:
-        # Metrics come from our own vocabulary and timestamps are ISO 8601, so nothing needs
-        # escaping in COPY's text format; repr() of a float round-trips exactly.
-        with cursor.copy(f"COPY {Reading._meta.db_table} {COLUMNS} FROM STDIN") as copy:
-            copy.write("".join(lines))
+        with cursor.copy(f"COPY {Reading._meta.db_table} {COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(b"".join(parts))
+        # Metrics come from our own vocabulary and timestamps are ISO 8601: nothing in the
+        # marks needs escaping in COPY's text format.
         with cursor.copy(f"COPY {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) FROM STDIN") as copy:
             copy.write(marks)
     return Written(

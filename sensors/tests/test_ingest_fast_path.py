@@ -224,3 +224,11 @@ def test_last_seen_only_moves_forward() -> None:
     send(180)
     assert Sensor.objects.get(sensor_id="p1").last_seen == T0 + timedelta(hours=3)
     assert Sensor.objects.get(sensor_id="p2").last_seen == T0 + timedelta(hours=3)
+
+
+@pytest.mark.skipif("connections['sensors'].vendor != 'postgresql'", reason="a PostgreSQL storage parameter")
+def test_sensor_rows_leave_room_for_heap_only_last_seen_updates(postgresql_path: str) -> None:
+    # Migration 0004: with full pages most last_seen updates rewrote all eight indexes.
+    with connections["sensors"].cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [Sensor._meta.db_table])
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
