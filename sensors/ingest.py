@@ -615,12 +615,12 @@ def touch_sensors(sensors: Mapping[int, SensorRef], inserted: Sequence[Row]) -> 
     recovered: list[SensorRef] = []
     for pk, moment in latest.items():
         sensor = sensors[pk]
+        if sensor.status != Sensor.Status.STALE:
+            continue  # the usual case, decided before any arithmetic
         fresh = now - moment < timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
         # Compare-and-swap: only a sensor still marked stale recovers, and only once.
-        if (
-            sensor.status == Sensor.Status.STALE
-            and fresh
-            and Sensor.objects.filter(pk=pk, status=Sensor.Status.STALE).update(status=Sensor.Status.ACTIVE)
+        if fresh and Sensor.objects.filter(pk=pk, status=Sensor.Status.STALE).update(
+            status=Sensor.Status.ACTIVE
         ):
             sensor.status = Sensor.Status.ACTIVE
             recovered.append(sensor)
