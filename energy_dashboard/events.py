@@ -21,8 +21,9 @@ energy_data = Signal()
 """Readings were stored.
 
 Keyword arguments:
-    readings: list of dicts ``{sensor_id, metric, timestamp (ISO 8601 UTC), value, quality}``,
-        one batch per ingest call, never one signal per point.
+    readings: a sequence of dicts ``{sensor_id, metric, timestamp (ISO 8601 UTC), value,
+        quality}``, one batch per ingest call, never one signal per point. The ingest's is
+        built on first use and also names its rooms (``readings.rooms``).
     source: str, where they came from (``"api"``, ``"ingestion"``, ``"simulator"``, ...).
 """
 

@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -131,7 +131,7 @@ def _send(messages: list[tuple[str, Callable[[], bytes]]], what: str) -> None:
         logger.warning("live feed unavailable, %s not pushed: %s", what, exc)
 
 
-def publish_readings(readings: list[dict[str, Any]]) -> None:
+def publish_readings(readings: Sequence[dict[str, Any]]) -> None:
     """Push a batch of stored readings: the whole batch to the all-group, each room's share to
     its group.
 
@@ -139,19 +139,29 @@ def publish_readings(readings: list[dict[str, Any]]) -> None:
     room, otherwise through the all-group (followers of everything, and sensor followers,
     whose consumer keeps only their sensors). One group send per sensor would cost a Redis
     round trip per sensor in the batch, and an import touches thousands.
+
+    `readings` may say which rooms it holds (a `rooms` attribute, as the ingest's batches do):
+    then nothing is read from it unless some group has a listener.
     """
     batch_id = uuid.uuid4().hex
-    by_group: dict[str, list[dict[str, Any]]] = {ALL: readings}
-    for reading in readings:
-        if reading.get("room"):
-            by_group.setdefault(room_group(reading["room"]), []).append(reading)
-    _send(
-        [
-            (group, partial(_envelope, group, batch_id, {"type": "reading", "readings": part}))
-            for group, part in by_group.items()
-        ],
-        "reading",
-    )
+    rooms = getattr(readings, "rooms", None)
+    if rooms is None:
+        rooms = {reading["room"] for reading in readings if reading.get("room")}
+    shares: dict[str, list[dict[str, Any]]] = {}
+
+    def share(group: str) -> list[dict[str, Any]]:
+        if not shares:  # the batch split by room once, when the first envelope is built
+            shares[ALL] = list(readings)
+            for reading in shares[ALL]:
+                if reading.get("room"):
+                    shares.setdefault(room_group(reading["room"]), []).append(reading)
+        return shares.get(group, [])
+
+    def envelope(group: str) -> bytes:
+        return _envelope(group, batch_id, {"type": "reading", "readings": share(group)})
+
+    groups = [ALL, *(room_group(room) for room in sorted(rooms))]
+    _send([(group, partial(envelope, group)) for group in groups], "reading")
 
 
 def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:

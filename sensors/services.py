@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 from django.db import transaction
@@ -168,7 +168,7 @@ def readings_ingest(
         if outcome.inserted:
             if announce:
                 send_on_commit(
-                    energy_data, sender=Reading, using=DB, source=source, readings=_announced(outcome)
+                    energy_data, sender=Reading, using=DB, source=source, readings=_Announced(outcome)
                 )
             # Last, so the sensors' rows are locked only for the commit: concurrent batches
             # of the same sensors do not queue behind each other's whole ingest.
@@ -194,6 +194,41 @@ def readings_import(*, rows: Sequence[ingest.TypedRow], source: str = "import") 
             for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
                 _sensor_event(sensor, "recovered")
     return outcome.result
+
+
+class _Announced(Sequence[dict[str, Any]]):
+    """The `energy_data` payload of a stored batch, built on first use: the live feed reads it
+    only when some client follows the batch's groups, and names the groups from `rooms`
+    (a 5,000-reading batch is 5,000 dicts, for nobody when nobody watches)."""
+
+    def __init__(self, outcome: ingest.Outcome) -> None:
+        self._outcome = outcome
+        self._items: list[dict[str, Any]] | None = None
+
+    @property
+    def rooms(self) -> set[str]:
+        """The names of the rooms of the batch's sensors."""
+        sensors = self._outcome.sensors
+        rooms = (sensors[pk].room for pk in {row[0] for row in self._outcome.inserted})
+        return {room.name for room in rooms if room is not None}
+
+    def __len__(self) -> int:
+        return len(self._outcome.inserted)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._built()[index]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._built())
+
+    def _built(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            self._items = _announced(self._outcome)
+        return self._items
 
 
 def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:

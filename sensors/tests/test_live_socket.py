@@ -318,3 +318,28 @@ def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) 
     )
     live.publish({"type": "sensor_status", "sensor_id": "a", "room": "lab"}, rooms=["lab"])
     assert built == []  # no client on any daphne process: one NUMSUB round trip, nothing else
+
+
+def test_a_stored_batch_nobody_follows_is_never_turned_into_dicts(
+    monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from sensors import services
+
+    built: list[int] = []
+    real = services._announced
+
+    def counting(outcome: Any) -> list[dict[str, Any]]:
+        built.append(len(outcome.inserted))
+        return real(outcome)
+
+    monkeypatch.setattr(services, "_announced", counting)
+    services.room_create(name="lab")
+    services.sensor_register(sensor_id="p1", kind="power", room_name="lab")
+    with django_capture_on_commit_callbacks(using="sensors", execute=True) as callbacks:
+        result = services.readings_ingest(
+            readings=[
+                {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T10:00:00Z", "value": 1.0}
+            ]
+        )
+    assert result["accepted"] == 1 and callbacks  # the event was sent after commit...
+    assert built == []  # ...and the live feed, with no listener, never read its readings
