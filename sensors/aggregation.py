@@ -52,6 +52,13 @@ def bucket_sql(vendor: str, column: str, seconds: int) -> str:
     return f"datetime((CAST(strftime('%%s', {column}) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
 
 
+def sensor_ids_sql(vendor: str) -> str:
+    """SQL aggregate of a group's distinct `sensor_id`s as a JSON array (a dirty mark's)."""
+    if vendor == "postgresql":
+        return "jsonb_agg(DISTINCT sensor_id)"
+    return "json_group_array(DISTINCT sensor_id)"
+
+
 def _in(values: list[Any]) -> str:
     return ", ".join(["%s"] * len(values))
 
@@ -178,15 +185,20 @@ def _runs(buckets: list[datetime], step_s: int) -> list[tuple[datetime, datetime
     return runs
 
 
-def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
+def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
     """Recompute what the oldest `limit` dirty marks point at, then delete exactly those marks
-    (a reading that arrived during the run has its own, newer mark for the next run).
+    (a reading that arrived during the run has its own, newer mark for the next run). A mark
+    is one stored batch's (metric, hour) and names up to all of its sensors.
     """
-    marks = list(
-        DirtyBucket.objects.order_by("id").values_list("id", "sensor_id", "metric", "bucket")[:limit]
+    rows = list(
+        DirtyBucket.objects.order_by("id").values_list("id", "sensor_ids", "metric", "bucket")[:limit]
     )
-    if not marks:
+    if not rows:
         return Recomputed(0, 0, set())
+    # Each row names its sensors; from here on, one mark per sensor (repeats are harmless).
+    marks = [
+        (mark_id, sensor_id, metric, bucket) for mark_id, ids, metric, bucket in rows for sensor_id in ids
+    ]
     tz = building_tz()
     by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
     touched: set[date] = set()
@@ -210,7 +222,7 @@ def recompute_dirty(*, limit: int = 50_000) -> Recomputed:
         _recompute_rooms(windows)
         # Exactly the marks read, by id (not by range: a transaction still open when we read may
         # commit a lower id later; its mark must stay). Chunks keep SQLite under its variable limit.
-        ids = [m[0] for m in marks]
+        ids = [row[0] for row in rows]
         for start in range(0, len(ids), 10_000):
             DirtyBucket.objects.filter(id__in=ids[start : start + 10_000])._raw_delete(DB)
 
@@ -229,9 +241,9 @@ def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] 
     table = DirtyBucket._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (sensor_id, metric, bucket) "
-            f"SELECT DISTINCT sensor_id, metric, {bucket5} FROM {Reading._meta.db_table} "
-            f"WHERE timestamp >= %s AND timestamp < %s{scope}",
+            f"INSERT INTO {table} (metric, bucket, sensor_ids) "
+            f"SELECT metric, {bucket5}, {sensor_ids_sql(connection.vendor)} FROM {Reading._meta.db_table} "
+            f"WHERE timestamp >= %s AND timestamp < %s{scope} GROUP BY 1, 2",
             [adapt(since), adapt(until), *(sensor_pks or [])],
         )
 

@@ -5,6 +5,7 @@ Internal to the sensors module; callers use `sensors.services.readings_ingest`.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections import defaultdict
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from sensors.aggregation import MARK_WINDOW_S, bucket_sql
+from sensors.aggregation import MARK_WINDOW_S, bucket_sql, sensor_ids_sql
 from sensors.models import CounterState, DirtyBucket, Metric, Reading, Room, Sensor
 
 DB = "sensors"
@@ -408,9 +409,9 @@ def _insert_small(points: list[Point]) -> Written:
             f"SELECT sensor_id, metric, timestamp, value, estimated FROM {given} "
             "ON CONFLICT (sensor_id, metric, timestamp) DO NOTHING "
             "RETURNING sensor_id, metric, timestamp), "
-            f"marked AS (INSERT INTO {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) "
-            f"SELECT DISTINCT sensor_id, metric, {bucket_sql('postgresql', 'timestamp', MARK_WINDOW_S)} "
-            "FROM new) "
+            f"marked AS (INSERT INTO {DirtyBucket._meta.db_table} (metric, bucket, sensor_ids) "
+            f"SELECT metric, {bucket_sql('postgresql', 'timestamp', MARK_WINDOW_S)}, "
+            f"{sensor_ids_sql('postgresql')} FROM new GROUP BY 1, 2) "
             "SELECT sensor_id, metric, (extract(epoch FROM timestamp) * 1000000)::bigint FROM new",
             arrays,
         )
@@ -473,17 +474,23 @@ def _copy_new(points: list[Point]) -> Written:
         hours.add((pk, metric, instant[1]))
     parts.append(_BINARY_TRAILER)
     # Marks as the SQL of the general path computes them (bucket_sql): the window's start, UTC.
-    starts = {
-        hour: (EPOCH + timedelta(seconds=hour * MARK_WINDOW_S)).isoformat() for hour in {h for *_, h in hours}
-    }
-    marks = "".join(f"{pk}\t{metric}\t{starts[hour]}\n" for pk, metric, hour in hours)
+    # One mark per (metric, window), naming its sensors as a JSON array.
+    windows: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for pk, metric, hour in sorted(hours):
+        windows[(metric, hour)].append(pk)
+    marks = "".join(
+        f"{metric}\t{(EPOCH + timedelta(seconds=hour * MARK_WINDOW_S)).isoformat()}\t{json.dumps(pks)}\n"
+        for (metric, hour), pks in windows.items()
+    )
     connection = connections[DB]
     with transaction.atomic(using=DB), connection.cursor() as cursor:
         with cursor.copy(f"COPY {Reading._meta.db_table} {COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(b"".join(parts))
         # Metrics come from our own vocabulary and timestamps are ISO 8601: nothing in the
         # marks needs escaping in COPY's text format.
-        with cursor.copy(f"COPY {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) FROM STDIN") as copy:
+        with cursor.copy(
+            f"COPY {DirtyBucket._meta.db_table} (metric, bucket, sensor_ids) FROM STDIN"
+        ) as copy:
             copy.write(marks)
     return Written(
         [(pk, metric, moment, value, estimated) for _, pk, metric, moment, value, estimated in points], 0
@@ -541,8 +548,8 @@ def _write_staged(cursor: Any, points: list[Point], vendor: str) -> Written:
         # costs the job a recomputation it does anyway.
         bucket = bucket_sql(vendor, "timestamp", MARK_WINDOW_S)
         cursor.execute(
-            f"INSERT INTO {DirtyBucket._meta.db_table} (sensor_id, metric, bucket) "
-            f"SELECT DISTINCT sensor_id, metric, {bucket} FROM {STAGING} WHERE true",
+            f"INSERT INTO {DirtyBucket._meta.db_table} (metric, bucket, sensor_ids) "
+            f"SELECT metric, {bucket}, {sensor_ids_sql(vendor)} FROM {STAGING} WHERE true GROUP BY 1, 2",
             [],
         )
     cursor.execute(

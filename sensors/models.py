@@ -165,20 +165,20 @@ class RoomMetrics(models.Model):
 
 
 class DirtyBucket(models.Model):
-    """An hour of one sensor's metric whose aggregates must be recomputed.
+    """An hour of a metric whose aggregates must be recomputed, for the sensors it names.
 
-    Written in the same transaction as the readings, append-only: concurrent ingests never
-    wait on each other's marks. The aggregation job reads marks up to an id and deletes
-    exactly those, so a mark written while it computes stays for its next run (late data is
-    never lost); repeated marks of one window are recomputed once.
+    Written in the same transaction as the readings, one row per stored batch and (metric,
+    hour): a batch of 1,000 sensors' readings writes one mark, not 1,000 (a thousand rows were
+    8% of a 5,000-reading request). Append-only: concurrent ingests never wait on each other's
+    marks. The aggregation job reads marks up to an id and deletes exactly those, so a mark
+    written while it computes stays for its next run (late data is never lost); repeated marks
+    of one window are recomputed once. A deleted sensor's id may linger in a mark until the
+    next run: its recomputation finds no readings and writes nothing.
     """
 
-    # Written with the readings, under the same protocol instead of a database foreign key.
-    sensor = models.ForeignKey(
-        Sensor, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
-    )
     metric = models.CharField(max_length=16, choices=Metric.choices)
     bucket = models.DateTimeField()
+    sensor_ids = models.JSONField(help_text="Primary keys of the sensors with new readings in the hour.")
 
     def __str__(self) -> str:
-        return f"{self.sensor_id} {self.metric} {self.bucket:%Y-%m-%dT%H:%M}"
+        return f"{self.metric} {self.bucket:%Y-%m-%dT%H:%M} ({len(self.sensor_ids)} sensors)"

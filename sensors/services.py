@@ -258,7 +258,7 @@ def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
     return payload
 
 
-def aggregates_compute(*, limit: int = 50_000) -> dict[str, int]:
+def aggregates_compute(*, limit: int = 5_000) -> dict[str, int]:
     """Bring rollups and room metrics up to date with what arrived (incremental, idempotent).
 
     Pushes each touched room's latest window to the live feed.

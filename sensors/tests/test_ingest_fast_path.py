@@ -64,7 +64,11 @@ def stored(sensor_pk: int) -> list[tuple[datetime, float, bool]]:
 
 
 def marks(sensor_pk: int) -> set[tuple[str, datetime]]:
-    return set(DirtyBucket.objects.filter(sensor_id=sensor_pk).values_list("metric", "bucket"))
+    return {
+        (metric, bucket)
+        for metric, bucket, ids in DirtyBucket.objects.values_list("metric", "bucket", "sensor_ids")
+        if sensor_pk in ids
+    }
 
 
 @pytest.mark.usefixtures("lab")
