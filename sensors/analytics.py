@@ -175,20 +175,16 @@ def energy_report(
 ) -> dict[str, Any]:
     """The /analytics/energy answer: each room's or sensor's total and points, local times."""
     series = energy_per_interval(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
-    tz = building_tz()
     return {
         "interval": interval,
-        "timezone": str(tz),
+        "timezone": settings.TIME_ZONE,
         "start": iso(start),
         "end": iso(end),
         "series": [
             {
                 s.kind: s.key,
                 "total_kwh": sum(s.points.values()),
-                "points": [
-                    {"start": at.astimezone(tz).isoformat(), "energy_kwh": kwh}
-                    for at, kwh in s.points.items()
-                ],
+                "points": [{"start": local_iso(at), "energy_kwh": kwh} for at, kwh in s.points.items()],
             }
             for s in series
         ],
@@ -359,7 +355,7 @@ def summary_json() -> bytes:
         return orjson.dumps(summary(now))
     today = now.astimezone(building_tz()).date()
     first = min(today.replace(day=1), today - timedelta(days=today.weekday()))
-    days = [first + timedelta(days=n) for n in range((today - first).days + 1)]
+    days = local_days(local_day_bounds(first)[0], now)  # this week's and this month's
     slot = str(int(now.timestamp() // max_age))
     return analytics_cache.cached("summary", slot, days, lambda: orjson.dumps(summary(now)))
 

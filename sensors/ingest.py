@@ -455,7 +455,8 @@ def _copy_new(points: list[Point]) -> Written:
     # Per distinct instant (a batch's points share few): its binary field and its window.
     instants: dict[datetime, tuple[bytes, int]] = {}
     keys: dict[tuple[int, str], bytes] = {}
-    hours: set[tuple[int, str, int]] = set()
+    # One dirty mark per (metric, window), naming its sensors.
+    windows: dict[tuple[str, int], set[int]] = defaultdict(set)
     parts = [_BINARY_HEADER]
     pack_value = _VALUE.pack
     for _, pk, metric, moment, value, estimated in sorted(points, key=itemgetter(1, 2, 3)):
@@ -471,16 +472,12 @@ def _copy_new(points: list[Point]) -> Written:
             name = metric.encode()
             key = keys[(pk, metric)] = _KEY.pack(5, 8, pk, len(name)) + name
         parts += (key, instant[0], pack_value(8, value), _ESTIMATED[estimated])
-        hours.add((pk, metric, instant[1]))
+        windows[(metric, instant[1])].add(pk)
     parts.append(_BINARY_TRAILER)
     # Marks as the SQL of the general path computes them (bucket_sql): the window's start, UTC.
-    # One mark per (metric, window), naming its sensors as a JSON array.
-    windows: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for pk, metric, hour in sorted(hours):
-        windows[(metric, hour)].append(pk)
+    starts = {w: (EPOCH + timedelta(seconds=w * MARK_WINDOW_S)).isoformat() for _, w in windows}
     marks = "".join(
-        f"{metric}\t{(EPOCH + timedelta(seconds=hour * MARK_WINDOW_S)).isoformat()}\t{json.dumps(pks)}\n"
-        for (metric, hour), pks in windows.items()
+        f"{metric}\t{starts[w]}\t{json.dumps(sorted(ids))}\n" for (metric, w), ids in windows.items()
     )
     connection = connections[DB]
     with transaction.atomic(using=DB), connection.cursor() as cursor:
@@ -604,10 +601,7 @@ def touch_sensors(sensors: Mapping[int, SensorRef], inserted: Sequence[Row]) -> 
             cursor.execute(
                 f"UPDATE {table} SET last_seen = v.ts "
                 f"FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, ts) WHERE {forward}",
-                [
-                    "{" + ",".join([str(pk) for pk, _ in moving]) + "}",
-                    "{" + ",".join([moment.isoformat() for _, moment in moving]) + "}",
-                ],
+                [_array([str(pk) for pk, _ in moving]), _array([moment.isoformat() for _, moment in moving])],
             )
         elif moving:
             adapt = connection.ops.adapt_datetimefield_value

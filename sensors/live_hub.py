@@ -79,10 +79,6 @@ class Hub:
             if not self._members:
                 await self._close()
 
-    def members(self, group: str) -> int:
-        """How many local clients follow `group`."""
-        return len(self._members.get(live.channel(group), ()))
-
     async def _close(self) -> None:
         reader, pubsub, client = self._reader, self._pubsub, self._redis
         self._reader = self._pubsub = self._redis = None
