@@ -4,6 +4,7 @@ and Django set up in the benchmark's own process against the same databases."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import shutil
@@ -46,6 +47,23 @@ def wait_http(url: str, timeout: float, ok: tuple[int, ...] = (200,)) -> None:
             pass
         time.sleep(0.5)
     raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def post_readings(port: int, token: str, body: bytes, timeout: float = 120) -> tuple[int, bytes]:
+    """POST one JSON batch to /api/v1/readings on a new connection (gunicorn's sync workers
+    close it after each request); the status and body of the answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(
+            "POST",
+            "/api/v1/readings",
+            body=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def fresh_database(name: str, pg: str = PG) -> str:

@@ -20,7 +20,6 @@ Usage: python bench/ingest_api.py [--readings 400000] [--batch 5000] [--clients 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import secrets
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 BASE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE))
 sys.path.insert(0, str(BASE / "bench"))
-from harness import PG, fresh_database, running_product  # noqa: E402
+from harness import PG, fresh_database, post_readings, running_product  # noqa: E402
 
 
 def main() -> None:
@@ -100,19 +99,11 @@ def main() -> None:
                     if not queue:
                         return
                     body = queue.pop()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-                conn.request(
-                    "POST",
-                    "/api/v1/readings",
-                    body=body,
-                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-                )
-                response = conn.getresponse()
-                payload = json.loads(response.read())
-                conn.close()
+                status, answer = post_readings(port, token, body)
+                payload = json.loads(answer)
                 with lock:
-                    if response.status != 201:
-                        errors.append(f"{response.status}: {str(payload)[:200]}")
+                    if status != 201:
+                        errors.append(f"{status}: {str(payload)[:200]}")
                     accepted[0] += payload.get("accepted", 0)
 
         t = time.perf_counter()

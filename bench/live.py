@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import multiprocessing
 import re
@@ -33,7 +32,7 @@ from typing import Any
 BASE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE))
 sys.path.insert(0, str(BASE / "bench"))
-from harness import PG, fresh_database, running_product  # noqa: E402
+from harness import PG, fresh_database, post_readings, running_product  # noqa: E402
 
 
 def produce(port: int, token: str, bodies: list[bytes], interval: float, results: Any) -> None:
@@ -46,22 +45,9 @@ def produce(port: int, token: str, bodies: list[bytes], interval: float, results
         if delay > 0:
             time.sleep(delay)
         sent[seq] = time.time()
-        post(port, token, body)
+        post_readings(port, token, body, timeout=30)
         answered.append((time.time() - sent[seq]) * 1000)
     results.put((sent, answered))
-
-
-def post(port: int, token: str, body: bytes) -> None:
-    """One batch to POST /api/v1/readings on a new connection (gunicorn's sync workers close it)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request(
-        "POST",
-        "/api/v1/readings",
-        body=body,
-        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
-    )
-    conn.getresponse().read()
-    conn.close()
 
 
 FIRST_VALUE_BYTES = re.compile(rb'"value":\s*([0-9.]+)')
@@ -195,7 +181,7 @@ def main() -> None:
                         ]
                     }
                 ).encode()
-                post(port, token, body)
+                post_readings(port, token, body, timeout=30)
 
         warm_up()
         sent_at: dict[int, float] = {}
