@@ -79,7 +79,7 @@ WS_CONCURRENCY = env.int("WS_CONCURRENCY", default=1)
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "energy_dashboard.admin_site.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

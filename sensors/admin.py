@@ -3,16 +3,23 @@ read-only readings and aggregates that never count the whole table."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 
+from energy_dashboard.admin_site import AdminSite
 from sensors import services
-from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
 
 @admin.register(Room)
@@ -107,16 +114,86 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Reading)
-class ReadingAdmin(ReadOnlyAdmin):
-    """Raw readings, newest first, filtered by metric or a sensor id."""
+# --- Readings: a page, not a ModelAdmin ----------------------------------------------------
+# Django 5.2's admin cannot register a model with a composite primary key (ADR 0008), so the
+# raw readings get a read-only page of their own at the same URL (/admin/sensors/reading/).
+# It never counts: it shows a time window (the last hour unless asked), newest first, and
+# pages by "older" links.
 
-    list_display = ["timestamp", "sensor", "metric", "value", "estimated"]
-    list_filter = ["metric", "estimated"]
-    search_fields = ["=sensor__sensor_id"]
-    list_select_related = ["sensor"]
-    ordering = ["-timestamp"]
-    date_hierarchy = None
+READINGS_PER_PAGE = 100
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "all": None}
+
+
+class ReadingFilterForm(forms.Form):
+    """The page's filters; every field is optional."""
+
+    sensor = forms.CharField(required=False, label="Sensor id", max_length=64)
+    metric = forms.ChoiceField(required=False, choices=[("", "All metrics"), *Metric.choices])
+    quality = forms.ChoiceField(
+        required=False, choices=[("", "Any quality"), ("measured", "Measured"), ("estimated", "Estimated")]
+    )
+    window = forms.ChoiceField(
+        required=False,
+        choices=[("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("all", "All time")],
+    )
+    p = forms.IntegerField(required=False, min_value=1, max_value=10_000, widget=forms.HiddenInput)
+
+
+def readings_page(request: HttpRequest) -> HttpResponse:
+    """Raw readings, newest first, by sensor id, metric, quality and time window."""
+    if not request.user.has_perm("sensors.view_reading"):
+        raise PermissionDenied
+    form = ReadingFilterForm(request.GET)
+    wanted = form.cleaned_data if form.is_valid() else {}
+    queryset = Reading.objects.all()
+    if wanted.get("sensor"):
+        queryset = queryset.filter(sensor__sensor_id=wanted["sensor"])
+    if wanted.get("metric"):
+        queryset = queryset.filter(metric=wanted["metric"])
+    if wanted.get("quality"):
+        queryset = queryset.filter(estimated=wanted["quality"] == "estimated")
+    window = WINDOWS[wanted.get("window") or "1h"]
+    if window is not None:
+        queryset = queryset.filter(timestamp__gte=timezone.now() - window)
+    page = wanted.get("p") or 1
+    offset = (page - 1) * READINGS_PER_PAGE
+    # One row more than a page tells whether an older page exists, without a COUNT.
+    rows = list(
+        queryset.order_by("-timestamp", "sensor_id", "metric").values_list(
+            "timestamp", "sensor_id", "sensor__sensor_id", "metric", "value", "estimated"
+        )[offset : offset + READINGS_PER_PAGE + 1]
+    )
+
+    def page_url(number: int) -> str:
+        query = request.GET.copy()
+        query["p"] = str(number)
+        return f"?{query.urlencode()}"
+
+    context = {
+        **admin.site.each_context(request),
+        "title": "Readings",
+        "opts": Reading._meta,
+        "form": form,
+        "rows": [
+            {
+                "timestamp": timestamp,
+                "sensor_url": reverse("admin:sensors_sensor_change", args=[sensor_pk]),
+                "sensor_id": sensor_id,
+                "metric": Metric(metric).label,
+                "value": value,
+                "quality": "estimated" if estimated else "measured",
+            }
+            for timestamp, sensor_pk, sensor_id, metric, value, estimated in rows[:READINGS_PER_PAGE]
+        ],
+        "page": page,
+        "newer_url": page_url(page - 1) if page > 1 else None,
+        "older_url": page_url(page + 1) if len(rows) > READINGS_PER_PAGE else None,
+    }
+    return TemplateResponse(request, "admin/sensors/readings.html", context)
+
+
+# admin.site is the project's site (INSTALLED_APPS names energy_dashboard.admin_site.AdminConfig).
+cast(AdminSite, admin.site).register_page(Reading, readings_page)
 
 
 @admin.register(Rollup)

@@ -340,12 +340,13 @@ def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> d
     ]
     for name, queryset in targets:
         for _ in range(max_batches):
-            ids = list(queryset.values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
+            # One statement per batch: DELETE ... WHERE pk IN (SELECT pk ... LIMIT n). A
+            # reading's pk is its (sensor, metric, timestamp) key (ADR 0008).
             with transaction.atomic(using=DB):
-                count, _ = queryset.model.objects.filter(pk__in=ids).delete()
+                count, _ = queryset.model.objects.filter(pk__in=queryset.values("pk")[:batch_size]).delete()
             deleted[name] += count
+            if count < batch_size:
+                break
     return deleted
 
 

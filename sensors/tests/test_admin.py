@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
+from sensors import admin as sensors_admin
 from sensors import services
 from sensors.models import Sensor
 
@@ -58,16 +62,87 @@ def test_operator_pages_render(operator_client: Client, path: str) -> None:
 
 
 @pytest.mark.usefixtures("registry")
-def test_readings_list_counts_nothing_and_is_read_only(
+def test_readings_page_counts_nothing_and_is_read_only(
     operator_client: Client, django_assert_max_num_queries: Any
 ) -> None:
     with django_assert_max_num_queries(12) as captured:
-        page = operator_client.get("/admin/sensors/reading/")
+        page = operator_client.get("/admin/sensors/reading/?window=all")
     assert page.status_code == 200
+    assert [row["value"] for row in page.context["rows"]] == [4, 3, 2, 1, 0]  # newest first
     assert not any(
         "COUNT(" in q["sql"].upper() and "sensors_reading" in q["sql"] for q in captured.captured_queries
     )
-    assert operator_client.get("/admin/sensors/reading/add/").status_code == 403
+    # Nothing to add, change or delete: no such pages.
+    assert operator_client.get("/admin/sensors/reading/add/").status_code == 404
+    assert b"/admin/sensors/reading/add/" not in page.content
+
+
+@pytest.mark.usefixtures("registry")
+def test_readings_page_filters_and_windows(operator_client: Client) -> None:
+    services.readings_ingest(
+        readings=[
+            {"sensor_id": "p1", "metric": "power", "timestamp": timezone.now().isoformat(), "value": 42},
+            {
+                "sensor_id": "m1",
+                "metric": "energy",
+                "timestamp": timezone.now().isoformat(),
+                "value": 0.5,
+                "quality": "estimated",
+            },
+        ]
+    )
+
+    def shown(query: str) -> list[tuple[str, str, float, str]]:
+        page = operator_client.get(f"/admin/sensors/reading/{query}")
+        assert page.status_code == 200
+        return [(r["sensor_id"], r["metric"], r["value"], r["quality"]) for r in page.context["rows"]]
+
+    # The last hour unless asked: the fixture's readings of 2 November are older.
+    assert sorted(shown("")) == [
+        ("m1", "Energy (kWh in the interval)", 0.5, "estimated"),
+        ("p1", "Power (W)", 42, "measured"),
+    ]
+    assert shown("?sensor=m1") == [("m1", "Energy (kWh in the interval)", 0.5, "estimated")]
+    assert shown("?metric=power") == [("p1", "Power (W)", 42, "measured")]
+    assert shown("?quality=estimated") == [("m1", "Energy (kWh in the interval)", 0.5, "estimated")]
+    assert len(shown("?window=all&sensor=p1")) == 6
+    assert shown("?sensor=nobody&window=all") == []
+    # A bad filter is shown as an error and the page still answers, unfiltered.
+    page = operator_client.get("/admin/sensors/reading/?window=forever")
+    assert page.status_code == 200 and page.context["form"].errors
+
+
+@pytest.mark.usefixtures("registry")
+def test_readings_page_pages_without_counting(
+    operator_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sensors_admin, "READINGS_PER_PAGE", 2)
+    first = operator_client.get("/admin/sensors/reading/?window=all")
+    assert [r["value"] for r in first.context["rows"]] == [4, 3]
+    assert first.context["newer_url"] is None
+    page = "/admin/sensors/reading/"
+    assert first.context["older_url"] == "?window=all&p=2"
+    third = operator_client.get(page + first.context["older_url"].replace("p=2", "p=3"))
+    assert [r["value"] for r in third.context["rows"]] == [0]
+    assert third.context["older_url"] is None
+    assert operator_client.get(page + third.context["newer_url"]).context["rows"][0]["value"] == 2
+
+
+@pytest.mark.usefixtures("registry")
+def test_readings_page_is_listed_and_needs_the_view_permission(
+    operator_client: Client, make_user: Callable[..., User]
+) -> None:
+    index = operator_client.get("/admin/")
+    sensors_app = next(app for app in index.context["app_list"] if app["app_label"] == "sensors")
+    assert {"name": "Readings", "admin_url": "/admin/sensors/reading/"}.items() <= next(
+        m for m in sensors_app["models"] if m["object_name"] == "Reading"
+    ).items()
+    assert b'href="/admin/sensors/reading/"' in operator_client.get("/admin/sensors/").content
+
+    stranger = Client()
+    stranger.force_login(make_user("staff-without-roles", None, is_staff=True))
+    assert stranger.get("/admin/sensors/reading/").status_code == 403
+    assert b"/admin/sensors/reading/" not in stranger.get("/admin/").content
 
 
 @pytest.mark.usefixtures("registry")
