@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from sensors.models import DirtyBucket, Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.models import DirtyBucket, Reading, Rollup, Room, RoomMetrics, Sensor, parse_pks
 
 logger = logging.getLogger(__name__)
 DB = "sensors"
@@ -53,10 +53,10 @@ def bucket_sql(vendor: str, column: str, seconds: int) -> str:
 
 
 def sensor_ids_sql(vendor: str) -> str:
-    """SQL aggregate of a group's distinct `sensor_id`s as a JSON array (a dirty mark's)."""
+    """SQL aggregate of a group's distinct `sensor_id`s, comma-separated (a dirty mark's)."""
     if vendor == "postgresql":
-        return "jsonb_agg(DISTINCT sensor_id)"
-    return "json_group_array(DISTINCT sensor_id)"
+        return "string_agg(DISTINCT sensor_id::text, ',')"
+    return "group_concat(DISTINCT sensor_id)"  # SQLite's separator is a comma
 
 
 def _in(values: list[Any]) -> str:
@@ -197,7 +197,9 @@ def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
         return Recomputed(0, 0, set())
     # Each row names its sensors; from here on, one mark per sensor (repeats are harmless).
     marks = [
-        (mark_id, sensor_id, metric, bucket) for mark_id, ids, metric, bucket in rows for sensor_id in ids
+        (mark_id, sensor_id, metric, bucket)
+        for mark_id, ids, metric, bucket in rows
+        for sensor_id in parse_pks(ids)
     ]
     tz = building_tz()
     by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))

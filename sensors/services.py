@@ -14,6 +14,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
+from energy_dashboard.startup import gc_paused
 from sensors import aggregation, analytics, analytics_cache, ingest, live, simulation
 from sensors.ingest import IngestResult
 from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
@@ -163,7 +164,7 @@ def readings_ingest(
     history (a meter file of millions of readings in one transaction) announce themselves
     instead of holding every reading in memory until their commit to push it live.
     """
-    with transaction.atomic(using=DB):
+    with gc_paused(), transaction.atomic(using=DB):
         outcome = ingest.ingest(readings, default_sensor=sensor_id)
         if outcome.inserted:
             if announce:
@@ -188,7 +189,7 @@ def readings_import(*, rows: Sequence[ingest.TypedRow], source: str = "import") 
     # No savepoint of its own: inside a caller's transaction (a meter file is one) any error
     # fails the whole import anyway, and PostgreSQL slows down once a transaction holds more
     # than 64 subtransactions (the fast path already takes one per call).
-    with transaction.atomic(using=DB, savepoint=False):
+    with gc_paused(), transaction.atomic(using=DB, savepoint=False):
         outcome = ingest.ingest_rows(rows)
         if outcome.inserted:
             for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):

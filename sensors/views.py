@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from energy_dashboard.api import CSVRenderer, csv_response
 from energy_dashboard.permissions import ReadAny
+from energy_dashboard.startup import gc_paused
 from sensors import services
 from sensors.analytics import iso, local_iso
 from sensors.filters import RoomFilter, SensorFilter
@@ -107,6 +108,11 @@ class SensorDataMixin:
 
 
 def _ingest(request: Request, *, sensor_id: str | None = None) -> Response:
+    with gc_paused():  # the parsed batch too: see gc_paused
+        return _store(request, sensor_id)
+
+
+def _store(request: Request, sensor_id: str | None) -> Response:
     body = request.data
     if isinstance(body, list):  # a bare list of readings is accepted too
         body = {"readings": body}

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from energy_dashboard import events
 from sensors import ingest, services
-from sensors.models import DirtyBucket, Reading, Sensor
+from sensors.models import DirtyBucket, Reading, Sensor, parse_pks
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -67,7 +67,7 @@ def marks(sensor_pk: int) -> set[tuple[str, datetime]]:
     return {
         (metric, bucket)
         for metric, bucket, ids in DirtyBucket.objects.values_list("metric", "bucket", "sensor_ids")
-        if sensor_pk in ids
+        if sensor_pk in parse_pks(ids)
     }
 
 

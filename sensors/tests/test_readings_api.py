@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from sensors import services
+from energy_dashboard.parsers import JSONParser
+from sensors import ingest, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -66,6 +68,31 @@ def test_post_readings_answers_the_summary(operator_api: APIClient) -> None:
         "/api/v1/readings", {"readings": readings("p1", "power", [1, 2])}, format="json"
     )
     assert again.status_code == 200 and again.json()["duplicates"] == 2
+
+
+@pytest.mark.usefixtures("lab")
+def test_a_batch_is_parsed_and_stored_with_the_garbage_collector_off(
+    operator_api: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    parse, validate = JSONParser.parse, ingest.validate
+
+    def parse_watched(self: JSONParser, *args: Any, **kwargs: Any) -> Any:
+        seen.append(("parse", gc.isenabled()))
+        return parse(self, *args, **kwargs)
+
+    def validate_watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(("validate", gc.isenabled()))
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(JSONParser, "parse", parse_watched)
+    monkeypatch.setattr(ingest, "validate", validate_watched)
+    response = operator_api.post(
+        "/api/v1/readings", {"readings": readings("p1", "power", [1])}, format="json"
+    )
+    assert response.status_code == 201
+    assert seen == [("parse", False), ("validate", False)]
+    assert gc.isenabled()
 
 
 @pytest.mark.usefixtures("lab")

@@ -85,7 +85,14 @@ def test_repeats_inside_one_batch() -> None:
         (point(value=float("nan")), "finite number"),
         (point(value="12"), "finite number"),
         (point(value=True), "finite number"),
+        (point(value=float("inf")), "finite number"),
+        (point(value=None), "finite number"),
         (point(sensor="ghost"), "unknown sensor 'ghost'"),
+        # Sensor ids that are not strings, or missing, whatever the other items name.
+        (point(sensor=["p1"]), "sensor_id is missing"),  # type: ignore[arg-type]
+        (point(sensor=7), "sensor_id is missing"),  # type: ignore[arg-type]
+        ({"metric": "power", "timestamp": iso(T0), "value": 1}, "sensor_id is missing"),
+        (point(timestamp=["2026-11-02T10:00:00Z"]), "timestamp must be ISO 8601"),
         (point(metric="voltage"), "metric 'voltage' is not one of"),
         (
             {"sensor_id": "p1", "metric": "power", "timestamp": "2026-11-02T10:00:00", "value": 1},
