@@ -79,8 +79,9 @@ class Reading(models.Model):
     # a sequence call, 8 bytes and a second B-tree, about a third of a COPY's time.
     pk = models.CompositePrimaryKey("sensor_id", "metric", "timestamp")
     # No database foreign key (ADR 0006): its per-row check was half of PostgreSQL's work per
-    # stored reading. The ingest locks its batch's sensors (FOR KEY SHARE) and sensor_delete
-    # locks the sensor before deleting its readings, which keeps the same guarantee per batch.
+    # stored reading. The ingest locks its batch's sensors before it commits and checks none
+    # is gone; sensor_delete locks the sensor before deleting its readings. That keeps the same
+    # guarantee per batch.
     sensor = models.ForeignKey(
         Sensor, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )

@@ -106,9 +106,10 @@ def sensor_update(*, sensor: Sensor, **changes: Any) -> Sensor:
 def sensor_delete(*, sensor: Sensor) -> None:
     """Remove a sensor, its readings and aggregates; sends `sensor_events` (deleted).
 
-    The sensor's row is locked first: that waits for every ingest holding it (FOR KEY SHARE,
-    see ingest.sensor_refs) to commit and keeps new ones out, so the readings deleted next
-    are all there are. The readings table has no database foreign key to do this (ADR 0006).
+    The sensor's row is locked first: that waits for every ingest holding it (see
+    ingest.touch_sensors) to commit, and an ingest that comes later finds the sensor gone and
+    rolls back, so the readings deleted next are all there are. The readings table has no
+    database foreign key to do this (ADR 0006).
     """
     with transaction.atomic(using=DB):
         if not list(Sensor.objects.using(DB).select_for_update().filter(pk=sensor.pk).values_list("pk")):
@@ -164,17 +165,26 @@ def readings_ingest(
     history (a meter file of millions of readings in one transaction) announce themselves
     instead of holding every reading in memory until their commit to push it live.
     """
+    try:
+        return _ingest_batch(readings, source, sensor_id, announce)
+    except ingest.SensorsGone:
+        # A sensor was deleted while the batch was stored, and the batch rolled back (events
+        # included). Once more: its points are now refused as readings of an unknown sensor.
+        return _ingest_batch(readings, source, sensor_id, announce)
+
+
+def _ingest_batch(
+    readings: Sequence[Any], source: str, sensor_id: str | None, announce: bool
+) -> IngestResult:
     with gc_paused(), transaction.atomic(using=DB):
         outcome = ingest.ingest(readings, default_sensor=sensor_id)
-        if outcome.inserted:
-            if announce:
-                send_on_commit(
-                    energy_data, sender=Reading, using=DB, source=source, readings=_Announced(outcome)
-                )
-            # Last, so the sensors' rows are locked only for the commit: concurrent batches
-            # of the same sensors do not queue behind each other's whole ingest.
-            for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
-                _sensor_event(sensor, "recovered")
+        if outcome.inserted and announce:
+            send_on_commit(energy_data, sender=Reading, using=DB, source=source, readings=_Announced(outcome))
+        # Last, so the sensors' rows are locked only for the commit: concurrent batches of the
+        # same sensors do not queue behind each other's whole ingest. Also when nothing new was
+        # stored: a register's first value still writes the sensor's counter state.
+        for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+            _sensor_event(sensor, "recovered")
     return outcome.result
 
 
@@ -191,9 +201,10 @@ def readings_import(*, rows: Sequence[ingest.TypedRow], source: str = "import") 
     # than 64 subtransactions (the fast path already takes one per call).
     with gc_paused(), transaction.atomic(using=DB, savepoint=False):
         outcome = ingest.ingest_rows(rows)
-        if outcome.inserted:
-            for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
-                _sensor_event(sensor, "recovered")
+        # Also locks the sensors (ingest.touch_sensors): a meter deleted meanwhile raises
+        # SensorsGone, which fails the caller's whole import; its file can be processed again.
+        for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+            _sensor_event(sensor, "recovered")
     return outcome.result
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
-from sensors import services
+from sensors import ingest, services
 from sensors.models import DirtyBucket, Reading, Rollup, Sensor
 
 
@@ -101,3 +101,45 @@ def test_a_deletion_during_an_ingest_leaves_no_reading_of_the_deleted_sensor() -
     # Marks may still name it; the next run finds no readings of it and writes nothing.
     services.aggregates_compute()
     assert not Rollup.objects.filter(sensor_id=pk).exists()
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.skipif(
+    "connections['sensors'].vendor != 'postgresql'",
+    reason="row locks are PostgreSQL's; SQLite runs one writer at a time, so the race cannot happen",
+)
+def test_a_deletion_that_commits_during_an_ingest_makes_the_batch_refuse_its_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    services.sensor_register(sensor_id="racing", kind="power")
+    services.sensor_register(sensor_id="staying", kind="power")
+    pk = Sensor.objects.get(sensor_id="racing").pk
+    write = ingest.write
+    deletions: list[threading.Thread] = []
+
+    def write_then_delete(points: list[ingest.Point]) -> ingest.Written:
+        written = write(points)
+        if not deletions:
+            # The batch's readings are stored but not committed, and its sensors not locked
+            # yet: a deletion now commits at once, without seeing them.
+            def delete() -> None:
+                try:
+                    services.sensor_delete(sensor=Sensor.objects.get(pk=pk))
+                finally:
+                    connections.close_all()
+
+            deletions.append(threading.Thread(target=delete))
+            deletions[0].start()
+            deletions[0].join(10)
+            assert not deletions[0].is_alive(), "the deletion waited for the batch"
+        return written
+
+    monkeypatch.setattr(ingest, "write", write_then_delete)
+    result = services.readings_ingest(readings=batch("racing", 3, 5) + batch("staying", 2, 5))
+
+    # The batch rolled back and ran again: the deleted sensor's points are refused.
+    assert result["accepted"] == 2
+    assert [r["reason"] for r in result["rejected"]] == ["unknown sensor 'racing'"] * 3
+    assert not Sensor.objects.filter(pk=pk).exists()
+    assert Reading.objects.filter(sensor_id=pk).count() == 0
+    assert Reading.objects.filter(sensor__sensor_id="staying").count() == 2
