@@ -11,7 +11,7 @@ import re
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -158,9 +158,13 @@ class Header:
     sequence: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One 15-minute interval of one meter: energy in hundredths of kWh, instants in UTC."""
+class Record(NamedTuple):
+    """One 15-minute interval of one meter: energy in hundredths of kWh, instants in UTC.
+
+    A named tuple, not a frozen dataclass: a file makes one per reading, and a frozen
+    dataclass's __init__ sets each field through object.__setattr__ (a tenth of the import's
+    Python time for 2 million readings).
+    """
 
     line: int
     cpe: str
