@@ -23,7 +23,7 @@ from ingestion.tests.servers import FtpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True, databases="__all__")]
 
-METERS, QUARTERS = 40, 1000  # 40,000 readings: seconds of work, time to kill the worker mid-file
+METERS, QUARTERS = 40, 4000  # 160,000 readings: seconds of work, time to kill the worker mid-file
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
