@@ -30,15 +30,11 @@ def to_point_key(apps: Any, schema_editor: Any) -> None:
         )
         return
     # Django's own table SQL for the new model on SQLite (schema_editor.table_sql).
-    schema_editor.execute(
-        f'CREATE TABLE "{TABLE}__new" ("sensor_id" bigint NOT NULL, "metric" varchar(16) NOT NULL, '
-        '"timestamp" datetime NOT NULL, "value" real NOT NULL, "estimated" bool NOT NULL, '
-        'PRIMARY KEY ("sensor_id", "metric", "timestamp"))'
+    _sqlite_rebuild(
+        schema_editor,
+        '("sensor_id" bigint NOT NULL, "metric" varchar(16) NOT NULL, "timestamp" datetime NOT NULL, '
+        '"value" real NOT NULL, "estimated" bool NOT NULL, PRIMARY KEY ("sensor_id", "metric", "timestamp"))',
     )
-    schema_editor.execute(f'INSERT INTO "{TABLE}__new" ({COLUMNS}) SELECT {COLUMNS} FROM "{TABLE}"')
-    schema_editor.execute(f'DROP TABLE "{TABLE}"')
-    schema_editor.execute(f'ALTER TABLE "{TABLE}__new" RENAME TO "{TABLE}"')
-    schema_editor.execute(f'CREATE INDEX "reading_timestamp" ON "{TABLE}" ("timestamp")')
 
 
 def to_surrogate_id(apps: Any, schema_editor: Any) -> None:
@@ -49,15 +45,21 @@ def to_surrogate_id(apps: Any, schema_editor: Any) -> None:
             'ADD CONSTRAINT reading_unique_point UNIQUE ("sensor_id", "metric", "timestamp")'
         )
         return
-    schema_editor.execute(
-        f'CREATE TABLE "{TABLE}__old" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, '
-        '"metric" varchar(16) NOT NULL, "timestamp" datetime NOT NULL, "value" real NOT NULL, '
-        '"estimated" bool NOT NULL, "sensor_id" bigint NOT NULL, '
-        'CONSTRAINT "reading_unique_point" UNIQUE ("sensor_id", "metric", "timestamp"))'
+    _sqlite_rebuild(
+        schema_editor,
+        '("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "metric" varchar(16) NOT NULL, '
+        '"timestamp" datetime NOT NULL, "value" real NOT NULL, "estimated" bool NOT NULL, '
+        '"sensor_id" bigint NOT NULL, '
+        'CONSTRAINT "reading_unique_point" UNIQUE ("sensor_id", "metric", "timestamp"))',
     )
-    schema_editor.execute(f'INSERT INTO "{TABLE}__old" ({COLUMNS}) SELECT {COLUMNS} FROM "{TABLE}"')
+
+
+def _sqlite_rebuild(schema_editor: Any, definition: str) -> None:
+    """SQLite cannot change a primary key: a new table with `definition`, the rows copied."""
+    schema_editor.execute(f'CREATE TABLE "{TABLE}__rebuilt" {definition}')
+    schema_editor.execute(f'INSERT INTO "{TABLE}__rebuilt" ({COLUMNS}) SELECT {COLUMNS} FROM "{TABLE}"')
     schema_editor.execute(f'DROP TABLE "{TABLE}"')
-    schema_editor.execute(f'ALTER TABLE "{TABLE}__old" RENAME TO "{TABLE}"')
+    schema_editor.execute(f'ALTER TABLE "{TABLE}__rebuilt" RENAME TO "{TABLE}"')
     schema_editor.execute(f'CREATE INDEX "reading_timestamp" ON "{TABLE}" ("timestamp")')
 
 
