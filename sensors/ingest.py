@@ -469,11 +469,15 @@ def _copy_new(points: list[Point]) -> Written:
     """
     # Per distinct instant (a batch's points share few): its binary field and its window.
     instants: dict[datetime, tuple[bytes, int]] = {}
-    keys: dict[tuple[int, str], bytes] = {}
     # One dirty mark per (metric, window), naming its sensors.
     windows: dict[tuple[str, int], set[int]] = defaultdict(set)
     parts = [_BINARY_HEADER]
     pack_value = _VALUE.pack
+    # In key order a sensor's points follow each other: its key field is packed, and its
+    # windows marked, when the sensor, metric or window changes, not once per point.
+    last_pk: int | None = None
+    last_metric, key = "", b""
+    last_window: int | None = None
     for _, pk, metric, moment, value, estimated in sorted(points, key=itemgetter(1, 2, 3)):
         instant = instants.get(moment)
         if instant is None:
@@ -482,12 +486,15 @@ def _copy_new(points: list[Point]) -> Written:
                 _INSTANT.pack(8, micros - _PG_EPOCH_US),
                 micros // (MARK_WINDOW_S * 1_000_000),
             )
-        key = keys.get((pk, metric))
-        if key is None:
+        if pk != last_pk or metric != last_metric:
             name = metric.encode()
-            key = keys[(pk, metric)] = _KEY.pack(5, 8, pk, len(name)) + name
-        parts += (key, instant[0], pack_value(8, value), _ESTIMATED[estimated])
-        windows[(metric, instant[1])].add(pk)
+            key = _KEY.pack(5, 8, pk, len(name)) + name
+            last_pk, last_metric, last_window = pk, metric, None
+        packed, window = instant
+        if window != last_window:
+            windows[(metric, window)].add(pk)
+            last_window = window
+        parts += (key, packed, pack_value(8, value), _ESTIMATED[estimated])
     parts.append(_BINARY_TRAILER)
     # Marks as the SQL of the general path computes them (bucket_sql): the window's start, UTC.
     starts = {w: (EPOCH + timedelta(seconds=w * MARK_WINDOW_S)).isoformat() for _, w in windows}
