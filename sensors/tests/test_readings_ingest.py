@@ -260,3 +260,19 @@ def test_batches_inside_one_outer_transaction_do_not_see_each_other_staged_rows(
     assert (first["accepted"], second["accepted"], second["duplicates"]) == (1, 1, 0)
     # One mark per batch's window, not the first batch's again.
     assert DirtyBucket.objects.count() == 2
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_sensor_ids_are_looked_up_whatever_their_characters() -> None:
+    # Registered by a service (no slug check): quotes, commas, braces, a backslash, a space.
+    odd = 'odd "id",{x}\\ y'
+    services.sensor_register(sensor_id=odd, kind="power")
+    result = services.readings_ingest(
+        readings=[point(sensor=odd), point(sensor="p1"), point(sensor="nul\x00id"), point(sensor="ghost")]
+    )
+    assert result["accepted"] == 2
+    assert result["rejected"] == [
+        {"index": 2, "reason": "unknown sensor 'nul\\x00id'"},
+        {"index": 3, "reason": "unknown sensor 'ghost'"},
+    ]
+    assert stored(odd, "power") == [(T0, 100.0)]
