@@ -123,6 +123,31 @@ def test_batch_with_stored_points_falls_back_and_counts_them() -> None:
 
 
 @pytest.mark.usefixtures("lab")
+@pytest.mark.parametrize("piece", [1, 3, 8])
+def test_a_copy_sent_in_pieces_stores_every_row_and_falls_back_from_its_last(
+    monkeypatch: Any, piece: int
+) -> None:
+    monkeypatch.setattr(ingest, "COPY_PIECE", piece)
+    p1 = pk("p1")
+    connection = connections["sensors"]
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
+        written = ingest.write(points(p1, AWKWARD))
+    assert [value for _, value, _ in stored(p1)] == AWKWARD
+    assert len(written.inserted) == len(AWKWARD)
+    # On PostgreSQL the pieces made one valid COPY: the batch did not fall back to staging.
+    staged = any(ingest.STAGING in query["sql"] for query in queries.captured_queries)
+    assert staged is (connection.vendor != "postgresql")
+    # Eight new points before T0 and the stored one at T0: in key order the stored point is
+    # last, so the COPY fails only after its other pieces were sent; the staged path then
+    # stores the eight.
+    earlier = [(i, p1, "power", T0 - timedelta(hours=8 - i), float(i), False) for i in range(8)]
+    with transaction.atomic(using="sensors"):
+        written = ingest.write([*earlier, points(p1, AWKWARD)[0]])
+    assert [row[3] for row in written.inserted] == [float(i) for i in range(8)]
+    assert len(stored(p1)) == len(AWKWARD) + 8
+
+
+@pytest.mark.usefixtures("lab")
 def test_api_summary_of_a_partly_stored_batch() -> None:
     def item(minute: int, value: float) -> dict[str, Any]:
         return {
