@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, overload
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -496,29 +496,79 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
     meter with no room for each id seen for the first time (for an operator to assign).
 
     Returns {external_id: sensor_id}. New sensors get the id ``cpe-<external id, lowercased>``
-    and send `sensor_events` (registered) after commit.
+    and send `sensor_events` (registered) after commit. ValueError when that id is taken by a
+    sensor with another external id.
     """
     wanted = sorted(set(external_ids))
     with transaction.atomic(using=DB):
-        known = dict(Sensor.objects.filter(external_id__in=wanted).values_list("external_id", "sensor_id"))
-        for external_id in wanted:
-            if external_id in known:
-                continue
-            sensor = sensor_register(
-                sensor_id=f"cpe-{external_id.lower()}",
+        known = _meters(wanted)
+        new = [external_id for external_id in wanted if external_id not in known]
+        if new:
+            for sensor in _register_meters(new, source):
+                _sensor_event(sensor, "registered")
+            known.update(_meters(new))
+        for external_id in new:
+            if external_id not in known:
+                taken = Sensor.objects.get(sensor_id=_meter_id(external_id))
+                raise ValueError(
+                    f"sensor {taken.sensor_id} already exists with external id {taken.external_id!r}, "
+                    f"not {external_id!r}"
+                )
+    return known
+
+
+def _meter_id(external_id: str) -> str:
+    return f"cpe-{external_id.lower()}"
+
+
+def _meters(external_ids: Sequence[str]) -> dict[str, str]:
+    return dict(Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id"))
+
+
+def _register_meters(external_ids: Sequence[str], source: str) -> list[Sensor]:
+    """Insert a meter per external id in one statement per 500; the ones this call created.
+
+    A file of new meters used to register them one `get_or_create` at a time: six round trips
+    each, and in an import each waited for the parser thread to hand the GIL back (~40 ms a
+    meter, 8 s of a 2,000,000-reading file of 200 meters; bench/ingest_files.py). An id some
+    other transaction registered meanwhile is skipped (ON CONFLICT DO NOTHING), not created
+    twice.
+    """
+    connection = connections[DB]
+    fields = [f for f in Sensor._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    created: list[Sensor] = []
+    for start in range(0, len(external_ids), 500):
+        sensors = {
+            external_id: Sensor(
+                sensor_id=_meter_id(external_id),
                 kind=Sensor.Kind.ENERGY_METER,
                 name=f"Meter {external_id}",
                 external_id=external_id,
                 expected_interval_s=900,
                 metadata={"registered_by": source},
             )
-            if sensor.external_id != external_id:
-                raise ValueError(
-                    f"sensor {sensor.sensor_id} already exists with external id {sensor.external_id!r}, "
-                    f"not {external_id!r}"
-                )
-            known[external_id] = sensor.sensor_id
-    return known
+            for external_id in external_ids[start : start + 500]
+        }
+        params = [
+            # pre_save sets created_at/updated_at as save() would; the field prepares the value.
+            f.get_db_prep_save(f.pre_save(sensor, add=True), connection)
+            for sensor in sensors.values()
+            for f in fields
+        ]
+        values = ", ".join([row] * len(sensors))
+        with connection.cursor() as cursor:
+            cursor.execute(  # identifiers are the model's own; every value is a parameter
+                f"INSERT INTO {Sensor._meta.db_table} ({columns}) VALUES {values} "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING id, external_id",
+                params,
+            )
+            for pk, external_id in cursor.fetchall():
+                sensor = sensors[external_id]
+                sensor.pk = pk
+                created.append(sensor)
+    return created
 
 
 # --- reads for demand_response ---

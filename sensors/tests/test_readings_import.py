@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from django.db import connections
 
+from energy_dashboard import events
 from sensors import services
 from sensors.models import DirtyBucket, Reading, Sensor
 
@@ -66,3 +69,41 @@ def test_bad_rows_are_refused_with_their_index_and_reason() -> None:
         "unknown sensor" in reasons[1] and "physical range" in reasons[2] and "physical range" in reasons[3]
     )
     assert "future" in reasons[4] and "metric" in reasons[5]
+
+
+def test_meters_are_registered_once_each_in_one_statement_with_their_events(
+    django_capture_on_commit_callbacks: Any, django_assert_max_num_queries: Any
+) -> None:
+    services.meters_for_external_ids(external_ids=["PT0001"])
+    heard: list[dict[str, Any]] = []
+    events.sensor_events.connect(lambda sender, **kw: heard.append(kw), dispatch_uid="t", weak=False)
+    cpes = [f"PT{n:04d}" for n in range(1, 601)]
+    try:
+        with (
+            django_capture_on_commit_callbacks(execute=True, using="sensors"),
+            # Known ones, two INSERTs of 500 and 99, the new ones read back; savepoint and
+            # release on PostgreSQL: not a query per meter.
+            django_assert_max_num_queries(8, connection=connections["sensors"]),
+        ):
+            meters = services.meters_for_external_ids(external_ids=[*cpes, "PT0002"])
+    finally:
+        events.sensor_events.disconnect(dispatch_uid="t")
+    assert meters == {cpe: f"cpe-{cpe.lower()}" for cpe in cpes}
+    assert sorted(e["sensor_id"] for e in heard) == sorted(f"cpe-{cpe.lower()}" for cpe in cpes[1:])
+    assert {(e["event"], e["status"], e["room"]) for e in heard} == {("registered", "active", None)}
+    meter = Sensor.objects.get(external_id="PT0600")
+    assert (meter.kind, meter.name, meter.expected_interval_s, meter.room_id) == (
+        "energy_meter",
+        "Meter PT0600",
+        900,
+        None,
+    )
+    assert meter.metadata == {"registered_by": "ingestion"} and meter.created_at is not None
+    assert Sensor.objects.filter(external_id__in=cpes).count() == 600
+
+
+def test_a_meter_whose_id_is_taken_by_another_sensor_is_an_error() -> None:
+    services.sensor_register(sensor_id="cpe-pt9", kind="power", external_id="OTHER")
+    with pytest.raises(ValueError, match="cpe-pt9 already exists with external id 'OTHER', not 'PT9'"):
+        services.meters_for_external_ids(external_ids=["PT9"])
+    assert not Sensor.objects.filter(external_id="PT9").exists()
