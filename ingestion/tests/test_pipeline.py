@@ -3,6 +3,7 @@ unknown meters, the bus event, and the `ingest_file` command."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from collections.abc import Callable
@@ -57,6 +58,22 @@ def test_sample_file_is_imported_and_registers_its_meter(write: Any) -> None:
     for external_id, meter in meters.items():
         assert meter["kind"] == "energy_meter" and meter["room__name"] is None
         assert meter["sensor_id"] == f"cpe-{external_id.lower()}"
+
+
+def test_the_garbage_collector_is_paused_for_the_whole_file_and_back_on_after(monkeypatch: Any) -> None:
+    # Between chunks too, where the parser thread's records would otherwise set it off.
+    seen: list[bool] = []
+    ingest_records = services._ingest_records
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        seen.append(gc.isenabled())
+        ingest_records(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_ingest_records", spy)
+    assert gc.isenabled()
+    row = services.file_import_path(path=SAMPLE)
+    assert row.status == IngestedFile.Status.IMPORTED, row.message
+    assert seen == [False] and gc.isenabled()
 
 
 def test_values_and_times_follow_the_format(write: Any) -> None:
