@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ingestion import slg as slg_module
 from ingestion.slg import (
     INTERVAL,
     Header,
@@ -971,3 +972,22 @@ def test_corrupted_files_raise_nothing_and_are_never_ok_when_they_changed(
             sequence=reader.header.sequence,
         )
         assert canonical(blob) == canonical(again)
+
+
+def test_a_file_in_cpe_order_works_out_each_dates_instants_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 100 days for each of three CPEs, one CPE after the other: each date's 97 instants are
+    # computed for the first CPE and shared by the others (a cache of 64 dates recomputed them).
+    calls: list[object] = []
+    spans = slg_module._spans
+    monkeypatch.setattr(slg_module, "_spans", lambda *args: calls.append(args) or spans(*args))
+    first = datetime(2026, 3, 1, tzinfo=UTC)
+    records = [
+        (f"PT00020000000000{n:02d}AB", first + timedelta(minutes=15 * q), 100, False)
+        for n in range(3)
+        for q in range(96 * 100)
+    ]
+    data = b"".join(write_slg(records, tz=LISBON, file_date=first.date()))
+    read = list(SlgReader(io.BytesIO(data), tz=LISBON))
+    assert len(read) == len(records)
+    assert len(calls) == len({start.astimezone(LISBON).date() for _, start, _, _ in records})
+    assert read[5].start is read[96 * 100 + 5].start  # shared, not equal copies
