@@ -352,10 +352,18 @@ Row = tuple[int, str, datetime, float, bool]
 
 @dataclass
 class Written:
-    """What the bulk write stored."""
+    """What the bulk write stored, and what it left out."""
 
     inserted: list[Row]
-    conflicts: int
+    conflicts: int  # points already stored with another value (the stored one is kept)
+    # Points repeating an earlier point of the batch (sensor, metric, timestamp): with its
+    # value, and with another one (the first is kept).
+    repeats: int = 0
+    repeat_conflicts: int = 0
+
+
+class _Repeated(Exception):
+    """The batch repeats a point: `_copy_new` leaves it to `dedupe` and the other paths."""
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -364,25 +372,47 @@ COLUMNS = "(sensor_id, metric, timestamp, value, estimated)"
 
 
 def write(points: list[Point]) -> Written:
-    """Insert new points in bulk; existing points are kept and differing values counted.
+    """Store a batch's new points in bulk; repeats inside the batch and points already stored
+    are left out and counted (the first value, and the stored one, are kept).
 
-    On PostgreSQL the batch is first tried as one COPY straight into the readings table, in
-    a savepoint (`_copy_new`): the usual batch is all new, and then nothing else is needed.
-    If any point is already stored, the savepoint is rolled back and the batch takes the
-    general path (`_write_staged`), as it always does on SQLite.
+    On PostgreSQL a large batch is first tried as one COPY straight into the readings table,
+    in a savepoint (`_copy_new`): the usual batch repeats nothing and is all new, and then
+    nothing else is needed, not even `dedupe` (a dict of every point's key: ~1 us a point).
+    If the batch repeats a point, it is de-duplicated and tried again; if any point is stored
+    already, the savepoint is rolled back and the batch takes the general path
+    (`_write_staged`), as it always does on SQLite.
     """
     if not points:
         return Written([], 0)
     connection = connections[DB]
-    if connection.vendor == "postgresql":
-        if len(points) <= SMALL_BATCH:
-            return _insert_small(points)
+    stored_already = False
+    if connection.vendor == "postgresql" and len(points) > SMALL_BATCH:
         from psycopg.errors import UniqueViolation  # here: SQLite-only set-ups need no psycopg
 
         try:
             return _copy_new(points)
+        except _Repeated:
+            pass
         except UniqueViolation:
-            pass  # some point is stored already: the savepoint undid the COPY
+            stored_already = True  # the savepoint undid the COPY
+    unique, repeats, repeat_conflicts = dedupe(points)
+    written = _write_unique(unique, connection, stored_already)
+    written.repeats, written.repeat_conflicts = repeats, repeat_conflicts
+    return written
+
+
+def _write_unique(points: list[Point], connection: Any, stored_already: bool) -> Written:
+    if not points:
+        return Written([], 0)
+    if connection.vendor == "postgresql" and not stored_already:
+        if len(points) <= SMALL_BATCH:
+            return _insert_small(points)
+        from psycopg.errors import UniqueViolation
+
+        try:
+            return _copy_new(points)
+        except UniqueViolation:
+            pass
     with connection.cursor() as cursor:
         return _write_staged(cursor, points, connection.vendor)
 
@@ -469,7 +499,8 @@ _ESTIMATED = (b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x01\x01")  # bool: false, 
 def _copy_new(points: list[Point]) -> Written:
     """COPY points that are all new into the readings table, and their hours' dirty marks.
 
-    UniqueViolation (after rolling back its savepoint) when any point is stored already. Rows
+    UniqueViolation (after rolling back its savepoint) when any point is stored already, and
+    _Repeated when the batch repeats a point. Rows
     go in key order, so concurrent batches of the same sensors take the index's locks in one
     order. The readings are the points, in batch order, so nothing is read back.
     """
@@ -483,6 +514,7 @@ def _copy_new(points: list[Point]) -> Written:
     last_pk: int | None = None
     last_metric, key = "", b""
     last_window: int | None = None
+    last_moment: datetime | None = None
     connection = connections[DB]
     with transaction.atomic(using=DB), connection.cursor() as cursor:
         with cursor.copy(f"COPY {Reading._meta.db_table} {COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
@@ -504,6 +536,11 @@ def _copy_new(points: list[Point]) -> Written:
                     name = metric.encode()
                     key = _KEY.pack(5, 8, pk, len(name)) + name
                     last_pk, last_metric, last_window = pk, metric, None
+                elif moment == last_moment:
+                    # In key order a repeated point follows its first: abort the COPY (its
+                    # savepoint is rolled back) and let write() de-duplicate the batch.
+                    raise _Repeated
+                last_moment = moment
                 packed, window = instant
                 if window != last_window:
                     windows[(metric, window)].add(pk)
@@ -770,15 +807,21 @@ def ingest_rows(rows: Sequence[TypedRow]) -> Outcome:
             rejected.append({"index": index, "reason": reason})
         else:
             points.append((index, sensor.pk, metric, moment, value, estimated))
-    unique, duplicates, conflicts = dedupe(points)
-    written = write(unique)
+    written = write(points)
     result: IngestResult = {
         "accepted": len(written.inserted),
-        "duplicates": duplicates + len(unique) - len(written.inserted) - written.conflicts,
-        "conflicts": conflicts + written.conflicts,
+        "duplicates": _duplicates(points, written),
+        "conflicts": written.repeat_conflicts + written.conflicts,
         "rejected": rejected,
     }
     return Outcome(result, written.inserted, {ref.pk: ref for ref in sensors.values()})
+
+
+def _duplicates(points: list[Point], written: Written) -> int:
+    """Points left out as already there with the same value: repeats inside the batch, and
+    points stored before (those not inserted and not conflicting)."""
+    unique = len(points) - written.repeats - written.repeat_conflicts
+    return written.repeats + unique - len(written.inserted) - written.conflicts
 
 
 def _named_sensors(items: Sequence[Any], default_sensor: str | None) -> list[str]:
@@ -809,14 +852,12 @@ def ingest(items: Sequence[Any], *, default_sensor: str | None = None) -> Outcom
     if batch.counters:
         intervals, counter_bases, counter_repeats = counters_to_intervals(batch.counters, rejected)
         points = points + intervals
-    unique, duplicates, conflicts = dedupe(points)
-    written = write(unique)
+    written = write(points)
     by_pk = {s.pk: s for s in sensors.values()}
-    stored_conflicts = written.conflicts
     result: IngestResult = {
         "accepted": len(written.inserted) + counter_bases,
-        "duplicates": duplicates + counter_repeats + len(unique) - len(written.inserted) - stored_conflicts,
-        "conflicts": conflicts + stored_conflicts,
+        "duplicates": _duplicates(points, written) + counter_repeats,
+        "conflicts": written.repeat_conflicts + written.conflicts,
         "rejected": sorted(rejected, key=lambda r: r["index"]),
     }
     return Outcome(result, written.inserted, by_pk)

@@ -148,6 +148,35 @@ def test_a_copy_sent_in_pieces_stores_every_row_and_falls_back_from_its_last(
 
 
 @pytest.mark.usefixtures("lab")
+def test_repeats_inside_a_batch_are_left_out_counted_and_the_first_value_kept() -> None:
+    p1 = pk("p1")
+    a, b, c = points(p1, [1.0, 2.0, 3.0])
+    batch = [a, b, (9, *a[1:]), (10, *b[1:4], 7.0, b[5]), c]  # a again; b with another value
+    connection = connections["sensors"]
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
+        written = ingest.write(batch)
+    assert [row[3] for row in written.inserted] == [1.0, 2.0, 3.0]
+    assert (written.repeats, written.repeat_conflicts, written.conflicts) == (1, 1, 0)
+    assert [value for _, value, _ in stored(p1)] == [1.0, 2.0, 3.0]
+    # On PostgreSQL's COPY path the repeat aborts the first COPY, and the de-duplicated batch
+    # is COPYed again: a repeat is not taken for a stored point (no staging).
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert any(ingest.STAGING in q for q in sql) is (connection.vendor != "postgresql")
+    # A stored point and its repeat: one duplicate of the store, one of the batch.
+    with transaction.atomic(using="sensors"):
+        again = ingest.write([a, (11, *a[1:])])
+    assert (again.inserted, again.repeats, again.conflicts) == ([], 1, 0)
+    assert services.readings_ingest(
+        readings=[
+            {"sensor_id": "p2", "metric": "power", "timestamp": iso(T0), "value": 1.0},
+            {"sensor_id": "p2", "metric": "power", "timestamp": iso(T0), "value": 1.0},
+            {"sensor_id": "p2", "metric": "power", "timestamp": iso(T0), "value": 5.0},
+            {"sensor_id": "p1", "metric": "power", "timestamp": iso(a[3]), "value": 1.0},
+        ]
+    ) == {"accepted": 1, "duplicates": 2, "conflicts": 1, "rejected": []}
+
+
+@pytest.mark.usefixtures("lab")
 def test_api_summary_of_a_partly_stored_batch() -> None:
     def item(minute: int, value: float) -> dict[str, Any]:
         return {
