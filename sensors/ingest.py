@@ -402,6 +402,8 @@ def write(points: list[Point]) -> Written:
 
 
 def _write_unique(points: list[Point], connection: Any, stored_already: bool) -> Written:
+    """Store points that repeat nothing: one statement when few, else COPY, else (or when
+    some are known to be stored already) the staged path."""
     if not points:
         return Written([], 0)
     if connection.vendor == "postgresql" and not stored_already:
@@ -500,9 +502,9 @@ def _copy_new(points: list[Point]) -> Written:
     """COPY points that are all new into the readings table, and their hours' dirty marks.
 
     UniqueViolation (after rolling back its savepoint) when any point is stored already, and
-    _Repeated when the batch repeats a point. Rows
-    go in key order, so concurrent batches of the same sensors take the index's locks in one
-    order. The readings are the points, in batch order, so nothing is read back.
+    _Repeated when the batch repeats a point. Rows go in key order, so concurrent batches of
+    the same sensors take the index's locks in one order. The readings are the points, in
+    batch order, so nothing is read back.
     """
     # Per distinct instant (a batch's points share few): its binary field and its window.
     instants: dict[datetime, tuple[bytes, int]] = {}
