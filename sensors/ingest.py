@@ -362,10 +362,6 @@ class Written:
     repeat_conflicts: int = 0
 
 
-class _Repeated(Exception):
-    """The batch repeats a point: `_copy_new` leaves it to `dedupe` and the other paths."""
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STAGING = "sensors_staging"
 COLUMNS = "(sensor_id, metric, timestamp, value, estimated)"
@@ -376,47 +372,30 @@ def write(points: list[Point]) -> Written:
     are left out and counted (the first value, and the stored one, are kept).
 
     On PostgreSQL a large batch is first tried as one COPY straight into the readings table,
-    in a savepoint (`_copy_new`): the usual batch repeats nothing and is all new, and then
-    nothing else is needed, not even `dedupe` (a dict of every point's key: ~1 us a point).
-    If the batch repeats a point, it is de-duplicated and tried again; if any point is stored
-    already, the savepoint is rolled back and the batch takes the general path
-    (`_write_staged`), as it always does on SQLite.
+    in a savepoint (`_copy_new`, which skips repeats in its own key-ordered pass): the usual
+    batch is all new, and then nothing else is needed, not even `dedupe` (a dict of every
+    point's key: ~1 us a point). If any point is stored already, the savepoint is rolled back
+    and the batch takes the general path (`_write_staged`), as it always does on SQLite.
     """
     if not points:
         return Written([], 0)
     connection = connections[DB]
-    stored_already = False
-    if connection.vendor == "postgresql" and len(points) > SMALL_BATCH:
+    small = connection.vendor == "postgresql" and len(points) <= SMALL_BATCH
+    if connection.vendor == "postgresql" and not small:
         from psycopg.errors import UniqueViolation  # here: SQLite-only set-ups need no psycopg
 
         try:
             return _copy_new(points)
-        except _Repeated:
-            pass
         except UniqueViolation:
-            stored_already = True  # the savepoint undid the COPY
+            pass  # some point is stored already: the savepoint undid the COPY
     unique, repeats, repeat_conflicts = dedupe(points)
-    written = _write_unique(unique, connection, stored_already)
+    if small:
+        written = _insert_small(unique)
+    else:
+        with connection.cursor() as cursor:
+            written = _write_staged(cursor, unique, connection.vendor)
     written.repeats, written.repeat_conflicts = repeats, repeat_conflicts
     return written
-
-
-def _write_unique(points: list[Point], connection: Any, stored_already: bool) -> Written:
-    """Store points that repeat nothing: one statement when few, else COPY, else (or when
-    some are known to be stored already) the staged path."""
-    if not points:
-        return Written([], 0)
-    if connection.vendor == "postgresql" and not stored_already:
-        if len(points) <= SMALL_BATCH:
-            return _insert_small(points)
-        from psycopg.errors import UniqueViolation
-
-        try:
-            return _copy_new(points)
-        except UniqueViolation:
-            pass
-    with connection.cursor() as cursor:
-        return _write_staged(cursor, points, connection.vendor)
 
 
 # Up to this many points a batch is one INSERT ... ON CONFLICT statement (one round trip);
@@ -501,10 +480,11 @@ _ESTIMATED = (b"\x00\x00\x00\x01\x00", b"\x00\x00\x00\x01\x01")  # bool: false, 
 def _copy_new(points: list[Point]) -> Written:
     """COPY points that are all new into the readings table, and their hours' dirty marks.
 
-    UniqueViolation (after rolling back its savepoint) when any point is stored already, and
-    _Repeated when the batch repeats a point. Rows go in key order, so concurrent batches of
-    the same sensors take the index's locks in one order. The readings are the points, in
-    batch order, so nothing is read back.
+    UniqueViolation (after rolling back its savepoint) when any point is stored already. Rows
+    go in key order, so concurrent batches of the same sensors take the index's locks in one
+    order; a point repeating one of the batch follows it there and is skipped and counted, as
+    `dedupe` would (the first wins). The readings are the points, in batch order, so nothing
+    is read back.
     """
     # Per distinct instant (a batch's points share few): its binary field and its window.
     instants: dict[datetime, tuple[bytes, int]] = {}
@@ -517,6 +497,8 @@ def _copy_new(points: list[Point]) -> Written:
     last_metric, key = "", b""
     last_window: int | None = None
     last_moment: datetime | None = None
+    last_value = 0.0
+    repeated: dict[int, bool] = {}  # index of a skipped repeat -> whether its value differs
     connection = connections[DB]
     with transaction.atomic(using=DB), connection.cursor() as cursor:
         with cursor.copy(f"COPY {Reading._meta.db_table} {COLUMNS} FROM STDIN (FORMAT BINARY)") as copy:
@@ -524,7 +506,8 @@ def _copy_new(points: list[Point]) -> Written:
             # the other core (a file's chunk of 100,000 took ~150 ms to pack before its COPY
             # began).
             parts = [_BINARY_HEADER]
-            for n, (_, pk, metric, moment, value, estimated) in enumerate(
+            # sorted() is stable: among repeats of a key the batch's first comes first.
+            for n, (index, pk, metric, moment, value, estimated) in enumerate(
                 sorted(points, key=itemgetter(1, 2, 3)), 1
             ):
                 instant = instants.get(moment)
@@ -539,10 +522,9 @@ def _copy_new(points: list[Point]) -> Written:
                     key = _KEY.pack(5, 8, pk, len(name)) + name
                     last_pk, last_metric, last_window = pk, metric, None
                 elif moment == last_moment:
-                    # In key order a repeated point follows its first: abort the COPY (its
-                    # savepoint is rolled back) and let write() de-duplicate the batch.
-                    raise _Repeated
-                last_moment = moment
+                    repeated[index] = value != last_value
+                    continue
+                last_moment, last_value = moment, value
                 packed, window = instant
                 if window != last_window:
                     windows[(metric, window)].add(pk)
@@ -565,8 +547,16 @@ def _copy_new(points: list[Point]) -> Written:
             f"COPY {DirtyBucket._meta.db_table} (metric, bucket, sensor_ids) FROM STDIN"
         ) as copy:
             copy.write(marks)
+    conflicting = sum(repeated.values())
     return Written(
-        [(pk, metric, moment, value, estimated) for _, pk, metric, moment, value, estimated in points], 0
+        [
+            (pk, metric, moment, value, estimated)
+            for index, pk, metric, moment, value, estimated in points
+            if not repeated or index not in repeated
+        ],
+        0,
+        repeats=len(repeated) - conflicting,
+        repeat_conflicts=conflicting,
     )
 
 

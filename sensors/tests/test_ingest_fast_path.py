@@ -158,8 +158,8 @@ def test_repeats_inside_a_batch_are_left_out_counted_and_the_first_value_kept() 
     assert [row[3] for row in written.inserted] == [1.0, 2.0, 3.0]
     assert (written.repeats, written.repeat_conflicts, written.conflicts) == (1, 1, 0)
     assert [value for _, value, _ in stored(p1)] == [1.0, 2.0, 3.0]
-    # On PostgreSQL's COPY path the repeat aborts the first COPY, and the de-duplicated batch
-    # is COPYed again: a repeat is not taken for a stored point (no staging).
+    # On PostgreSQL's COPY path the COPY itself skips the repeats: a repeat is not taken for
+    # a stored point (no staging).
     sql = [query["sql"] for query in queries.captured_queries]
     assert any(ingest.STAGING in q for q in sql) is (connection.vendor != "postgresql")
     # A stored point and its repeat: one duplicate of the store, one of the batch.
