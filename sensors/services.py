@@ -503,11 +503,13 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
     with transaction.atomic(using=DB):
         known = _meters(wanted)
         new = [external_id for external_id in wanted if external_id not in known]
-        if new:
-            for sensor in _register_meters(new, source):
-                _sensor_event(sensor, "registered")
-            known.update(_meters(new))
-        for external_id in new:
+        for sensor in _register_meters(new, source) if new else []:
+            _sensor_event(sensor, "registered")
+            known[sensor.external_id] = sensor.sensor_id  # type: ignore[index]
+        # Not created here: registered meanwhile by another import, or the id is taken.
+        if missing := [external_id for external_id in new if external_id not in known]:
+            known.update(_meters(missing))
+        for external_id in missing:
             if external_id not in known:
                 taken = Sensor.objects.get(sensor_id=_meter_id(external_id))
                 raise ValueError(
