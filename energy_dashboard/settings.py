@@ -344,9 +344,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["energy_dashboard.permissions.ReadOrOperate"],
+    # Each reads at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes of a body (multipart: Django's
+    # upload handlers, which spool files to disk).
     "DEFAULT_PARSER_CLASSES": [
         "energy_dashboard.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
+        "energy_dashboard.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
