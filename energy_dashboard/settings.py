@@ -352,7 +352,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounded: limit 1..api.MAX_LIMIT, offset 0..api.MAX_OFFSET, anything else a 400.
+    "DEFAULT_PAGINATION_CLASS": "energy_dashboard.api.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",

@@ -258,7 +258,9 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
     def get_queryset(self) -> QuerySet[Room]:
-        return Room.objects.annotate(sensor_count=Count("sensors"))
+        # Ordered here: Meta.ordering does not apply to a GROUP BY query, and offset pages of an
+        # unordered list repeat and skip rooms.
+        return Room.objects.annotate(sensor_count=Count("sensors")).order_by("name")
 
     def perform_create(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
         room = services.room_create(**serializer.validated_data)
