@@ -5,10 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
-from sensors.models import Metric, Room, Sensor
+from sensors.models import Metric, Room, Sensor, validate_metadata
+
+
+class MetadataField(serializers.JSONField):
+    """A sensor's metadata: bounded (sensors.models.validate_metadata) before anything walks
+    it; DRF's own check serialises it recursively, which a value 1,000 levels deep overflows."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            validate_metadata(data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return super().to_internal_value(data)
 
 
 class RoomSerializer(serializers.ModelSerializer[Room]):
@@ -37,6 +50,7 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
     room = serializers.SlugRelatedField(
         slug_field="name", queryset=Room.objects.all(), allow_null=True, required=False
     )
+    metadata = MetadataField(required=False)
 
     class Meta:
         model = Sensor
@@ -54,11 +68,6 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
             "updated_at",
         ]
         read_only_fields = ["last_seen", "created_at", "updated_at"]
-
-    def validate_metadata(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("metadata must be a JSON object.")
-        return value
 
     def validate_sensor_id(self, value: str) -> str:
         if self.instance is not None and value != self.instance.sensor_id:
