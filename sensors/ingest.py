@@ -21,7 +21,15 @@ from django.utils import timezone
 
 from energy_dashboard.limits import EARLIEST
 from sensors.aggregation import MARK_WINDOW_S, bucket_sql, sensor_ids_sql
-from sensors.models import CounterState, DirtyBucket, Metric, Reading, Room, Sensor
+from sensors.models import (
+    MAX_EXPECTED_INTERVAL_S,
+    CounterState,
+    DirtyBucket,
+    Metric,
+    Reading,
+    Room,
+    Sensor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -760,7 +768,9 @@ def touch_sensors(sensors: Mapping[int, SensorRef], inserted: Sequence[Row]) -> 
         sensor = sensors[pk]
         if sensor.status != Sensor.Status.STALE:
             continue  # the usual case, decided before any arithmetic
-        fresh = now - moment < timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
+        # The interval taken at most MAX_EXPECTED_INTERVAL_S: a stored 2^63-1 overflowed here.
+        interval = min(sensor.expected_interval_s, MAX_EXPECTED_INTERVAL_S)
+        fresh = now - moment < timedelta(seconds=interval * settings.SENSOR_STALE_FACTOR)
         # Compare-and-swap: only a sensor still marked stale recovers, and only once.
         if fresh and Sensor.objects.filter(pk=pk, status=Sensor.Status.STALE).update(
             status=Sensor.Status.ACTIVE
