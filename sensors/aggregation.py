@@ -20,7 +20,7 @@ from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from energy_dashboard.limits import within_horizon
-from sensors.models import DirtyBucket, Metric, Reading, Rollup, Room, RoomMetrics, Sensor, parse_pks
+from sensors.models import DirtyBucket, Metric, Reading, Rollup, RoomMetrics, Sensor, parse_pks
 
 logger = logging.getLogger(__name__)
 DB = "sensors"
@@ -51,6 +51,13 @@ def bucket_sql(vendor: str, column: str, seconds: int) -> str:
     # SQLite keeps datetimes as 'YYYY-MM-DD HH:MM:SS[.ffffff]' UTC text, as Django writes them.
     # '%%s': Django's SQLite cursor turns %s into a placeholder and %% into %.
     return f"datetime((CAST(strftime('%%s', {column}) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
+
+
+def local_period_sql(column: str, interval: str) -> str:
+    """PostgreSQL SQL of the start of the local day, week (Monday) or month (`interval` 1d, 1w,
+    1M) that holds `column`, in the zone given as its one parameter (TIME_ZONE)."""
+    unit = {"1d": "day", "1w": "week", "1M": "month"}[interval]
+    return f"date_trunc('{unit}', {column}, %s)"
 
 
 def sensor_ids_sql(vendor: str) -> str:
@@ -377,26 +384,3 @@ def as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def room_energy(
-    *, rooms: list[str], start: datetime, end: datetime, seconds: int
-) -> list[tuple[str, datetime, float]]:
-    """(room name, bucket, kWh) of the rooms' 5-minute windows in [start, end), summed per
-    UTC-aligned `seconds`-long bucket in the database."""
-    connection = connections[DB]
-    adapt = connection.ops.adapt_datetimefield_value
-    bucket = bucket_sql(connection.vendor, "w.bucket", seconds)
-    # By room ids: then the unique key (room, bucket) serves the range of each room; joined by
-    # name the planner scans every room's windows once the table is large.
-    names = dict(Room.objects.filter(name__in=rooms).values_list("id", "name"))
-    if not names:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT w.room_id, {bucket}, sum(w.energy_kwh) FROM {RoomMetrics._meta.db_table} w "
-            f"WHERE w.room_id IN ({_in(list(names))}) AND w.bucket >= %s AND w.bucket < %s "
-            f"AND w.energy_kwh IS NOT NULL GROUP BY w.room_id, {bucket}",
-            [*names, adapt(start), adapt(end)],
-        )
-        return [(names[room_id], as_datetime(moment), total) for room_id, moment, total in cursor.fetchall()]

@@ -428,6 +428,7 @@ analytics_summary_json = analytics.summary_json
 energy_per_interval = analytics.energy_per_interval
 energy_report = analytics.energy_report
 energy_report_json = analytics.energy_report_json
+energy_rows = analytics.energy_rows
 data_query = analytics.query_rows
 room_latest = analytics.room_latest
 latest_value = analytics.latest_value
@@ -445,6 +446,31 @@ def sensor_series(
     limit: int,
 ) -> list[dict[str, Any]]:
     """One sensor's points: raw readings or rollup buckets, oldest first, keyset-paginated."""
+    return list(
+        sensor_series_rows(
+            sensor=sensor,
+            metric=metric,
+            resolution=resolution,
+            start=start,
+            end=end,
+            after=after,
+            limit=limit,
+        )
+    )
+
+
+def sensor_series_rows(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """`sensor_series` as rows read from the database in chunks while they are consumed (an
+    export streams its range); every row when `limit` is None."""
     if resolution == "raw":
         return analytics.raw_series(
             sensor=sensor, metric=metric, start=start, end=end, after=after, limit=limit
