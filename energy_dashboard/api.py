@@ -8,8 +8,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from django.http import StreamingHttpResponse
+from rest_framework import pagination
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 from rest_framework.routers import SimpleRouter
+
+# Bounds of every list's page (README, "Limits"): `?limit=100000000000000000000` answered a
+# page of everything, `-1` or `abc` were silently ignored, and a huge offset left bigint's range.
+MAX_LIMIT = 1_000
+MAX_OFFSET = 10_000_000
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -57,3 +65,39 @@ def csv_response(
     response = StreamingHttpResponse(chunks(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+class LimitOffsetPagination(pagination.LimitOffsetPagination):
+    """DRF's limit/offset pages (PAGE_SIZE by default), with `limit` 1..MAX_LIMIT and `offset`
+    0..MAX_OFFSET: any other value (negative, not a number, too large) is a 400 naming it,
+    where DRF silently took the default or capped it."""
+
+    max_limit = MAX_LIMIT
+
+    def get_limit(self, request: Request) -> int | None:
+        raw = request.query_params.get(self.limit_query_param)
+        if raw is None:
+            return self.default_limit
+        return _bounded(self.limit_query_param, raw, 1, MAX_LIMIT)
+
+    def get_offset(self, request: Request) -> int:
+        raw = request.query_params.get(self.offset_query_param)
+        return 0 if raw is None else _bounded(self.offset_query_param, raw, 0, MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: (1, MAX_LIMIT), self.offset_query_param: (0, MAX_OFFSET)}
+        for parameter in parameters:
+            if parameter["name"] in bounds:
+                low, high = bounds[parameter["name"]]
+                parameter["schema"] = {**parameter["schema"], "minimum": low, "maximum": high}
+        return parameters
+
+
+def _bounded(name: str, raw: str, low: int, high: int) -> int:
+    # Digits only, and few of them: int() of a long digit string costs quadratic time.
+    text = raw.strip()
+    value = int(text) if text.isdigit() and len(text) <= 12 else None
+    if value is None or not low <= value <= high:
+        raise ValidationError({name: [f"{name} must be a whole number from {low} to {high}."]})
+    return value

@@ -258,6 +258,25 @@ READINGS_RETENTION_DAYS = env.int("READINGS_RETENTION_DAYS", default=90)
 ANALYTICS_CACHE_TTL_S = env.int("ANALYTICS_CACHE_TTL", default=600)
 # Seconds the /analytics/summary answer may be reused (every dashboard polls it); 0: never.
 ANALYTICS_SUMMARY_MAX_AGE_S = env.int("ANALYTICS_SUMMARY_MAX_AGE", default=5)
+# Bounds of the range-taking endpoints (README, "Limits"); past one, a 400 names it.
+# Points one /analytics/energy answer computes (buckets x series), and the buckets a rollup
+# series (/sensors/{id}/data) or an aggregated /data/query may span.
+ANALYTICS_MAX_POINTS = env.int("ANALYTICS_MAX_POINTS", default=100_000)
+# Days an energy or rollup range may span (ten years): the analytics cache reads one version
+# per local day of the range.
+ANALYTICS_MAX_RANGE_DAYS = env.int("ANALYTICS_MAX_RANGE_DAYS", default=3660)
+# Rooms plus sensors one /analytics/energy request, and each list of a /data/query, may name.
+ANALYTICS_MAX_SERIES = env.int("ANALYTICS_MAX_SERIES", default=1000)
+# Days a raw series or a raw /data/query may span (exports included); rollups reach further.
+READINGS_MAX_RANGE_DAYS = env.int("READINGS_MAX_RANGE_DAYS", default=31)
+for _name in (
+    "ANALYTICS_MAX_POINTS",
+    "ANALYTICS_MAX_RANGE_DAYS",
+    "ANALYTICS_MAX_SERIES",
+    "READINGS_MAX_RANGE_DAYS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: at least 1.")
 # A sensor is stale after this many of its expected intervals without data.
 SENSOR_STALE_FACTOR = env.float("SENSOR_STALE_FACTOR", default=3.0)
 
@@ -344,13 +363,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["energy_dashboard.permissions.ReadOrOperate"],
+    # Each reads at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes of a body (multipart: Django's
+    # upload handlers, which spool files to disk).
     "DEFAULT_PARSER_CLASSES": [
         "energy_dashboard.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
+        "energy_dashboard.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bounded: limit 1..api.MAX_LIMIT, offset 0..api.MAX_OFFSET, anything else a 400.
+    "DEFAULT_PAGINATION_CLASS": "energy_dashboard.api.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",

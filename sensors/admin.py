@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -19,7 +20,7 @@ from django.utils.functional import cached_property
 
 from energy_dashboard.admin_site import AdminSite
 from sensors import services
-from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.models import METADATA_MAX_DEPTH, Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
 
 @admin.register(Room)
@@ -31,10 +32,50 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ["floor"]
 
 
+class MetadataFormField(forms.JSONField):
+    """The metadata box: JSON nested too deep for the parser is refused like any too-deep value
+    (the model's validator bounds the rest), not a 500."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(
+                f"metadata may nest at most {METADATA_MAX_DEPTH} levels deep.", code="too_deep"
+            ) from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # The form shown again with its errors parses what was sent a second time.
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
+
+
+class SensorAdminForm(forms.ModelForm):
+    """The sensor form, with a metadata box that survives any nesting."""
+
+    metadata = MetadataFormField(required=False, initial=dict)
+
+    class Meta:
+        model = Sensor
+        fields = [
+            "sensor_id",
+            "name",
+            "kind",
+            "room",
+            "external_id",
+            "status",
+            "expected_interval_s",
+            "metadata",
+        ]
+
+
 @admin.register(Sensor)
 class SensorAdmin(admin.ModelAdmin):
     """The registry: assign rooms in the list, change status in bulk."""
 
+    form = SensorAdminForm
     list_display = ["sensor_id", "name", "kind", "room", "status", "last_seen", "external_id"]
     list_editable = ["room"]
     list_filter = ["kind", "status", "room", ("room", admin.EmptyFieldListFilter)]

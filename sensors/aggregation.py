@@ -16,10 +16,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from sensors.models import DirtyBucket, Reading, Rollup, Room, RoomMetrics, Sensor, parse_pks
+from energy_dashboard.limits import within_horizon
+from sensors.models import DirtyBucket, Metric, Reading, Rollup, RoomMetrics, Sensor, parse_pks
 
 logger = logging.getLogger(__name__)
 DB = "sensors"
@@ -52,6 +53,13 @@ def bucket_sql(vendor: str, column: str, seconds: int) -> str:
     return f"datetime((CAST(strftime('%%s', {column}) AS INTEGER) / {seconds}) * {seconds}, 'unixepoch')"
 
 
+def local_period_sql(column: str, interval: str) -> str:
+    """PostgreSQL SQL of the start of the local day, week (Monday) or month (`interval` 1d, 1w,
+    1M) that holds `column`, in the zone given as its one parameter (TIME_ZONE)."""
+    unit = {"1d": "day", "1w": "week", "1M": "month"}[interval]
+    return f"date_trunc('{unit}', {column}, %s)"
+
+
 def sensor_ids_sql(vendor: str) -> str:
     """SQL aggregate of a group's distinct `sensor_id`s, comma-separated (a dirty mark's)."""
     if vendor == "postgresql":
@@ -72,6 +80,8 @@ class Recomputed:
     rooms: set[int]
     # The local days whose rollups or room metrics were rewritten (for the analytics cache).
     local_days: set[date] = field(default_factory=set)
+    # Dirty marks, days and room windows it could not compute with, each logged as a warning.
+    skipped: int = 0
 
 
 def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None:
@@ -119,8 +129,10 @@ def _recompute_day(day: date, sensor_ids: list[int], metrics: list[str]) -> None
         )
 
 
-def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
-    """Room metrics of the 5-minute windows of each room's dirty hours, with the rooms' current sensors."""
+def _recompute_rooms(windows: dict[int, set[datetime]]) -> int:
+    """Room metrics of the 5-minute windows of each room's dirty hours, with the rooms' current
+    sensors. Returns how many runs of windows failed (each in its own savepoint, logged): the
+    others are still computed."""
     # Rooms whose dirty hours form the same runs share one statement (a backfill marks every
     # room's same hours): one scan of the readings instead of one per room.
     by_run: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
@@ -129,11 +141,24 @@ def _recompute_rooms(windows: dict[int, set[datetime]]) -> None:
         # too, which changes nothing): a sparse stream does not cost one query per hour.
         for run in _runs(sorted(buckets), 6 * 3600):
             by_run[run].append(room_id)
+    failed = 0
     for (first, last), room_ids in sorted(by_run.items()):
         for start in range(0, len(room_ids), 500):
-            _recompute_room_windows(
-                sorted(room_ids[start : start + 500]), first, last + timedelta(seconds=MARK_WINDOW_S)
-            )
+            chunk = sorted(room_ids[start : start + 500])
+            try:
+                with transaction.atomic(using=DB):
+                    _recompute_room_windows(chunk, first, last + timedelta(seconds=MARK_WINDOW_S))
+            except DatabaseError as exc:
+                logger.warning(
+                    "aggregation: skipped the room metrics of rooms %s from %s to %s (%s); fix the "
+                    "readings, then run backfill_rollups over that range",
+                    chunk,
+                    first,
+                    last,
+                    exc,
+                )
+                failed += 1
+    return failed
 
 
 def _recompute_room_windows(room_ids: list[int], start: datetime, end: datetime) -> None:
@@ -185,22 +210,47 @@ def _runs(buckets: list[datetime], step_s: int) -> list[tuple[datetime, datetime
     return runs
 
 
+def _unusable(sensor_ids: str, metric: str, bucket: datetime) -> str | None:
+    """Why a dirty mark cannot be computed with (a row no ingest writes: an old or edited one),
+    or None."""
+    if metric not in Metric.values:
+        return f"unknown metric {metric!r}"
+    if not within_horizon(bucket):
+        return f"hour {bucket.isoformat()} is outside the horizon"
+    try:
+        parse_pks(sensor_ids)
+    except ValueError:
+        return f"sensor_ids {sensor_ids[:80]!r} is not a list of sensor keys"
+    return None
+
+
 def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
     """Recompute what the oldest `limit` dirty marks point at, then delete exactly those marks
     (a reading that arrived during the run has its own, newer mark for the next run). A mark
     is one stored batch's (metric, hour) and names up to all of its sensors.
+
+    What it cannot compute with is skipped, logged as a warning and counted in `skipped`: a
+    mark no ingest writes (an unknown metric, an hour outside the horizon, unreadable sensor
+    keys: it is deleted with the others, since no run could ever use it), and a day or a run of
+    room windows whose statements fail (stored values whose sum overflows; in a savepoint, so
+    the other days are still computed). One such row stopped every run before: the marks were
+    never deleted and aggregation stopped for good.
     """
     rows = list(
         DirtyBucket.objects.order_by("id").values_list("id", "sensor_ids", "metric", "bucket")[:limit]
     )
     if not rows:
         return Recomputed(0, 0, set())
+    skipped = 0
     # Each row names its sensors; from here on, one mark per sensor (repeats are harmless).
-    marks = [
-        (mark_id, sensor_id, metric, bucket)
-        for mark_id, ids, metric, bucket in rows
-        for sensor_id in parse_pks(ids)
-    ]
+    marks: list[tuple[int, int, str, datetime]] = []
+    for mark_id, ids, metric, bucket in rows:
+        reason = _unusable(ids, metric, bucket)
+        if reason is not None:
+            logger.warning("aggregation: skipped dirty mark %s (%s); deleted", mark_id, reason)
+            skipped += 1
+            continue
+        marks.extend((mark_id, sensor_id, metric, bucket) for sensor_id in parse_pks(ids))
     tz = building_tz()
     by_day: dict[date, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
     touched: set[date] = set()
@@ -218,10 +268,23 @@ def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
     for _, sensor_id, _, bucket in marks:
         if sensor_id in rooms_of:
             windows[rooms_of[sensor_id]].add(bucket)
+    days = 0
     with transaction.atomic(using=DB):
         for day, (sensors, metrics) in sorted(by_day.items()):
-            _recompute_day(day, sorted(sensors), sorted(metrics))
-        _recompute_rooms(windows)
+            try:
+                with transaction.atomic(using=DB):
+                    _recompute_day(day, sorted(sensors), sorted(metrics))
+                days += 1
+            except DatabaseError as exc:
+                logger.warning(
+                    "aggregation: skipped day %s of sensors %s (%s); its rollups stay as they were: "
+                    "fix the readings, then run backfill_rollups over that day",
+                    day.isoformat(),
+                    sorted(sensors),
+                    exc,
+                )
+                skipped += 1
+        skipped += _recompute_rooms(windows)
         # Exactly the marks read, by id (not by range: a transaction still open when we read may
         # commit a lower id later; its mark must stay). Chunks keep SQLite under its variable limit.
         ids = [row[0] for row in rows]
@@ -229,9 +292,13 @@ def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
             DirtyBucket.objects.filter(id__in=ids[start : start + 10_000])._raw_delete(DB)
 
     logger.info(
-        "recomputed %d day(s) from %d dirty window(s), %d room(s)", len(by_day), len(marks), len(windows)
+        "recomputed %d day(s) from %d dirty window(s), %d room(s), %d skipped",
+        days,
+        len(marks),
+        len(windows),
+        skipped,
     )
-    return Recomputed(len(by_day), len(marks), set(windows), touched)
+    return Recomputed(days, len(marks), set(windows), touched, skipped)
 
 
 def mark_range_dirty(*, since: datetime, until: datetime, sensor_pks: list[int] | None = None) -> int:
@@ -278,7 +345,7 @@ def backfill(
     reading, sensor = Reading._meta.db_table, Sensor._meta.db_table
     hour = bucket_sql(connection.vendor, "r.timestamp", MARK_WINDOW_S)
     scope = f" AND r.sensor_id IN ({_in(sensor_pks)})" if sensor_pks else ""
-    days, rooms, touched = 0, set(), set()
+    days, rooms, touched, skipped = 0, set(), set(), 0
     for day in local_days(since, until):
         day_start, day_end = local_day_bounds(day)
         span = [adapt(max(since, day_start)), adapt(min(until, day_end)), *(sensor_pks or [])]
@@ -304,12 +371,12 @@ def backfill(
             windows: dict[int, set[datetime]] = defaultdict(set)
             for room_id, bucket in cursor.fetchall():
                 windows[room_id].add(as_datetime(bucket))
-            _recompute_rooms(windows)
+            skipped += _recompute_rooms(windows)
             days += 1
             rooms |= set(windows)
             touched.add(day)
     logger.info("backfilled %d day(s), %d room(s) in [%s, %s)", days, len(rooms), since, until)
-    return Recomputed(days, 0, rooms, touched)
+    return Recomputed(days, 0, rooms, touched, skipped)
 
 
 def as_datetime(value: Any) -> datetime:
@@ -317,26 +384,3 @@ def as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def room_energy(
-    *, rooms: list[str], start: datetime, end: datetime, seconds: int
-) -> list[tuple[str, datetime, float]]:
-    """(room name, bucket, kWh) of the rooms' 5-minute windows in [start, end), summed per
-    UTC-aligned `seconds`-long bucket in the database."""
-    connection = connections[DB]
-    adapt = connection.ops.adapt_datetimefield_value
-    bucket = bucket_sql(connection.vendor, "w.bucket", seconds)
-    # By room ids: then the unique key (room, bucket) serves the range of each room; joined by
-    # name the planner scans every room's windows once the table is large.
-    names = dict(Room.objects.filter(name__in=rooms).values_list("id", "name"))
-    if not names:
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT w.room_id, {bucket}, sum(w.energy_kwh) FROM {RoomMetrics._meta.db_table} w "
-            f"WHERE w.room_id IN ({_in(list(names))}) AND w.bucket >= %s AND w.bucket < %s "
-            f"AND w.energy_kwh IS NOT NULL GROUP BY w.room_id, {bucket}",
-            [*names, adapt(start), adapt(end)],
-        )
-        return [(names[room_id], as_datetime(moment), total) for room_id, moment, total in cursor.fetchall()]

@@ -8,19 +8,33 @@ date every 5 minutes; raw readings answer `resolution=raw`. Internal to the sens
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 from django.conf import settings
+from django.db import connections
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from sensors import analytics_cache
-from sensors.aggregation import building_tz, local_day_bounds, local_days, room_energy
+from sensors.aggregation import (
+    as_datetime,
+    bucket_sql,
+    building_tz,
+    local_day_bounds,
+    local_days,
+    local_period_sql,
+)
 from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
+
+DB = "sensors"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Rows fetched from the database at a time while a series or a query is read: an export
+# streams its range holding one chunk, never the range.
+CHUNK_ROWS = 2_000
 
 DEFAULT_METRIC = {
     Sensor.Kind.ENERGY_METER: Metric.ENERGY,
@@ -55,19 +69,29 @@ def local_iso(moment: datetime) -> str:
 # --- One sensor's series --------------------------------------------------------------------
 
 
+def _chunked(rows: QuerySet[Any], limit: int | None) -> Iterable[Any]:
+    """A page (`limit` rows) as one fetch, or the whole range (None) read CHUNK_ROWS at a time
+    (a server-side cursor on PostgreSQL): an export holds a chunk, never the range."""
+    return rows.iterator(chunk_size=CHUNK_ROWS) if limit is None else rows[:limit]
+
+
+RAW_COLUMNS = ("timestamp", "value", "quality")
+ROLLUP_COLUMNS = ("timestamp", "value", "count", "sum", "min", "max", "mean")
+
+
 def raw_series(
-    *, sensor: Sensor, metric: str, start: datetime, end: datetime, after: datetime | None, limit: int
-) -> list[dict[str, Any]]:
-    """Raw points in [start, end), after `after` (keyset cursor), oldest first."""
+    *, sensor: Sensor, metric: str, start: datetime, end: datetime, after: datetime | None, limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """Raw points in [start, end), after `after` (keyset cursor), oldest first: a page of at
+    most `limit`, or (None) the whole range, read in chunks as it is consumed."""
     queryset = Reading.objects.filter(
         sensor=sensor, metric=metric, timestamp__gte=start, timestamp__lt=end
     ).order_by("timestamp")
     if after is not None:
         queryset = queryset.filter(timestamp__gt=after)
-    return [
-        {"timestamp": iso(ts), "value": value, "quality": "estimated" if estimated else "measured"}
-        for ts, value, estimated in queryset.values_list("timestamp", "value", "estimated")[:limit]
-    ]
+    rows = queryset.values_list("timestamp", "value", "estimated")
+    for ts, value, estimated in _chunked(rows, limit):
+        yield {"timestamp": iso(ts), "value": value, "quality": "estimated" if estimated else "measured"}
 
 
 def rollup_series(
@@ -78,17 +102,19 @@ def rollup_series(
     start: datetime,
     end: datetime,
     after: datetime | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """Rollup buckets starting in [start, end), after `after`, oldest first."""
+    limit: int | None,
+) -> Iterator[dict[str, Any]]:
+    """Rollup buckets starting in [start, end), after `after`, oldest first: a page of at most
+    `limit`, or (None) the whole range, read in chunks as it is consumed."""
     queryset = Rollup.objects.filter(
         sensor=sensor, metric=metric, resolution=resolution, bucket__gte=start, bucket__lt=end
     ).order_by("bucket")
     if after is not None:
         queryset = queryset.filter(bucket__gt=after)
     summed = metric in SUMMED
-    return [
-        {
+    rows = queryset.values_list("bucket", "count", "sum", "min", "max", "mean")
+    for bucket, count, total, low, high, mean in _chunked(rows, limit):
+        yield {
             "timestamp": iso(bucket),
             "value": total if summed else mean,
             "count": count,
@@ -97,15 +123,13 @@ def rollup_series(
             "max": high,
             "mean": mean,
         }
-        for bucket, count, total, low, high, mean in queryset.values_list(
-            "bucket", "count", "sum", "min", "max", "mean"
-        )[:limit]
-    ]
 
 
 # --- Energy per interval --------------------------------------------------------------------
 
 INTERVALS = ("15m", "1h", "1d", "1w", "1M")
+# The key of the whole building's series (`energy_rows` with no room or sensor named).
+BUILDING = "all sensors"
 
 
 def _period_start(moment: datetime, interval: str) -> datetime:
@@ -120,66 +144,178 @@ def _period_start(moment: datetime, interval: str) -> datetime:
 
 @dataclass
 class EnergySeries:
-    """Energy per interval for one room or sensor."""
+    """Energy per interval for one room, one sensor or the whole building."""
 
     key: str
-    kind: str  # "room" or "sensor"
+    kind: str  # "room", "sensor" or "building"
     points: dict[datetime, float]
+
+
+def energy_rows(
+    *,
+    rooms: list[str],
+    sensor_ids: list[str],
+    start: datetime,
+    end: datetime,
+    interval: str,
+    stream: bool = False,
+) -> Iterator[tuple[str, str, datetime, float]]:
+    """(kind, key, period start, kWh) in [start, end): each room's, then each sensor's, oldest
+    period first; with no room and no sensor named, the whole building's (kind "building").
+
+    A room's energy comes from its 5-minute room metrics (the energy of the sensors it held
+    when the window was computed), a sensor's from its rollups (15m, 1h; 1d for longer
+    intervals). The building's is every sensor's energy rollups, those in no room too: the
+    total the summary shows. Days, weeks and months are local calendar periods (a
+    daylight-saving day is 23 or 25 hours).
+
+    Summed per period in the database and read CHUNK_ROWS at a time as the caller consumes
+    them; with `stream` (an export) through a server-side cursor on PostgreSQL, so not even the
+    database driver holds the answer. A JSON answer holds only its points, which the API bounds
+    (ANALYTICS_MAX_POINTS). PostgreSQL folds into local periods itself (`date_trunc` in the
+    building's zone); SQLite sends UTC hours (rooms) or local days (sensors), folded here.
+    """
+    if rooms:
+        yield from _room_rows(rooms, start, end, interval, stream)
+    if sensor_ids:
+        yield from _rollup_rows(sensor_ids, start, end, interval, stream)
+    if not rooms and not sensor_ids:
+        yield from _rollup_rows(None, start, end, interval, stream)
+
+
+def _streamed(sql: str, params: list[Any], stream: bool) -> Iterator[tuple[Any, ...]]:
+    """The rows of a query on the sensors database, fetched CHUNK_ROWS at a time; with
+    `stream`, from a server-side cursor on PostgreSQL (whose planner then favours the first
+    rows, and which costs round trips a bounded JSON answer does without)."""
+    connection = connections[DB]
+    with connection.chunked_cursor() if stream else connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(CHUNK_ROWS):
+            yield from rows
+
+
+def _folded(
+    rows: Iterator[tuple[Any, ...]], kind: str, interval: str, fold: bool
+) -> Iterator[tuple[str, str, datetime, float]]:
+    """Rows (key, moment, kWh) in key and time order as (kind, key, period, kWh), the rows of
+    a period summed when `fold` (they follow each other: periods are in time order too)."""
+    current: tuple[str, datetime] | None = None
+    total = 0.0
+    for key, moment, kwh in rows:
+        at = as_datetime(moment)
+        if fold:
+            at = _period_start(at, interval)
+        if current == (key, at):
+            total += kwh
+            continue
+        if current is not None:
+            yield kind, current[0], current[1], total
+        current, total = (key, at), kwh
+    if current is not None:
+        yield kind, current[0], current[1], total
+
+
+def _period_sql(column: str, interval: str, hours: bool) -> tuple[str, list[Any], bool]:
+    """SQL of the period that holds `column`, its parameters, and whether the rows still need
+    folding here. `hours`: the column is a room's 5-minute window, which becomes a quarter hour
+    or an hour first (rollup buckets are already a quarter hour, an hour or a local day)."""
+    vendor = connections[DB].vendor
+    if interval in ("15m", "1h"):
+        return (
+            (bucket_sql(vendor, column, 900 if interval == "15m" else 3600) if hours else column),
+            [],
+            False,
+        )
+    if vendor == "postgresql":
+        return local_period_sql(column, interval), [settings.TIME_ZONE], False
+    if hours:
+        return bucket_sql(vendor, column, 3600), [], True
+    return column, [], interval != "1d"  # a daily rollup's bucket is its local midnight
+
+
+def _room_rows(
+    rooms: list[str], start: datetime, end: datetime, interval: str, stream: bool
+) -> Iterator[tuple[str, str, datetime, float]]:
+    # By room ids: then the unique key (room, bucket) serves the range of each room; joined by
+    # name the planner scans every room's windows once the table is large.
+    names = dict(Room.objects.filter(name__in=rooms).values_list("id", "name"))
+    if not names:
+        return
+    adapt = connections[DB].ops.adapt_datetimefield_value
+    period, params, fold = _period_sql("w.bucket", interval, hours=True)
+    rows = _streamed(
+        f"SELECT w.room_id, {period}, sum(w.energy_kwh) FROM {RoomMetrics._meta.db_table} w "  # noqa: S608 (our identifiers; values are parameters)
+        f"WHERE w.room_id IN ({', '.join(['%s'] * len(names))}) AND w.bucket >= %s AND w.bucket < %s "
+        "AND w.energy_kwh IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+        [*params, *names, adapt(start), adapt(end)],
+        stream,
+    )
+    yield from _folded(((names[pk], moment, kwh) for pk, moment, kwh in rows), "room", interval, fold)
+
+
+def _rollup_rows(
+    sensor_ids: list[str] | None, start: datetime, end: datetime, interval: str, stream: bool
+) -> Iterator[tuple[str, str, datetime, float]]:
+    """Energy rollups per period of the named sensors, or of every sensor summed (None)."""
+    adapt = connections[DB].ops.adapt_datetimefield_value
+    resolution = {"15m": "15m", "1h": "1h"}.get(interval, "1d")
+    period, params, fold = _period_sql("r.bucket", interval, hours=False)
+    where = "r.metric = %s AND r.resolution = %s AND r.bucket >= %s AND r.bucket < %s"
+    span = [Metric.ENERGY.value, resolution, adapt(start), adapt(end)]
+    table = Rollup._meta.db_table
+    if sensor_ids is None:
+        rows = _streamed(
+            f"SELECT {period}, sum(r.sum) FROM {table} r WHERE {where} GROUP BY 1 ORDER BY 1",  # noqa: S608 (our identifiers; values are parameters)
+            [*params, *span],
+            stream,
+        )
+        yield from _folded(((BUILDING, moment, kwh) for moment, kwh in rows), "building", interval, fold)
+        return
+    # By the sensors' keys: the unique key (sensor, metric, resolution, bucket) serves each range.
+    names = dict(Sensor.objects.filter(sensor_id__in=sensor_ids).values_list("id", "sensor_id"))
+    if not names:
+        return
+    rows = _streamed(
+        f"SELECT r.sensor_id, {period}, sum(r.sum) FROM {table} r "  # noqa: S608 (our identifiers; values are parameters)
+        f"WHERE r.sensor_id IN ({', '.join(['%s'] * len(names))}) AND {where} GROUP BY 1, 2 ORDER BY 1, 2",
+        [*params, *names, *span],
+        stream,
+    )
+    yield from _folded(((names[pk], moment, kwh) for pk, moment, kwh in rows), "sensor", interval, fold)
 
 
 def energy_per_interval(
     *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
 ) -> list[EnergySeries]:
-    """kWh per interval in [start, end) for each room or sensor.
-
-    A room's energy comes from its 5-minute room metrics (the energy of the sensors it held
-    when the window was computed), a sensor's from its rollups (15m, 1h; 1d for longer
-    intervals). Days, weeks and months are local calendar periods (a daylight-saving day is 23
-    or 25 hours). Summed per bucket in the database, so a month of a room's hours is 720 rows
-    to send whatever the number of its sensors.
-    """
+    """kWh per interval in [start, end) for each room or sensor named (a series for each, empty
+    when nothing is known by that name), or for the whole building when none is: see
+    `energy_rows`."""
     series: dict[tuple[str, str], dict[datetime, float]] = {}
     for key in rooms:
         series[("room", key)] = {}
     for key in sensor_ids:
         series[("sensor", key)] = {}
-
-    def add(kind: str, key: str, bucket: datetime, total: float | None) -> None:
-        if total is None:
-            return
-        period = _period_start(bucket, interval) if interval in ("1d", "1w", "1M") else bucket
-        points = series[(kind, key)]
-        points[period] = points.get(period, 0.0) + total
-
-    if rooms:
-        # Room windows folded into the interval's buckets (quarter hours, or UTC hours that
-        # then fold into local days, weeks and months), in SQL.
-        seconds = 900 if interval == "15m" else 3600
-        for name, moment, total in room_energy(rooms=rooms, start=start, end=end, seconds=seconds):
-            add("room", name, moment, total)
-    if sensor_ids:
-        resolution = {"15m": "15m", "1h": "1h"}.get(interval, "1d")
-        for key, moment, total in Rollup.objects.filter(
-            sensor__sensor_id__in=sensor_ids,
-            metric=Metric.ENERGY,
-            resolution=resolution,
-            bucket__gte=start,
-            bucket__lt=end,
-        ).values_list("sensor__sensor_id", "bucket", "sum"):
-            add("sensor", key, moment, total)
-    return [EnergySeries(key, kind, dict(sorted(points.items()))) for (kind, key), points in series.items()]
+    if not rooms and not sensor_ids:
+        series[("building", BUILDING)] = {}
+    for kind, key, at, kwh in energy_rows(
+        rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval
+    ):
+        series[(kind, key)][at] = kwh
+    return [EnergySeries(key, kind, points) for (kind, key), points in series.items()]
 
 
 def energy_report(
     *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
 ) -> dict[str, Any]:
-    """The /analytics/energy answer: each room's or sensor's total and points, local times."""
+    """The /analytics/energy answer: each room's or sensor's total and points, local times;
+    `scope` says whether they are the series named ("selection") or the whole building's."""
     series = energy_per_interval(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
     return {
         "interval": interval,
         "timezone": settings.TIME_ZONE,
         "start": iso(start),
         "end": iso(end),
+        "scope": "selection" if rooms or sensor_ids else "building",
         "series": [
             {
                 s.kind: s.key,
@@ -195,7 +331,8 @@ def energy_report_json(
     *, rooms: list[str], sensor_ids: list[str], start: datetime, end: datetime, interval: str
 ) -> bytes:
     """`energy_report` as JSON, from the analytics cache while its days' data is unchanged
-    (sensors.analytics_cache)."""
+    (sensors.analytics_cache). The cache reads one version per local day of the range: the
+    API bounds the range (ANALYTICS_MAX_RANGE_DAYS)."""
     request = "|".join([",".join(rooms), ",".join(sensor_ids), iso(start), iso(end), interval])
 
     def compute() -> bytes:
@@ -203,6 +340,24 @@ def energy_report_json(
         return orjson.dumps(report)
 
     return analytics_cache.cached("energy", request, local_days(start, end), compute)
+
+
+def bucket_count(start: datetime, end: datetime, interval: str) -> int:
+    """How many `interval` buckets (15m, 1h: UTC-aligned; 1d, 1w, 1M: local calendar) [start,
+    end) touches, a bucket only partly inside counting too. Arithmetic only: nothing is listed."""
+    if interval in ("15m", "1h"):
+        step = timedelta(seconds=900 if interval == "15m" else 3600)
+        return -((EPOCH - end) // step) - (start - EPOCH) // step
+    tz = building_tz()
+    first = start.astimezone(tz).date()
+    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    if interval == "1d":
+        return (last - first).days + 1
+    if interval == "1w":
+        return (
+            (last - timedelta(days=last.weekday())) - (first - timedelta(days=first.weekday()))
+        ).days // 7 + 1
+    return (last.year - first.year) * 12 + last.month - first.month + 1
 
 
 # --- The summary ----------------------------------------------------------------------------
@@ -371,7 +526,8 @@ def query_rows(
     interval: str,
     limit: int,
 ) -> Iterator[dict[str, Any]]:
-    """Rows of readings (raw) or rollup aggregates for the sensors and rooms named."""
+    """Rows of readings (raw) or rollup aggregates for the sensors and rooms named, at most
+    `limit`, read from the database in chunks as they are consumed (an export streams)."""
     scope = Q()
     if sensor_ids:
         scope |= Q(sensor__sensor_id__in=sensor_ids)
@@ -381,11 +537,13 @@ def query_rows(
         queryset: QuerySet[Any] = Reading.objects.filter(scope, timestamp__gte=start, timestamp__lt=end)
         if metrics:
             queryset = queryset.filter(metric__in=metrics)
-        for sensor_id, room, metric, ts, value, estimated in queryset.order_by(
-            "timestamp", "sensor__sensor_id"
-        ).values_list("sensor__sensor_id", "sensor__room__name", "metric", "timestamp", "value", "estimated")[
-            :limit
-        ]:
+        for sensor_id, room, metric, ts, value, estimated in (
+            queryset.order_by("timestamp", "sensor__sensor_id")
+            .values_list(
+                "sensor__sensor_id", "sensor__room__name", "metric", "timestamp", "value", "estimated"
+            )[:limit]
+            .iterator(chunk_size=CHUNK_ROWS)
+        ):
             yield {
                 "sensor_id": sensor_id,
                 "room": room,
@@ -399,9 +557,11 @@ def query_rows(
     queryset = Rollup.objects.filter(scope, resolution=interval, bucket__gte=start, bucket__lt=end)
     if metrics:
         queryset = queryset.filter(metric__in=metrics)
-    for sensor_id, room, metric, bucket, value in queryset.order_by(
-        "bucket", "sensor__sensor_id"
-    ).values_list("sensor__sensor_id", "sensor__room__name", "metric", "bucket", field)[:limit]:
+    for sensor_id, room, metric, bucket, value in (
+        queryset.order_by("bucket", "sensor__sensor_id")
+        .values_list("sensor__sensor_id", "sensor__room__name", "metric", "bucket", field)[:limit]
+        .iterator(chunk_size=CHUNK_ROWS)
+    ):
         yield {
             "sensor_id": sensor_id,
             "room": room,

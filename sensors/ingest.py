@@ -5,6 +5,7 @@ Internal to the sensors module; callers use `sensors.services.readings_ingest`.
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 from collections import defaultdict
@@ -18,8 +19,19 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from energy_dashboard.limits import EARLIEST
 from sensors.aggregation import MARK_WINDOW_S, bucket_sql, sensor_ids_sql
-from sensors.models import CounterState, DirtyBucket, Metric, Reading, Room, Sensor
+from sensors.models import (
+    MAX_EXPECTED_INTERVAL_S,
+    CounterState,
+    DirtyBucket,
+    Metric,
+    Reading,
+    Room,
+    Sensor,
+)
+
+logger = logging.getLogger(__name__)
 
 DB = "sensors"
 FUTURE_SKEW = timedelta(minutes=5)
@@ -54,9 +66,14 @@ RANGES: dict[str, tuple[float, float]] = {
 COUNTER_METRIC = "energy_total"
 # A counter step implying more than this average power is a spike, not consumption.
 MAX_COUNTER_POWER_KW = 100_000.0
+# The largest register value taken (kWh): a meter's register has at most 9-10 digits, even in
+# MWh. Past it the rollover arithmetic (10 ** digits) leaves a double's range: a register of
+# 1.5e308 kept its sensor's counter failing on every later reading.
+COUNTER_MAX_KWH = 1e12
 
 
 METRICS = frozenset(Metric.values)
+ENERGY_HIGH = RANGES[Metric.ENERGY][1]
 DB_METRIC_ENERGY = Metric.ENERGY.value
 
 
@@ -128,14 +145,16 @@ class SensorsGone(RuntimeError):
 
 
 def parse_timestamp(raw: Any, now: datetime) -> datetime:
-    """An aware UTC datetime from ISO 8601 with an offset, or epoch seconds/milliseconds."""
+    """An aware UTC datetime from ISO 8601 with an offset, or epoch seconds/milliseconds,
+    within the product's horizon (energy_dashboard.limits: from EARLIEST to now + FUTURE_SKEW)."""
     if isinstance(raw, bool):
         raise PointError("timestamp must be ISO 8601 with an offset, or epoch seconds")
     if isinstance(raw, int | float):
-        if not math.isfinite(raw):
+        if isinstance(raw, float) and not math.isfinite(raw):
             raise PointError("timestamp is not a finite number")
-        seconds = raw / 1000.0 if abs(raw) > 1e11 else float(raw)  # milliseconds
         try:
+            # An int past a double's range overflows here, in the division or the conversion.
+            seconds = raw / 1000.0 if abs(raw) > 1e11 else float(raw)  # milliseconds
             moment = datetime.fromtimestamp(seconds, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise PointError("timestamp is out of range") from None
@@ -146,12 +165,17 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
             raise PointError(f"timestamp {raw[:40]!r} is not ISO 8601") from None
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise PointError("timestamp has no UTC offset (add Z or +hh:mm)")
-        moment = moment.astimezone(UTC)
+        try:
+            # 0001-01-01T00:00+14:00 and 9999-12-31T23:59-12:00 are valid ISO 8601 whose UTC
+            # instant is outside datetime's range.
+            moment = moment.astimezone(UTC)
+        except OverflowError:
+            raise PointError(f"timestamp {raw[:40]!r} is out of range") from None
     else:
         raise PointError("timestamp must be ISO 8601 with an offset, or epoch seconds")
     if moment > now + FUTURE_SKEW:
         raise PointError(f"timestamp {moment:%Y-%m-%dT%H:%M:%SZ} is in the future")
-    if moment.year < 1971:
+    if moment < EARLIEST:
         raise PointError("timestamp is before 1971")
     return moment
 
@@ -204,10 +228,15 @@ def _moment(raw: Any, now: datetime, stamps: dict[str | int | float, datetime | 
 
 
 def _finite_number(raw: Any) -> bool:
-    return not isinstance(raw, bool) and isinstance(raw, int | float) and math.isfinite(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return False
+    try:
+        return math.isfinite(raw)
+    except OverflowError:  # an int past a double's range
+        return False
 
 
-def validate(
+def validate(  # noqa: PLR0915 (one loop on the hot path: a helper per check costs a call per item)
     items: Sequence[Any], sensors: Mapping[str, SensorRef], *, default_sensor: str | None = None
 ) -> Batch:
     """Check each item; return the good points in canonical units and the reasons for the rest.
@@ -260,10 +289,16 @@ def validate(
             if isinstance(scale, str):
                 raise PointError(scale)
             factor, low, high = scale
-            value = float(raw) * factor if factor is not None else convert(canonical, float(raw), unit)
-            if counter and value < 0:
-                raise PointError("an energy counter cannot be negative")
-            if not counter and not low <= value <= high:  # a register has no physical range
+            try:
+                value = float(raw) * factor if factor is not None else convert(canonical, float(raw), unit)
+            except OverflowError:  # an int past a double's range
+                raise PointError("value must be a finite number") from None
+            if counter:
+                if value < 0:
+                    raise PointError("an energy counter cannot be negative")
+                if not value <= COUNTER_MAX_KWH:  # also inf, from a unit's factor
+                    raise PointError(f"an energy register of {value:g} kWh is past {COUNTER_MAX_KWH:g} kWh")
+            elif not low <= value <= high:  # a register has no physical range
                 raise PointError(f"{metric} {value:g} is outside the physical range {low:g}..{high:g}")
             (counters if counter else points).append(
                 (index, sensor.pk, canonical, moment, value, quality == "estimated")
@@ -279,7 +314,9 @@ def counters_to_intervals(counters: list[Point], rejected: list[Rejection]) -> t
     A register that goes down is a rollover when it was near the top of its decimal range
     (999 999 -> 12 continues at 1 000 012), otherwise a meter reset (the new value is the
     energy since the reset). A step implying more than MAX_COUNTER_POWER_KW is a spike:
-    refused, and the register is re-based so the next step is measured from it.
+    refused, and the register is re-based so the next step is measured from it; so is a step
+    past the energy range (RANGES), and a stored register outside 0..COUNTER_MAX_KWH (an old
+    row) is replaced by the next value as a new base.
     Runs inside the ingest transaction; the states are locked on PostgreSQL. Returns the
     interval points, how many register values only set a sensor's base, and how many were
     repeats of the last stored register value.
@@ -298,6 +335,21 @@ def counters_to_intervals(counters: list[Point], rejected: list[Rejection]) -> t
         points.sort(key=itemgetter(3))
         state = states.get(sensor_pk)
         for index, _, metric, moment, value, estimated in points:
+            if state is not None and not 0 <= state.value <= COUNTER_MAX_KWH:
+                # A stored register no step can be measured from (an old row, a manual edit;
+                # NaN fails the comparison too): this value becomes the base, as a first one.
+                logger.warning(
+                    "sensor pk %s: stored energy register %r is outside 0..%g kWh; re-based on %r",
+                    sensor_pk,
+                    state.value,
+                    COUNTER_MAX_KWH,
+                    value,
+                )
+                state.timestamp, state.value = moment, value
+                if state not in changed:
+                    changed.append(state)
+                bases += 1
+                continue
             if state is None:
                 state = CounterState(sensor_id=sensor_pk, timestamp=moment, value=value)
                 created.append(state)
@@ -316,6 +368,11 @@ def counters_to_intervals(counters: list[Point], rejected: list[Rejection]) -> t
             hours = (moment - state.timestamp).total_seconds() / 3600.0
             if delta / hours > MAX_COUNTER_POWER_KW:
                 rejected.append({"index": index, "reason": f"counter jumped {delta:g} kWh in {hours:g} h"})
+            elif delta > ENERGY_HIGH:
+                # A step after a long silence: stored as one interval reading it would be past
+                # the energy range that every other reading is held to.
+                reason = f"counter step of {delta:g} kWh is past the energy range 0..{ENERGY_HIGH:g} kWh"
+                rejected.append({"index": index, "reason": reason})
             else:
                 # Labelled with the interval's start, as all interval energy is: the step
                 # from the last register reading to this one belongs to [last, this).
@@ -711,7 +768,9 @@ def touch_sensors(sensors: Mapping[int, SensorRef], inserted: Sequence[Row]) -> 
         sensor = sensors[pk]
         if sensor.status != Sensor.Status.STALE:
             continue  # the usual case, decided before any arithmetic
-        fresh = now - moment < timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
+        # The interval taken at most MAX_EXPECTED_INTERVAL_S: a stored 2^63-1 overflowed here.
+        interval = min(sensor.expected_interval_s, MAX_EXPECTED_INTERVAL_S)
+        fresh = now - moment < timedelta(seconds=interval * settings.SENSOR_STALE_FACTOR)
         # Compare-and-swap: only a sensor still marked stale recovers, and only once.
         if fresh and Sensor.objects.filter(pk=pk, status=Sensor.Status.STALE).update(
             status=Sensor.Status.ACTIVE
@@ -777,7 +836,7 @@ TypedRow = tuple[str, str, datetime, float, bool]
 
 def ingest_rows(rows: Sequence[TypedRow]) -> Outcome:
     """Store typed rows (a meter file's records): the checks of `validate` that can still fail
-    (known sensor, stored metric, finite value in the physical range, not in the future) with
+    (known sensor, stored metric, finite value in the physical range, within the horizon) with
     its messages, without parsing items; no units, no counters. Rejections carry the row's
     index. The caller holds the transaction on the sensors database."""
     sensors = sensor_refs(sorted({row[0] for row in rows}))
@@ -797,6 +856,8 @@ def ingest_rows(rows: Sequence[TypedRow]) -> Outcome:
         elif moment > latest:
             reason = f"timestamp {moment:%Y-%m-%dT%H:%M:%SZ} is in the future"
             rejected.append({"index": index, "reason": reason})
+        elif moment < EARLIEST:
+            rejected.append({"index": index, "reason": "timestamp is before 1971"})
         else:
             points.append((index, sensor.pk, metric, moment, value, estimated))
     written = write(points)

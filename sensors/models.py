@@ -2,7 +2,57 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+# Bounds of what the registry takes (README, "Limits"): values every job, query and page can
+# compute with. A sensor's expected interval of 2^63-1 s stopped the stale-sensor job for good
+# (its timedelta overflows); a 10 MB metadata value was repeated in every sensor list.
+MAX_EXPECTED_INTERVAL_S = 7 * 86_400
+MAX_ROOM_CAPACITY = 100_000
+MAX_ROOM_AREA_M2 = Decimal("1000000")
+METADATA_MAX_DEPTH = 10
+METADATA_MAX_BYTES = 16 * 1024
+
+
+def metadata_depth_exceeds(value: Any, limit: int = METADATA_MAX_DEPTH) -> bool:
+    """True when `value` nests objects or arrays more than `limit` levels deep. Iterative: a
+    value 1,000 levels deep must not exhaust the interpreter's stack before it is refused."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def validate_metadata(value: Any) -> None:
+    """A sensor's metadata: a JSON object at most METADATA_MAX_DEPTH levels deep and
+    METADATA_MAX_BYTES long as JSON."""
+    if not isinstance(value, dict):
+        raise ValidationError("metadata must be a JSON object.", code="invalid")
+    if metadata_depth_exceeds(value):
+        raise ValidationError(f"metadata may nest at most {METADATA_MAX_DEPTH} levels deep.", code="too_deep")
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):
+        raise ValidationError("metadata must be JSON.", code="invalid") from None
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(
+            f"metadata may be at most {METADATA_MAX_BYTES} bytes of JSON; this is {size}.", code="too_large"
+        )
 
 
 class Room(models.Model):
@@ -11,8 +61,16 @@ class Room(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     display_name = models.CharField(max_length=128, blank=True)
     floor = models.CharField(max_length=32, blank=True)
-    area_m2 = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
-    capacity = models.PositiveIntegerField(null=True, blank=True)
+    area_m2 = models.DecimalField(
+        max_digits=9,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0)), MaxValueValidator(MAX_ROOM_AREA_M2)],
+    )
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_ROOM_CAPACITY)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -48,8 +106,10 @@ class Sensor(models.Model):
     external_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     last_seen = models.DateTimeField(null=True, blank=True)
-    expected_interval_s = models.PositiveIntegerField(default=300)
-    metadata = models.JSONField(default=dict, blank=True)
+    expected_interval_s = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(MAX_EXPECTED_INTERVAL_S)]
+    )
+    metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,13 +2,95 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
-from sensors.models import Metric, Room, Sensor
+from energy_dashboard.limits import EARLIEST, LATEST, within_horizon
+from sensors.analytics import bucket_count
+from sensors.models import Metric, Room, Sensor, validate_metadata
+
+
+class InstantField(serializers.DateTimeField):
+    """An instant within the product's horizon (energy_dashboard.limits); naive means building
+    time. A year-1 or year-9999 instant was accepted and overflowed later."""
+
+    default_error_messages = {
+        "horizon": f"Give an instant from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d} (UTC).",
+    }
+
+    def to_internal_value(self, value: Any) -> datetime:
+        moment = super().to_internal_value(value)  # 'overflow' when the zone cannot hold it
+        if not within_horizon(moment):
+            self.fail("horizon")
+        return moment
+
+
+class MetadataField(serializers.JSONField):
+    """A sensor's metadata: bounded (sensors.models.validate_metadata) before anything walks
+    it; DRF's own check serialises it recursively, which a value 1,000 levels deep overflows."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            validate_metadata(data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return super().to_internal_value(data)
+
+
+def _names(raw: str) -> list[str]:
+    """Comma-separated names, in order, each once."""
+    return list(dict.fromkeys(name for name in raw.split(",") if name))
+
+
+def _too_many(field: str, count: int) -> None:
+    limit = settings.ANALYTICS_MAX_SERIES
+    if count > limit:
+        raise serializers.ValidationError(
+            {
+                field: f"at most {limit} rooms and sensors per request (ANALYTICS_MAX_SERIES); "
+                f"this names {count}."
+            }
+        )
+
+
+def check_raw_range(start: datetime, end: datetime) -> None:
+    """A raw range spans at most READINGS_MAX_RANGE_DAYS."""
+    days = settings.READINGS_MAX_RANGE_DAYS
+    if end - start > timedelta(days=days):
+        raise serializers.ValidationError(
+            {
+                "start": f"a raw range may span at most {days} days (READINGS_MAX_RANGE_DAYS); this one "
+                f"spans {(end - start) / timedelta(days=1):.6g} days: ask for rollups, or several ranges."
+            }
+        )
+
+
+def check_rollup_range(start: datetime, end: datetime, interval: str, series: int = 1) -> None:
+    """A rollup range spans at most ANALYTICS_MAX_RANGE_DAYS, and its buckets times its series
+    are at most ANALYTICS_MAX_POINTS."""
+    days = settings.ANALYTICS_MAX_RANGE_DAYS
+    if end - start > timedelta(days=days):
+        raise serializers.ValidationError(
+            {
+                "start": f"a range may span at most {days} days (ANALYTICS_MAX_RANGE_DAYS); this one "
+                f"spans {(end - start) / timedelta(days=1):.6g} days."
+            }
+        )
+    limit = settings.ANALYTICS_MAX_POINTS
+    buckets = bucket_count(start, end, interval)
+    if buckets * series > limit:
+        raise serializers.ValidationError(
+            {
+                "start": f"at most {limit} points per request (ANALYTICS_MAX_POINTS: buckets x series); "
+                f"this asks {buckets} {interval} buckets x {series} series = {buckets * series}: shorten "
+                "the range, take a longer interval or name fewer series."
+            }
+        )
 
 
 class RoomSerializer(serializers.ModelSerializer[Room]):
@@ -37,6 +119,7 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
     room = serializers.SlugRelatedField(
         slug_field="name", queryset=Room.objects.all(), allow_null=True, required=False
     )
+    metadata = MetadataField(required=False)
 
     class Meta:
         model = Sensor
@@ -55,11 +138,6 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
         ]
         read_only_fields = ["last_seen", "created_at", "updated_at"]
 
-    def validate_metadata(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("metadata must be a JSON object.")
-        return value
-
     def validate_sensor_id(self, value: str) -> str:
         if self.instance is not None and value != self.instance.sensor_id:
             raise serializers.ValidationError("sensor_id is the sensor's key and cannot change.")
@@ -70,17 +148,23 @@ class SeriesQuery(serializers.Serializer[Any]):
     """Query parameters of GET /sensors/{sensor_id}/data."""
 
     metric = serializers.ChoiceField(choices=Metric.choices, required=False)
-    start = serializers.DateTimeField(required=False, help_text="Default: end - 24 h. Naive = building time.")
-    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")
+    end = InstantField(required=False, help_text="Default: now.")
     resolution = serializers.ChoiceField(choices=["raw", "15m", "1h", "1d"], default="raw")
     limit = serializers.IntegerField(min_value=1, max_value=10_000, default=1000)
-    cursor = serializers.DateTimeField(required=False, help_text="Return points after this instant.")
+    cursor = InstantField(required=False, help_text="Return points after this instant.")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Raw: at most READINGS_MAX_RANGE_DAYS; rollups: at most ANALYTICS_MAX_RANGE_DAYS and
+        ANALYTICS_MAX_POINTS buckets (an export streams the whole range, pages do not)."""
         attrs.setdefault("end", timezone.now())
         attrs.setdefault("start", attrs["end"] - timedelta(days=1))
         if attrs["start"] >= attrs["end"]:
             raise serializers.ValidationError({"start": "start must be before end."})
+        if attrs["resolution"] == "raw":
+            check_raw_range(attrs["start"], attrs["end"])
+        else:
+            check_rollup_range(attrs["start"], attrs["end"], attrs["resolution"])
         return attrs
 
 
@@ -103,41 +187,56 @@ class IngestSummary(serializers.Serializer[Any]):
 class EnergyQuery(serializers.Serializer[Any]):
     """Query parameters of GET /analytics/energy."""
 
-    rooms = serializers.CharField(required=False, help_text="Comma-separated room names.")
+    rooms = serializers.CharField(
+        required=False,
+        help_text="Comma-separated room names. With no rooms and no sensors: the whole building.",
+    )
     sensors = serializers.CharField(required=False, help_text="Comma-separated sensor ids.")
-    start = serializers.DateTimeField(required=False, help_text="Default: local midnight 7 days ago.")
-    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    start = InstantField(required=False, help_text="Default: end - 7 days.")
+    end = InstantField(required=False, help_text="Default: now.")
     interval = serializers.ChoiceField(choices=["15m", "1h", "1d", "1w", "1M"], default="1h")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["rooms"] = [r for r in attrs.get("rooms", "").split(",") if r]
-        attrs["sensors"] = [s for s in attrs.get("sensors", "").split(",") if s]
-        if not attrs["rooms"] and not attrs["sensors"]:
-            raise serializers.ValidationError({"rooms": "name rooms or sensors (comma-separated)."})
+        """At most ANALYTICS_MAX_SERIES names, ANALYTICS_MAX_RANGE_DAYS days and
+        ANALYTICS_MAX_POINTS points (buckets x series; the building is one series)."""
+        attrs["rooms"] = _names(attrs.get("rooms", ""))
+        attrs["sensors"] = _names(attrs.get("sensors", ""))
+        series = len(attrs["rooms"]) + len(attrs["sensors"])
+        _too_many("rooms" if attrs["rooms"] else "sensors", series)
         attrs.setdefault("end", timezone.now())
         attrs.setdefault("start", attrs["end"] - timedelta(days=7))
         if attrs["start"] >= attrs["end"]:
             raise serializers.ValidationError({"start": "start must be before end."})
+        check_rollup_range(attrs["start"], attrs["end"], attrs["interval"], max(series, 1))
         return attrs
 
 
 class DataQuery(serializers.Serializer[Any]):
     """Body of POST /data/query."""
 
-    sensors = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-    rooms = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    sensors = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    rooms = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
     metrics = serializers.ListField(
         child=serializers.ChoiceField(choices=Metric.choices), required=False, default=list
     )
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
+    start = InstantField()
+    end = InstantField()
     aggregation = serializers.ChoiceField(choices=["raw", "avg", "sum", "min", "max", "count"], default="raw")
     interval = serializers.ChoiceField(choices=["15m", "1h", "1d"], default="1h")
     limit = serializers.IntegerField(min_value=1, max_value=100_000, default=10_000)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """At most ANALYTICS_MAX_SERIES names in each list; raw: at most READINGS_MAX_RANGE_DAYS;
+        aggregates: at most ANALYTICS_MAX_RANGE_DAYS and ANALYTICS_MAX_POINTS buckets."""
         if not attrs["sensors"] and not attrs["rooms"]:
             raise serializers.ValidationError({"sensors": "name sensors or rooms."})
+        for field in ("sensors", "rooms"):
+            attrs[field] = list(dict.fromkeys(attrs[field]))
+            _too_many(field, len(attrs[field]))
         if attrs["start"] >= attrs["end"]:
             raise serializers.ValidationError({"start": "start must be before end."})
+        if attrs["aggregation"] == "raw":
+            check_raw_range(attrs["start"], attrs["end"])
+        else:
+            check_rollup_range(attrs["start"], attrs["end"], attrs["interval"])
         return attrs

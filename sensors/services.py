@@ -14,10 +14,11 @@ from django.db.models import Count
 from django.utils import timezone
 
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
+from energy_dashboard.limits import EARLIEST
 from energy_dashboard.startup import gc_paused
 from sensors import aggregation, analytics, analytics_cache, ingest, live, simulation
 from sensors.ingest import IngestResult
-from sensors.models import Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.models import MAX_EXPECTED_INTERVAL_S, Reading, Rollup, Room, RoomMetrics, Sensor
 
 logger = logging.getLogger(__name__)
 
@@ -273,12 +274,14 @@ def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
 def aggregates_compute(*, limit: int = 5_000) -> dict[str, int]:
     """Bring rollups and room metrics up to date with what arrived (incremental, idempotent).
 
-    Pushes each touched room's latest window to the live feed.
+    Pushes each touched room's latest window to the live feed. `skipped` counts the dirty marks
+    and days it could not compute with (each logged as a warning; see
+    aggregation.recompute_dirty).
     """
     done = aggregation.recompute_dirty(limit=limit)
     analytics_cache.days_changed(done.local_days)
     _publish_latest_room_metrics(done.rooms)
-    return {"days": done.days, "marks": done.marks, "rooms": len(done.rooms)}
+    return {"days": done.days, "marks": done.marks, "rooms": len(done.rooms), "skipped": done.skipped}
 
 
 def _publish_latest_room_metrics(room_pks: set[int]) -> None:
@@ -334,23 +337,31 @@ def rollups_backfill(
 
 def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> dict[str, int]:
     """Delete raw readings older than READINGS_RETENTION_DAYS and quarter-hour rollups older
-    than ROLLUP_RETENTION_DAYS, in bounded batches so no transaction holds the table long."""
+    than ROLLUP_RETENTION_DAYS, in bounded batches so no transaction holds the table long.
+
+    A retention longer than the product's horizon keeps everything (its cutoff would be before
+    EARLIEST, or past datetime's range). Rows are deleted by SQL alone, never loaded: a stored
+    instant no Python datetime can hold is deleted like any other."""
     now = timezone.now()
     deleted = {"readings": 0, "rollups": 0}
     targets = [
         (
             "readings",
-            Reading.objects.filter(timestamp__lt=now - timedelta(days=settings.READINGS_RETENTION_DAYS)),
+            _retention_cutoff(now, settings.READINGS_RETENTION_DAYS),
+            Reading.objects.all(),
+            "timestamp",
         ),
         (
             "rollups",
-            Rollup.objects.filter(
-                resolution=Rollup.Resolution.QUARTER_HOUR,
-                bucket__lt=now - timedelta(days=settings.ROLLUP_RETENTION_DAYS),
-            ),
+            _retention_cutoff(now, settings.ROLLUP_RETENTION_DAYS),
+            Rollup.objects.filter(resolution=Rollup.Resolution.QUARTER_HOUR),
+            "bucket",
         ),
     ]
-    for name, queryset in targets:
+    for name, cutoff, rows, column in targets:
+        if cutoff is None:
+            continue
+        queryset = rows.filter(**{f"{column}__lt": cutoff})
         for _ in range(max_batches):
             # One statement per batch: DELETE ... WHERE pk IN (SELECT pk ... LIMIT n). A
             # reading's pk is its (sensor, metric, timestamp) key (ADR 0008).
@@ -362,16 +373,35 @@ def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> d
     return deleted
 
 
+def _retention_cutoff(now: datetime, days: int) -> datetime | None:
+    """`now` less `days`, or None when that is before the horizon (nothing is that old)."""
+    if days > (now - EARLIEST).days:
+        return None
+    return now - timedelta(days=days)
+
+
 def sensors_mark_stale() -> dict[str, int]:
     """Mark active sensors stale after SENSOR_STALE_FACTOR expected intervals without data;
-    send `sensor_events` (stale) for each. They recover when data returns (readings_ingest)."""
+    send `sensor_events` (stale) for each. They recover when data returns (readings_ingest).
+
+    A sensor whose expected interval is outside 1..MAX_EXPECTED_INTERVAL_S (written before the
+    bound, or straight to the database) is skipped with a warning and counted in `skipped`:
+    2^63-1 seconds overflowed the timedelta and stopped the job for every sensor."""
     now = timezone.now()
-    candidates = [
-        sensor
-        for sensor in Sensor.objects.filter(status=Sensor.Status.ACTIVE).select_related("room")
-        if now - (sensor.last_seen or sensor.created_at)
-        > timedelta(seconds=sensor.expected_interval_s * settings.SENSOR_STALE_FACTOR)
-    ]
+    candidates: list[Sensor] = []
+    skipped = 0
+    for sensor in Sensor.objects.filter(status=Sensor.Status.ACTIVE).select_related("room"):
+        if not 1 <= sensor.expected_interval_s <= MAX_EXPECTED_INTERVAL_S:
+            logger.warning(
+                "stale sensors: skipped sensor %s, whose expected_interval_s %s is outside 1..%s",
+                sensor.sensor_id,
+                sensor.expected_interval_s,
+                MAX_EXPECTED_INTERVAL_S,
+            )
+            skipped += 1
+            continue
+        if now - (sensor.last_seen or sensor.created_at) > stale_after(sensor.expected_interval_s):
+            candidates.append(sensor)
     marked = 0
     with transaction.atomic(using=DB):
         for sensor in candidates:
@@ -382,7 +412,13 @@ def sensors_mark_stale() -> dict[str, int]:
                 sensor.status = Sensor.Status.STALE
                 _sensor_event(sensor, "stale")
                 marked += 1
-    return {"stale": marked}
+    return {"stale": marked, "skipped": skipped}
+
+
+def stale_after(expected_interval_s: int) -> timedelta:
+    """How long a sensor may be silent before it is stale: SENSOR_STALE_FACTOR of its expected
+    interval, the interval taken at most MAX_EXPECTED_INTERVAL_S (so always computable)."""
+    return timedelta(seconds=min(expected_interval_s, MAX_EXPECTED_INTERVAL_S) * settings.SENSOR_STALE_FACTOR)
 
 
 # --- Reads: re-exported from sensors.analytics for views and other modules -----------------
@@ -392,6 +428,7 @@ analytics_summary_json = analytics.summary_json
 energy_per_interval = analytics.energy_per_interval
 energy_report = analytics.energy_report
 energy_report_json = analytics.energy_report_json
+energy_rows = analytics.energy_rows
 data_query = analytics.query_rows
 room_latest = analytics.room_latest
 latest_value = analytics.latest_value
@@ -409,6 +446,31 @@ def sensor_series(
     limit: int,
 ) -> list[dict[str, Any]]:
     """One sensor's points: raw readings or rollup buckets, oldest first, keyset-paginated."""
+    return list(
+        sensor_series_rows(
+            sensor=sensor,
+            metric=metric,
+            resolution=resolution,
+            start=start,
+            end=end,
+            after=after,
+            limit=limit,
+        )
+    )
+
+
+def sensor_series_rows(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """`sensor_series` as rows read from the database in chunks while they are consumed (an
+    export streams its range); every row when `limit` is None."""
     if resolution == "raw":
         return analytics.raw_series(
             sensor=sensor, metric=metric, start=start, end=end, after=after, limit=limit

@@ -22,7 +22,7 @@ from energy_dashboard.api import CSVRenderer, csv_response
 from energy_dashboard.permissions import ReadAny
 from energy_dashboard.startup import gc_paused
 from sensors import services
-from sensors.analytics import iso, local_iso
+from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, iso, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
 from sensors.serializers import (
@@ -61,7 +61,10 @@ class SensorDataMixin:
         methods=["GET"],
         parameters=[SeriesQuery],
         responses=OpenApiTypes.OBJECT,
-        description="Points of one metric: raw, or 15m / 1h / 1d rollups; `next` is the cursor URL.",
+        description="Points of one metric: raw, or 15m / 1h / 1d rollups; `next` is the cursor URL. "
+        "A raw range spans at most READINGS_MAX_RANGE_DAYS days; a rollup range at most "
+        "ANALYTICS_MAX_RANGE_DAYS days and ANALYTICS_MAX_POINTS buckets (400 past them). "
+        "`?format=csv` streams the whole range.",
     )
     @extend_schema(methods=["POST"], request=ReadingsBatch, responses=IngestSummary)
     @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
@@ -74,22 +77,23 @@ class SensorDataMixin:
         query.is_valid(raise_exception=True)
         params = query.validated_data
         metric = params.get("metric") or services.default_metric[sensor.kind]
-        csv_wanted = _csv_wanted(request)
-        points = services.sensor_series(
-            sensor=sensor,
-            metric=metric,
-            resolution=params["resolution"],
-            start=params["start"],
-            end=params["end"],
-            after=params.get("cursor"),
-            # An export is the whole range, not a page.
-            limit=1_000_000 if csv_wanted else params["limit"],
-        )
-        if csv_wanted:
-            columns = list(points[0]) if points else ["timestamp", "value"]
+        what = {
+            "sensor": sensor,
+            "metric": metric,
+            "resolution": params["resolution"],
+            "start": params["start"],
+            "end": params["end"],
+            "after": params.get("cursor"),
+        }
+        if _csv_wanted(request):
+            # An export is the whole range (bounded by SeriesQuery), streamed from the database.
+            columns = RAW_COLUMNS if params["resolution"] == "raw" else ROLLUP_COLUMNS
             return csv_response(
-                f"{sensor.sensor_id}-{metric}.csv", columns, ([p[c] for c in columns] for p in points)
+                f"{sensor.sensor_id}-{metric}.csv",
+                columns,
+                ([p[c] for c in columns] for p in services.sensor_series_rows(**what)),
             )
+        points = services.sensor_series(**what, limit=params["limit"])
         following = None
 
         if len(points) == params["limit"]:
@@ -164,11 +168,18 @@ class AnalyticsSummaryView(APIView):
 
 
 class AnalyticsEnergyView(APIView):
-    """kWh per interval for rooms or sensors, in the building's time zone."""
+    """kWh per interval for rooms or sensors (none named: the whole building), in the building's
+    time zone."""
 
     renderer_classes = RENDERERS
 
-    @extend_schema(parameters=[EnergyQuery], responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        parameters=[EnergyQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="kWh per interval of each room and sensor named, or of the whole building (every "
+        "sensor's energy, those in no room too: `scope` is `building`) when none is. At most "
+        "ANALYTICS_MAX_POINTS points (buckets x series) over ANALYTICS_MAX_RANGE_DAYS days.",
+    )
     def get(self, request: Request) -> Any:
         query = EnergyQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -181,11 +192,13 @@ class AnalyticsEnergyView(APIView):
             "interval": params["interval"],
         }
         if _csv_wanted(request):
-            series = services.energy_per_interval(**what)
             return csv_response(
                 "energy.csv",
                 ["kind", "key", "start", "energy_kwh"],
-                ([s.kind, s.key, local_iso(at), kwh] for s in series for at, kwh in s.points.items()),
+                (
+                    [kind, key, local_iso(at), kwh]
+                    for kind, key, at, kwh in services.energy_rows(**what, stream=True)
+                ),
             )
         if isinstance(request.accepted_renderer, JSONRenderer):
             # JSON clients (dashboards) get the cached answer as it is.
@@ -200,7 +213,13 @@ class DataQueryView(APIView):
     # A query is a read, whatever its method.
     permission_classes = [ReadAny]
 
-    @extend_schema(request=DataQuery, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=DataQuery,
+        responses=OpenApiTypes.OBJECT,
+        description="At most `limit` rows; at most ANALYTICS_MAX_SERIES sensors and rooms; raw: a range "
+        "of at most READINGS_MAX_RANGE_DAYS days; aggregates: at most ANALYTICS_MAX_RANGE_DAYS days "
+        "and ANALYTICS_MAX_POINTS buckets (400 past them). `?format=csv` streams the rows.",
+    )
     def post(self, request: Request) -> Any:
         query = DataQuery(data=request.data)
         query.is_valid(raise_exception=True)
@@ -258,7 +277,9 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
     def get_queryset(self) -> QuerySet[Room]:
-        return Room.objects.annotate(sensor_count=Count("sensors"))
+        # Ordered here: Meta.ordering does not apply to a GROUP BY query, and offset pages of an
+        # unordered list repeat and skip rooms.
+        return Room.objects.annotate(sensor_count=Count("sensors")).order_by("name")
 
     def perform_create(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
         room = services.room_create(**serializer.validated_data)

@@ -221,11 +221,6 @@ def test_energy_days_follow_the_building_clock_across_dst(viewer_api: APIClient)
     assert points == [("2026-03-29T00:00:00+00:00", 23.0), ("2026-03-30T00:00:00+01:00", 1.0)]
 
 
-def test_energy_needs_rooms_or_sensors(viewer_api: APIClient) -> None:
-    response = viewer_api.get("/api/v1/analytics/energy")
-    assert response.status_code == 400 and "rooms" in response.json()["errors"]
-
-
 @pytest.mark.usefixtures("lab")
 def test_energy_csv(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=readings("e1", "energy", [1, 2]))

@@ -276,3 +276,74 @@ def test_sensor_ids_are_looked_up_whatever_their_characters() -> None:
         {"index": 3, "reason": "unknown sensor 'ghost'"},
     ]
     assert stored(odd, "power") == [(T0, 100.0)]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        # Valid ISO 8601 whose UTC instant is outside Python's datetime range.
+        (point(timestamp="0001-01-01T00:00:00+14:00"), "out of range"),
+        (point(timestamp="9999-12-31T23:59:59-12:00"), "out of range"),
+        (point(timestamp="0001-01-01T00:00:00Z"), "before 1971"),
+        (point(timestamp=10**400), "out of range"),
+        (point(timestamp=-(10**30)), "out of range"),
+        (point(timestamp=1e300), "out of range"),
+        (point(timestamp=-1.0), "before 1971"),
+        (point(value=10**400), "finite number"),
+        (point(value=-(10**400)), "finite number"),
+        (point(metric="energy_total", sensor="m1", value=10**400), "finite number"),
+        (point(metric="energy_total", sensor="m1", value=1.5e308), "register"),
+        (point(metric="energy_total", sensor="m1", value=1e308, unit="MWh"), "register"),
+        (point(metric="power", value=1e308, unit="MW"), "outside the physical range"),
+    ],
+)
+def test_extreme_points_are_rejected_like_any_other(item: Any, reason: str) -> None:
+    result = services.readings_ingest(readings=[point(at=T0 - timedelta(minutes=1)), item])
+    assert result["accepted"] == 1
+    assert [r["index"] for r in result["rejected"]] == [1]
+    assert reason in result["rejected"][0]["reason"], result["rejected"][0]["reason"]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_a_huge_register_is_rejected_and_the_counter_goes_on() -> None:
+    def register(minutes: int, value: float) -> dict[str, Any]:
+        return point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=minutes), value=value)
+
+    first = services.readings_ingest(readings=[register(0, 1.5e308)])
+    assert first["accepted"] == 0 and "register" in first["rejected"][0]["reason"]
+    assert services.readings_ingest(readings=[register(15, 1)])["accepted"] == 1  # the base
+    assert services.readings_ingest(readings=[register(30, 3)])["accepted"] == 1
+    assert stored("m1", "energy") == [(T0 + timedelta(minutes=15), 2.0)]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+@pytest.mark.parametrize("bad", [1.5e308, float("inf"), -5.0])
+def test_a_stored_register_out_of_bounds_is_rebased(bad: float) -> None:
+    # A counter state no arithmetic can continue from, as an old row could hold.
+    from sensors.models import CounterState
+
+    m1 = Sensor.objects.get(sensor_id="m1")
+    CounterState.objects.create(sensor=m1, timestamp=T0, value=bad)
+    register = point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=15), value=1)
+    result = services.readings_ingest(readings=[register])
+    assert result == {"accepted": 1, "duplicates": 0, "conflicts": 0, "rejected": []}
+    later = point(sensor="m1", metric="energy_total", at=T0 + timedelta(minutes=30), value=4)
+    assert services.readings_ingest(readings=[later])["accepted"] == 1
+    assert stored("m1", "energy") == [(T0 + timedelta(minutes=15), 3.0)]
+
+
+@pytest.mark.usefixtures("sensors_in_lab")
+def test_a_register_step_past_the_energy_range_is_rejected_and_rebased() -> None:
+    # 100 days of silence, then 2 GWh more: within the spike bound (100 MW), but one interval
+    # reading past the energy range (1e6 kWh) that every reading is held to.
+    def register(at: datetime, value: float) -> dict[str, Any]:
+        return point(sensor="m1", metric="energy_total", at=at, value=value)
+
+    services.readings_ingest(readings=[register(T0 - timedelta(days=100), 0.0)])
+    result = services.readings_ingest(
+        readings=[register(T0, 2e6), register(T0 + timedelta(hours=1), 2e6 + 5)]
+    )
+    assert [r["index"] for r in result["rejected"]] == [0]
+    assert "past the energy range" in result["rejected"][0]["reason"]
+    assert stored("m1", "energy") == [(T0, 5.0)]
