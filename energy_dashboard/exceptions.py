@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -60,7 +62,22 @@ def server_error(request: HttpRequest) -> JsonResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """400 raised outside DRF (e.g. a disallowed Host header)."""
+    """400 raised outside DRF (a disallowed Host header), or a body Django itself refused:
+    those say which limit they crossed."""
+    if isinstance(exception, RequestDataTooBig):
+        return _json_error(
+            413,
+            "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE "
+            f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes); send less per request.",
+            "too_large",
+        )
+    if isinstance(exception, TooManyFieldsSent):
+        return _json_error(
+            400,
+            f"The request has more than DATA_UPLOAD_MAX_NUMBER_FIELDS "
+            f"({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}) fields.",
+            "too_many_fields",
+        )
     return _json_error(400, "Bad request.", "bad_request")
 
 

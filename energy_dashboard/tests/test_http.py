@@ -206,3 +206,22 @@ def test_browsable_api_root(client: Client, operator: User) -> None:
 def test_admin_is_served(client: Client) -> None:
     response = client.get("/admin/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_a_form_body_django_refuses_says_which_limit(client: Client, settings: Any) -> None:
+    # Outside DRF (a sign-in form), Django refuses the body itself: the answer names the limit.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = client.post(
+        "/admin/login/", data="username=" + "a" * 2000, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large"
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE (1000 bytes)" in response.json()["message"]
+
+
+def test_a_form_with_too_many_fields_says_which_limit(client: Client, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    body = "&".join(f"f{i}=1" for i in range(20))
+    response = client.post("/admin/login/", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_fields"
