@@ -14,6 +14,8 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from energy_dashboard.client_ip import parse_trusted_proxies
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -333,6 +335,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+
+# Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
+# empty: the header is never read, and the client is the peer that connected. Throttles and
+# the login lockout key on this address (energy_dashboard/client_ip.py).
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+parse_trusted_proxies(TRUSTED_PROXIES)  # a bad entry stops start-up with a message
 # A batch of 10,000 readings is about 1 MB of JSON; meter files are uploaded up to 64 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=16 * 1024 * 1024)
 
@@ -355,6 +363,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
+    # A throttle that still uses DRF's own get_ident keys on REMOTE_ADDR, never on a header the
+    # client may write; ours key on client_ip.throttle_ident (TRUSTED_PROXIES).
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Energy Dashboard API",

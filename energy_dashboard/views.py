@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 import energy_dashboard
 from demand_response import services as dr_services
 from energy_dashboard import health as health_checks
+from energy_dashboard.client_ip import throttle_ident
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 
@@ -112,9 +113,20 @@ class OverviewView(APIView):
         )
 
 
+class ClientScopedRateThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle, counting per client as `client_ip.throttle_ident` sees it.
+
+    DRF's own `get_ident` takes `X-Forwarded-For` from anyone when NUM_PROXIES is unset, so a
+    client that sent a new header with each request was never throttled.
+    """
+
+    def get_ident(self, request: Request) -> str:
+        return throttle_ident(request)
+
+
 class TokenView(ObtainAuthToken):
     """POST username and password; answers `{"token": ...}` for the Authorization header."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ClientScopedRateThrottle]
     throttle_scope = "login"
     permission_classes: list[Any] = []

@@ -89,7 +89,8 @@ def test_an_untrusted_peer_is_its_own_client_whatever_it_forwards(api: APIClient
     limit = _rate_limit()
     with override_settings(TRUSTED_PROXIES=[PROXY]):
         codes = [
-            _login(api, f"guess-{n}", "wrong", CLIENT, f"198.51.100.{n}").status_code for n in range(limit + 1)
+            _login(api, f"guess-{n}", "wrong", CLIENT, f"198.51.100.{n}").status_code
+            for n in range(limit + 1)
         ]
     assert codes == [400] * limit + [429]
 
@@ -98,7 +99,8 @@ def test_ipv6_clients_of_one_64_share_a_throttle(api: APIClient, operator: User)
     # An IPv6 host can take a new address of its /64 for each request.
     limit = _rate_limit()
     codes = [
-        _login(api, f"guess-{n}", "wrong", f"2001:db8:1:2::{n + 1:x}", None).status_code for n in range(limit + 1)
+        _login(api, f"guess-{n}", "wrong", f"2001:db8:1:2::{n + 1:x}", None).status_code
+        for n in range(limit + 1)
     ]
     assert codes == [400] * limit + [429]
     assert _login(api, "op", "pw-for-tests-1", "2001:db8:1:3::1", None).status_code == 200
