@@ -229,12 +229,14 @@ def test_operators_see_and_lift_lockouts_in_the_admin(
     client.force_login(colleague)
     index = client.get("/admin/").content.decode()
     assert "Access attempts" in index
-    listing = client.get("/admin/axes/accessattempt/?q=op")
+    # Ten rows of one failure each (one per address): each says its username is locked out.
+    total = AccessAttempt.objects.filter(username="op").aggregate(n=Sum("failures_since_start"))["n"]
+    assert total == _limit() == AccessAttempt.objects.filter(username="op").count()
+    listing = client.get("/admin/axes/accessattempt/?locked=yes")
     assert listing.status_code == 200
     page = listing.content.decode()
-    assert "Locked Out" in page and "op" in page
-    total = AccessAttempt.objects.filter(username="op").aggregate(n=Sum("failures_since_start"))["n"]
-    assert total == _limit()
+    assert page.count("Locked out: username") == _limit()
+    assert client.get("/admin/axes/accessattempt/?locked=no").content.decode().count("Locked out") == 0
     ids = [str(pk) for pk in AccessAttempt.objects.filter(username="op").values_list("pk", flat=True)]
     deleted = client.post(
         "/admin/axes/accessattempt/",
@@ -243,6 +245,22 @@ def test_operators_see_and_lift_lockouts_in_the_admin(
     assert deleted.status_code == 302
     assert not AccessAttempt.objects.filter(username="op").exists()
     assert _token(api, "op", PASSWORD, _address(300)).status_code == 200
+
+
+def test_the_admin_counts_what_is_left_and_what_expired(
+    api: APIClient, client: Client, operator: User, make_user: Callable[..., User]
+) -> None:
+    # First: a login makes axes delete the expired rows.
+    client.force_login(make_user("op2", roles.OPERATORS, is_staff=True))
+    for n in range(3):
+        _token(api, "op", "wrong", _address(n))
+    _token(api, "ghost", "wrong", "203.0.113.80")
+    AccessAttempt.objects.filter(username="ghost").update(
+        attempt_time=F("attempt_time") - settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+    )
+    page = client.get("/admin/axes/accessattempt/").content.decode()
+    assert page.count(f"{_limit() - 3} attempts left") == 3
+    assert page.count("Expired") == 1
 
 
 def test_viewers_do_not_see_login_attempts(client: Client, make_user: Callable[..., User]) -> None:
