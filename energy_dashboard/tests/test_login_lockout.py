@@ -160,6 +160,13 @@ def test_axes_reset_username_lifts_one_lockout(api: APIClient, operator: User, v
     assert _token(api, "viewer", PASSWORD, _address(301)).status_code == 429
 
 
+def test_axes_list_attempts_shows_who_failed_from_where(api: APIClient, operator: User) -> None:
+    _token(api, "op", "wrong", "203.0.113.90")
+    out = StringIO()
+    call_command("axes_list_attempts", stdout=out)
+    assert out.getvalue().split() == ["203.0.113.90", "op", "1"]
+
+
 def test_axes_reset_lifts_every_lockout(api: APIClient, operator: User, viewer: User) -> None:
     _lock_out_by_token(api, "op")
     _lock_out_by_token(api, "viewer", first=100)
