@@ -10,15 +10,19 @@ VIEWERS = "viewers"
 
 # The apps whose models the roles cover; beat's schedules so operators can retime jobs.
 PRODUCT_APPS = ("sensors", "demand_response", "ingestion", "django_celery_beat")
+# Apps only operators see: django-axes' login attempts and lockouts (usernames and addresses),
+# which operators lift by deleting the attempts.
+OPERATOR_APPS = ("axes",)
 
 
 def sync_roles() -> None:
-    """Create both groups and give them the permissions of every product model (idempotent)."""
+    """Create both groups: operators change product models and lockouts, viewers read (idempotent)."""
     with transaction.atomic(using="default"):
         operators, _ = Group.objects.get_or_create(name=OPERATORS)
         viewers, _ = Group.objects.get_or_create(name=VIEWERS)
         product = Permission.objects.filter(content_type__app_label__in=PRODUCT_APPS)
         operators.permissions.add(*product)
+        operators.permissions.add(*Permission.objects.filter(content_type__app_label__in=OPERATOR_APPS))
         viewers.permissions.add(*product.filter(codename__startswith="view_"))
 
 

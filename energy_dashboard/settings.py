@@ -8,11 +8,14 @@ as `NAME_FILE` (a path whose content is the value), the Docker-secrets way.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from energy_dashboard.client_ip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -92,6 +95,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
+    "axes",
     "energy_dashboard.apps.EnergyDashboardConfig",
     "sensors.apps.SensorsConfig",
     "demand_response.apps.DemandResponseConfig",
@@ -107,6 +111,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login that django-axes refused into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "energy_dashboard.urls"
@@ -352,6 +358,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+
+# Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
+# empty: the header is never read, and the client is the peer that connected. Throttles and
+# the login lockout key on this address (energy_dashboard/client_ip.py).
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
+parse_trusted_proxies(TRUSTED_PROXIES)  # a bad entry stops start-up with a message
+
+# Login lockout (django-axes): after LOGIN_LOCKOUT_FAILURES failed logins for one username,
+# or from one client address, every login for that username (or from that address) is
+# refused, the right password too. A failure counts until LOGIN_LOCKOUT_COOLOFF seconds pass
+# without another from the same username, address and browser, so a lockout ends at most that
+# long after its last failure, or when an operator lifts it (admin: Axes -> Access attempts;
+# `manage.py axes_reset_username NAME`). It covers every authenticate() call: the token
+# endpoint, the admin and any LoginView. Failures during a lockout are not counted, so they
+# neither extend it nor grow its record.
+LOGIN_LOCKOUT_FAILURES = env.int("LOGIN_LOCKOUT_FAILURES", default=10)
+LOGIN_LOCKOUT_COOLOFF_S = env.int("LOGIN_LOCKOUT_COOLOFF", default=15 * 60)
+if LOGIN_LOCKOUT_FAILURES < 1:
+    raise ImproperlyConfigured(f"LOGIN_LOCKOUT_FAILURES={LOGIN_LOCKOUT_FAILURES}: at least 1.")
+if LOGIN_LOCKOUT_COOLOFF_S < 1:
+    raise ImproperlyConfigured(f"LOGIN_LOCKOUT_COOLOFF={LOGIN_LOCKOUT_COOLOFF_S}: at least 1 second.")
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_LOCKOUT_FAILURES
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_COOLOFF_S)
+# Each parameter counts on its own: a username from any address (rotating addresses gains
+# nothing), and an address over any usernames (spraying one password over many accounts).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "energy_dashboard.client_ip.client_ip"
+AXES_LOCKOUT_CALLABLE = "energy_dashboard.views.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 # A batch of 10,000 readings is about 1 MB of JSON; meter files are uploaded up to 64 MB.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=16 * 1024 * 1024)
 
@@ -377,6 +419,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
+    # A throttle that still uses DRF's own get_ident keys on REMOTE_ADDR, never on a header the
+    # client may write; ours key on client_ip.throttle_ident (TRUSTED_PROXIES).
+    "NUM_PROXIES": 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Energy Dashboard API",

@@ -1,15 +1,21 @@
-"""The platform's own endpoints: the service description, /health, the overview, tokens."""
+"""The platform's own endpoints: the service description, /health, the overview, tokens, lockouts."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from axes.helpers import get_client_username
+from axes.models import AccessAttempt
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.db.models import Max, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +26,7 @@ from rest_framework.views import APIView
 import energy_dashboard
 from demand_response import services as dr_services
 from energy_dashboard import health as health_checks
+from energy_dashboard.client_ip import throttle_ident
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 
@@ -112,9 +119,89 @@ class OverviewView(APIView):
         )
 
 
-class TokenView(ObtainAuthToken):
-    """POST username and password; answers `{"token": ...}` for the Authorization header."""
+class ClientScopedRateThrottle(ScopedRateThrottle):
+    """DRF's scoped throttle, counting per client as `client_ip.throttle_ident` sees it.
 
-    throttle_classes = [ScopedRateThrottle]
+    DRF's own `get_ident` takes `X-Forwarded-For` from anyone when NUM_PROXIES is unset, so a
+    client that sent a new header with each request was never throttled.
+    """
+
+    def get_ident(self, request: Request) -> str:
+        return throttle_ident(request)
+
+
+def lockout_retry_after(request: HttpRequest | Request, credentials: dict[str, Any] | None) -> int:
+    """Seconds until a login lockout has surely ended (its records' last failure + the cool-off)."""
+    username = get_client_username(request, credentials)
+    address = getattr(request, "axes_ip_address", None)
+    latest = AccessAttempt.objects.filter(Q(username=username) | Q(ip_address=address)).aggregate(
+        at=Max("attempt_time")
+    )["at"]
+    cool_off = settings.AXES_COOLOFF_TIME
+    if latest is None:
+        return math.ceil(cool_off.total_seconds())
+    return max(1, math.ceil((latest + cool_off - timezone.now()).total_seconds()))
+
+
+def lockout_message(seconds: int) -> str:
+    """What a locked-out user is told."""
+    minutes = max(1, math.ceil(seconds / 60))
+    return (
+        "Too many failed logins for this account or from this address. Try again in "
+        f"{minutes} minute{'s' if minutes != 1 else ''}, or ask an operator to lift the lockout."
+    )
+
+
+def lockout_response(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """django-axes' AXES_LOCKOUT_CALLABLE: 429, JSON under /api/, a page for people elsewhere."""
+    wait = lockout_retry_after(request, credentials)
+    message = lockout_message(wait)
+    response: HttpResponse
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"message": message, "code": LockedOut.default_code}, status=429)
+    else:
+        # The admin's sign-in and any LoginView: a readable page in the admin's look.
+        context = {"title": "Sign-in locked", "message": message}
+        response = render(request, "admin/locked_out.html", context, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+class LockedOut(exceptions.APIException):
+    """429: too many failed logins for the username or from the address (django-axes)."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "locked_out"
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(lockout_message(wait))
+        # DRF's exception handler turns this into the Retry-After header.
+        self.wait = wait
+
+
+class TokenView(ObtainAuthToken):
+    """POST username and password; answers `{"token": ...}` for the Authorization header.
+
+    Throttled per client address (LOGIN_THROTTLE_RATE) and covered by the login lockout: a
+    locked-out username or address gets 429 `locked_out`, the right password too.
+    """
+
+    throttle_classes = [ClientScopedRateThrottle]
     throttle_scope = "login"
     permission_classes: list[Any] = []
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except exceptions.ValidationError:
+            # authenticate() got DRF's Request, so django-axes marked that object, not the
+            # HttpRequest its middleware looks at: the lockout is answered here.
+            if getattr(request, "axes_locked_out", False):
+                raise LockedOut(
+                    lockout_retry_after(request, getattr(request, "axes_credentials", None))
+                ) from None
+            raise

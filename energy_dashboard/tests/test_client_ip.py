@@ -1,0 +1,131 @@
+"""Which address is the client's: X-Forwarded-For is believed only from TRUSTED_PROXIES."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory, override_settings
+
+from energy_dashboard.client_ip import (
+    MAX_FORWARDED_HOPS,
+    client_ip,
+    parse_address,
+    parse_trusted_proxies,
+    throttle_ident,
+)
+
+BASE = Path(__file__).resolve().parents[2]
+
+
+def _ip(remote_addr: str, forwarded: str | None = None) -> str | None:
+    extra = {"REMOTE_ADDR": remote_addr}
+    if forwarded is not None:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return client_ip(RequestFactory().get("/", **extra))
+
+
+def test_without_trusted_proxies_the_header_is_never_read() -> None:
+    assert _ip("203.0.113.7", "198.51.100.1") == "203.0.113.7"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.10"])
+def test_a_peer_that_is_not_a_trusted_proxy_is_the_client() -> None:
+    assert _ip("203.0.113.7", "198.51.100.1") == "203.0.113.7"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.10"])
+def test_behind_a_trusted_proxy_the_right_most_hop_is_the_client() -> None:
+    assert _ip("192.0.2.10", "198.51.100.1") == "198.51.100.1"
+    # Hops left of the one the proxy wrote are the client's own words.
+    assert _ip("192.0.2.10", "10.0.0.1, 1.1.1.1, 198.51.100.1") == "198.51.100.1"
+    # No header: the proxy itself is all we know.
+    assert _ip("192.0.2.10") == "192.0.2.10"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.0/24", "2001:db8:ffff::/48"])
+def test_a_chain_of_trusted_proxies_is_walked_to_the_first_untrusted_hop() -> None:
+    assert _ip("192.0.2.10", "6.6.6.6, 198.51.100.1, 2001:db8:ffff::1, 192.0.2.20") == "198.51.100.1"
+    # Every hop trusted: the left-most one is the nearest to the client we know.
+    assert _ip("192.0.2.10", "192.0.2.30, 192.0.2.20") == "192.0.2.30"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.10"])
+def test_a_hop_that_is_no_address_stops_the_walk_at_the_last_proxy() -> None:
+    assert _ip("192.0.2.10", "unknown") == "192.0.2.10"
+    assert _ip("192.0.2.10", "198.51.100.1, <script>") == "192.0.2.10"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.10"])
+def test_an_overlong_header_is_read_only_at_its_right_end() -> None:
+    hops = ", ".join(["192.0.2.10"] * (MAX_FORWARDED_HOPS + 5))
+    assert _ip("192.0.2.10", f"198.51.100.1, {hops}") == "192.0.2.10"
+
+
+@override_settings(TRUSTED_PROXIES=["192.0.2.10"])
+def test_ports_brackets_and_mapped_ipv4_are_understood() -> None:
+    assert _ip("::ffff:192.0.2.10", "198.51.100.1:4711") == "198.51.100.1"
+    assert _ip("192.0.2.10", "[2001:db8::1]:443") == "2001:db8::1"
+    # The same IPv6 address written two ways is one client.
+    assert _ip("192.0.2.10", "2001:0db8:0:0::1") == "2001:db8::1"
+
+
+def test_an_unknown_peer_has_no_address() -> None:
+    assert _ip("") is None
+    assert throttle_ident(RequestFactory().get("/", REMOTE_ADDR="")) == "unknown"
+
+
+def test_throttles_count_an_ipv6_64_as_one_client() -> None:
+    def ident(address: str) -> str:
+        return throttle_ident(RequestFactory().get("/", REMOTE_ADDR=address))
+
+    assert ident("2001:db8:1:2::1") == ident("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert ident("2001:db8:1:3::1") != ident("2001:db8:1:2::1")
+    assert ident("203.0.113.7") == "203.0.113.7"
+
+
+def test_parse_address_refuses_what_is_not_an_address() -> None:
+    assert parse_address("") is None
+    assert parse_address("[::1") is None
+    assert parse_address("example.com") is None
+    assert str(parse_address(" 198.51.100.1 ")) == "198.51.100.1"
+
+
+@pytest.mark.parametrize("value", ["*", "proxy.example.com", "10.0.0.0/33"])
+def test_a_bad_trusted_proxy_is_refused(value: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES"):
+        parse_trusted_proxies([value])
+
+
+def _settings_value(env: dict[str, str], expression: str) -> subprocess.CompletedProcess[str]:
+    base_env = {k: v for k, v in os.environ.items() if k != "TRUSTED_PROXIES"}
+    return subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            f"from django.conf import settings as s; print({expression})",
+        ],
+        cwd=BASE,
+        env={**base_env, "DEBUG": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_trusted_proxies_are_read_from_the_environment() -> None:
+    result = _settings_value({"TRUSTED_PROXIES": "172.30.0.10,10.0.0.0/8"}, "s.TRUSTED_PROXIES")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "['172.30.0.10', '10.0.0.0/8']"
+
+
+def test_trusting_every_peer_stops_start_up() -> None:
+    result = _settings_value({"TRUSTED_PROXIES": "*"}, "s.TRUSTED_PROXIES")
+    assert result.returncode != 0
+    assert "TRUSTED_PROXIES=*" in result.stderr
