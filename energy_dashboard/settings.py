@@ -297,6 +297,13 @@ INGESTION_CLAIM_TIMEOUT = env.int("INGESTION_CLAIM_TIMEOUT", default=CELERY_TASK
 INGESTION_INLINE_BYTES = env.int("INGESTION_INLINE_BYTES", default=5_000_000)
 # The meter files' local clock (SLG v2 times are local); the building's zone by default.
 INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
+# Networks that are not public but that sources may connect to (comma-separated CIDRs: a
+# meter server on the LAN, 10.20.0.0/16). Loopback, private, shared (100.64/10) and unspecified
+# addresses are refused otherwise; link-local and cloud metadata addresses always are
+# (ingestion/addresses.py). DEBUG (`make run`, the tests) allows loopback by default.
+INGESTION_ALLOWED_NETWORKS = env.list(
+    "INGESTION_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
 
 # --- Demand response ------------------------------------------------------------------------
 # With an MQTT broker URL (mqtt://user:pass@host:1883), each dispatch command is also

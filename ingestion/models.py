@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 
+from ingestion.validators import validate_host, validate_secret_path
+
 DEFAULT_PATTERNS = "*.slg_v2 *.sgl_v2"
+# What a server said, as kept (ingestion.remote.REPLY_MAX_CHARS).
+REPLY_MAX_LENGTH = 200
 
 
 class RemoteSource(models.Model):
@@ -17,19 +22,33 @@ class RemoteSource(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.FTP)
-    host = models.CharField(max_length=255)
-    port = models.PositiveIntegerField(default=0, help_text="0: the protocol's usual port (21 or 22)")
+    host = models.CharField(
+        max_length=255,
+        validators=[validate_host],
+        help_text="a host name or IP address; loopback and private addresses only when "
+        "INGESTION_ALLOWED_NETWORKS lists them, link-local and metadata addresses never",
+    )
+    port = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(65535)],
+        help_text="1-65535, or 0: the protocol's usual port (21 or 22)",
+    )
     username = models.CharField(max_length=128, blank=True)
     # Secrets: either stored here (write-only in the API) or read from a file at connect time,
     # so that a deployment can keep them in its secret store.
     password = models.CharField(max_length=256, blank=True)
-    password_file = models.CharField(max_length=512, blank=True)
+    password_file = models.CharField(max_length=512, blank=True, validators=[validate_secret_path])
     private_key = models.TextField(blank=True, help_text="SFTP client key, PEM text")
-    private_key_file = models.CharField(max_length=512, blank=True)
+    private_key_file = models.CharField(max_length=512, blank=True, validators=[validate_secret_path])
     host_key = models.TextField(
         blank=True, help_text="SFTP: the pinned server key ('ssh-ed25519 AAAA...' or 'SHA256:...')"
     )
-    ca_file = models.CharField(max_length=512, blank=True, help_text="FTPS: CA bundle or server certificate")
+    ca_file = models.CharField(
+        max_length=512,
+        blank=True,
+        validators=[validate_secret_path],
+        help_text="FTPS: CA bundle or server certificate, under INGESTION_SECRETS_DIR",
+    )
     tls_verify = models.BooleanField(default=True)
     remote_path = models.CharField(max_length=512, default="/")
     patterns = models.CharField(
@@ -56,7 +75,13 @@ class RemoteSource(models.Model):
     last_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_scan_ok = models.BooleanField(null=True, editable=False)
     last_scan_files = models.PositiveIntegerField(default=0, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False, help_text="what went wrong, in our words")
+    last_error_reply = models.CharField(
+        max_length=REPLY_MAX_LENGTH,
+        blank=True,
+        editable=False,
+        help_text="what the server said with the last error (shown to operators only)",
+    )
     last_error_kind = models.CharField(max_length=16, blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     # An SFTP key the server offered that is not pinned, for an operator to accept.
@@ -73,6 +98,7 @@ class RemoteSource(models.Model):
         "last_scan_ok",
         "last_scan_files",
         "last_error",
+        "last_error_reply",
         "last_error_kind",
         "last_error_at",
         "offered_fingerprint",
@@ -126,6 +152,11 @@ class IngestedFile(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="[{line, field, message}]")
     error_count = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True, help_text="what happened, in one sentence")
+    server_reply = models.CharField(
+        max_length=REPLY_MAX_LENGTH,
+        blank=True,
+        help_text="what the server said when a download failed (shown to operators only)",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="when processing last started")
     discovered_at = models.DateTimeField(auto_now_add=True)

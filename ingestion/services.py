@@ -33,6 +33,7 @@ from energy_dashboard import events
 from energy_dashboard.startup import gc_paused
 from ingestion import remote, slg
 from ingestion.models import IngestedFile, RemoteSource
+from ingestion.validators import allowed_networks, secret_path_allowed
 from sensors import services as sensors
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ DEFAULT_SOURCE = "sa4cps"
 # so big chunks are faster (bench/ingest_files.py: 5,000 gave 0.30 of raw COPY, 100,000 gave
 # 0.47), and memory stays bounded (about 230 MB peak for any file size: at most three chunks).
 CHUNK = 100_000
+# An error in our words is one or two sentences; this bounds what a source or file keeps of it.
+LAST_ERROR_MAX_CHARS = 1_000
 
 
 def _claim_timeout() -> timedelta:
@@ -85,39 +88,38 @@ def default_source_sync() -> RemoteSource | None:
     return source
 
 
-def secret_path_allowed(path: str) -> bool:
-    """Whether a source may read a secret from `path`: only files under INGESTION_SECRETS_DIR,
-    or an operator could have any file the server can read sent to a host of their choosing
-    as a password."""
-    root = Path(settings.INGESTION_SECRETS_DIR).resolve()
-    try:
-        return Path(path).resolve().is_relative_to(root)
-    except (OSError, ValueError):
-        return False
+def _confined(path: str, kind: remote.ErrorKind, what: str) -> str:
+    """`path` resolved, if a source may read it (ingestion.validators.secret_path_allowed). The
+    refusal is the same whether or not a file is there, so it tells nothing about the disk."""
+    if not secret_path_allowed(path):
+        where = settings.INGESTION_SECRETS_DIR
+        raise remote.RemoteError(kind, f"{what} files must be under INGESTION_SECRETS_DIR ({where})")
+    return str(Path(path).resolve())
 
 
 def _read_secret(value: str, path: str) -> str:
     if path:
-        if not secret_path_allowed(path):
-            where = settings.INGESTION_SECRETS_DIR
-            message = f"secret files must be under INGESTION_SECRETS_DIR ({where}): {path}"
-            raise remote.RemoteError("auth", message)
+        resolved = _confined(path, "auth", "secret")
         try:
-            return Path(path).read_text().strip()
+            return Path(resolved).read_text().strip()
         except OSError as exc:
             raise remote.RemoteError("auth", f"cannot read the secret file {path}: {exc.strerror}") from exc
     return value
 
 
 def source_endpoint(source: RemoteSource) -> remote.Endpoint:
-    """The connection parameters of a source, secrets resolved."""
+    """The connection parameters of a source, secrets resolved, the files it reads confined to
+    INGESTION_SECRETS_DIR (the settings' source is the deployment's own: its CA file may be
+    anywhere), and the networks it may reach besides public ones."""
     if source.from_settings:
         password, key = settings.FTP_SA4CPS_PASSWORD, settings.FTP_SA4CPS_PRIVATE_KEY
         host_key = source.host_key or settings.FTP_SA4CPS_HOST_KEY
+        ca_file = source.ca_file
     else:
         password = _read_secret(source.password, source.password_file)
         key = _read_secret(source.private_key, source.private_key_file)
         host_key = source.host_key
+        ca_file = _confined(source.ca_file, "tls", "CA") if source.ca_file else ""
     port = source.port or (22 if source.protocol == RemoteSource.Protocol.SFTP else 21)
     return remote.Endpoint(
         protocol=source.protocol,  # type: ignore[arg-type]
@@ -129,8 +131,9 @@ def source_endpoint(source: RemoteSource) -> remote.Endpoint:
         remote_path=source.remote_path,
         patterns=tuple(source.patterns.split()) or remote.DEFAULT_PATTERNS,
         host_key=host_key or None,
-        ca_file=source.ca_file or None,
+        ca_file=ca_file or None,
         tls_verify=source.tls_verify,
+        allowed_networks=allowed_networks(),
     )
 
 
@@ -149,18 +152,36 @@ def source_accept_host_key(*, source: RemoteSource, fingerprint: str) -> RemoteS
 
 
 def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
-    """Enabled sources whose scan interval has passed since their last scan."""
+    """Enabled sources whose scan interval has passed since their last scan.
+
+    A source made in the API or the admin is first scanned one interval after it was created,
+    or when an operator asks (scan now): creating a source does not make the server connect
+    anywhere on its own at once. The settings' source is scanned at once (unless
+    FTP_SKIP_INITIAL_SCAN): the deployment named it.
+    """
     now = now or timezone.now()
     due = []
     for source in RemoteSource.objects.filter(enabled=True):
         interval = timedelta(seconds=source.interval_s or settings.FTP_CHECK_INTERVAL)
         if source.last_scan_at is None:
-            # Never scanned: at once, unless the first scan is to wait for the schedule.
-            if not settings.FTP_SKIP_INITIAL_SCAN or source.created_at + interval <= now:
+            if (
+                source.from_settings and not settings.FTP_SKIP_INITIAL_SCAN
+            ) or source.created_at + interval <= now:
                 due.append(source)
         elif source.last_scan_at + interval <= now:
             due.append(source)
     return due
+
+
+def sources_to_scan_at_start() -> list[RemoteSource]:
+    """What a worker scans when it starts (unless FTP_SKIP_INITIAL_SCAN): every enabled source
+    scanned before, due or not (files may have arrived while the service was down), and the
+    settings' source; a source never scanned waits for its interval or an operator."""
+    return list(
+        RemoteSource.objects.filter(enabled=True).filter(
+            Q(last_scan_at__isnull=False) | Q(from_settings=True)
+        )
+    )
 
 
 @dataclass
@@ -239,14 +260,17 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
         _scan_failed(source, exc)
     except Exception as exc:  # a scan must always release its claim and say what went wrong
         logger.exception("scan of %s failed", source.name)
-        result.ok, result.error = False, f"unexpected error: {exc}"
-        _scan_failed(source, remote.RemoteError("protocol", result.error))
+        # The exception's text may quote the server: kept as the reply, for operators.
+        failure = remote.RemoteError("protocol", f"unexpected error ({type(exc).__name__})", reply=str(exc))
+        result.ok, result.error = False, str(failure)
+        _scan_failed(source, failure)
     else:
         RemoteSource.objects.filter(pk=source.pk).update(
             last_scan_at=timezone.now(),
             last_scan_ok=True,
             last_scan_files=len(result.queued),
             last_error="",
+            last_error_reply="",
             last_error_kind="",
             offered_host_key="",
             offered_fingerprint="",
@@ -267,7 +291,9 @@ def _scan_failed(source: RemoteSource, exc: remote.RemoteError) -> None:
         "last_scan_at": now,
         "last_scan_ok": False,
         "last_scan_files": 0,
-        "last_error": str(exc),
+        # Our words for everyone; what the server said apart, for operators (RemoteError.reply).
+        "last_error": remote.server_text(exc.message, LAST_ERROR_MAX_CHARS),
+        "last_error_reply": exc.reply,
         "last_error_kind": exc.kind,
         "last_error_at": now,
     }
@@ -378,7 +404,9 @@ def _download(row: IngestedFile, *, sleep: Any) -> IngestedFile | None:
     try:
         got = remote.download_with_retries(source_endpoint(row.source), wanted, target, sleep=sleep)
     except remote.RemoteError as exc:
-        return _finish(row, Status.FAILED, message=f"download failed ({exc.kind}): {exc}")
+        row.server_reply = exc.reply
+        message = remote.server_text(f"download failed ({exc.kind}): {exc.message}", LAST_ERROR_MAX_CHARS)
+        return _finish(row, Status.FAILED, message=message)
     row.stored_path = str(target)
     row.sha256 = got.sha256
     row.size = got.size

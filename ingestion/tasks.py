@@ -24,10 +24,11 @@ def _queue_file(file_id: int) -> None:
 
 @shared_task(name="ingestion.tasks.ftp_scan_all")
 def ftp_scan_all(force: bool = False) -> list[str]:
-    """Queue a scan of each enabled source that is due (every enabled one with `force`), and
-    take again uploads and local files that a dead worker left half-way."""
+    """Queue a scan of each enabled source that is due (with `force`, at a worker's start, of
+    every enabled source scanned before and the settings' source), and take again uploads and
+    local files that a dead worker left half-way."""
     services.default_source_sync()
-    due = list(RemoteSource.objects.filter(enabled=True)) if force else services.sources_due()
+    due = services.sources_to_scan_at_start() if force else services.sources_due()
     for source in due:
         source_scan.delay(source.pk)
     for file_id in services.files_abandoned():

@@ -71,7 +71,9 @@ class RemoteSourceViewSet(viewsets.ModelViewSet[RemoteSource]):
         result = services.source_scan(source=source, on_file=processed.append)
         files = [services.file_run(file_id=pk) for pk in processed]
         body = result.as_dict() | {
-            "files": IngestedFileSerializer([f for f in files if f is not None], many=True).data
+            "files": IngestedFileSerializer(
+                [f for f in files if f is not None], many=True, context=self.get_serializer_context()
+            ).data
         }
         return Response(body, status=status.HTTP_200_OK if result.ok or result.skipped else 502)
 
@@ -87,7 +89,7 @@ class RemoteSourceViewSet(viewsets.ModelViewSet[RemoteSource]):
             )
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
-        return Response(RemoteSourceSerializer(source).data)
+        return Response(RemoteSourceSerializer(source, context=self.get_serializer_context()).data)
 
 
 class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
@@ -117,11 +119,17 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
                 services.file_reprocess_prepare(file=row)
                 transaction.on_commit(lambda: tasks.file_run.delay(row.pk), using=services.DB)
                 row.refresh_from_db()
-                return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)
+                return Response(
+                    IngestedFileDetailSerializer(row, context=self.get_serializer_context()).data,
+                    status=status.HTTP_202_ACCEPTED,
+                )
             row = services.file_reprocess(file=row)
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
-        return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_200_OK)
+        return Response(
+            IngestedFileDetailSerializer(row, context=self.get_serializer_context()).data,
+            status=status.HTTP_200_OK,
+        )
 
     @extend_schema(responses={(200, "text/plain"): bytes})
     @action(detail=True, methods=["get"])
@@ -152,7 +160,7 @@ class UploadView(APIView):
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
         row, code = _run_or_queue(row)
-        return Response(IngestedFileDetailSerializer(row).data, status=code)
+        return Response(IngestedFileDetailSerializer(row, context={"request": request}).data, status=code)
 
 
 class StatusView(APIView):

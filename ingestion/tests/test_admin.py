@@ -76,3 +76,24 @@ def test_scan_now_and_reprocess_actions(operator_client: Client, tmp_path: Path)
         "/admin/ingestion/ingestedfile/", {"action": "reprocess", "_selected_action": [row.pk]}, follow=True
     )
     assert b"imported: 0 readings added, 4 already present" in answer.content
+
+
+def add_form_data(operator_client: Client, **fields: Any) -> dict[str, Any]:
+    form = operator_client.get("/admin/ingestion/remotesource/add/").context["adminform"].form
+    defaults = {name: field.initial for name, field in form.fields.items()}
+    data = {k: v() if callable(v) else v for k, v in defaults.items() if v is not None and v is not False}
+    return data | {"name": "new", "host": "ftp.example.com", "port": 0, "remote_path": "/"} | fields
+
+
+def test_the_admin_form_refuses_what_the_api_refuses(operator_client: Client) -> None:
+    answer = operator_client.post(
+        "/admin/ingestion/remotesource/add/",
+        add_form_data(operator_client, host="169.254.169.254", port=99999, ca_file="/etc/passwd"),
+    )
+    assert answer.status_code == 200
+    errors = answer.context["adminform"].form.errors
+    assert set(errors) >= {"host", "port", "ca_file"}
+    assert not RemoteSource.objects.exists()
+    accepted = operator_client.post("/admin/ingestion/remotesource/add/", add_form_data(operator_client))
+    assert accepted.status_code == 302, accepted.context["adminform"].form.errors
+    assert RemoteSource.objects.get().host == "ftp.example.com"

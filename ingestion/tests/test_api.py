@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
+import threading
+import unicodedata
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -210,3 +215,161 @@ def test_the_settings_source_is_created_from_ftp_sa4cps_and_cannot_be_edited(
     assert services.source_endpoint(source).password == "from-the-environment"
     refused = operator_api.patch("/api/v1/ingestion/sources/sa4cps", {"host": "elsewhere"}, format="json")
     assert refused.status_code == 400 and "FTP_SA4CPS" in str(refused.json())
+
+
+# --------------------------------------------------------------------------- where sources may connect
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("port", 99999),
+        ("port", 65536),
+        ("host", "169.254.169.254"),
+        ("host", "fd00:ec2::254"),
+        ("host", "metadata.google.internal"),
+        ("host", "10.0.0.1"),
+        ("host", "192.168.1.10"),
+        ("host", "0.0.0.0"),
+        ("host", "127.1"),
+        ("host", "ftp example.com"),
+    ],
+)
+def test_a_source_host_and_port_are_validated(operator_api: APIClient, field: str, value: Any) -> None:
+    refused = operator_api.post("/api/v1/ingestion/sources/", SOURCE | {field: value}, format="json")
+    assert refused.status_code == 400, refused.json()
+    assert list(refused.json()["errors"]) == [field] and refused.json()["message"].startswith(field)
+    assert not RemoteSource.objects.exists()
+
+
+def test_private_hosts_are_accepted_only_from_allowed_networks(
+    operator_api: APIClient, settings: Any
+) -> None:
+    # The tests run with DEBUG on, which allows loopback (as `make run` does).
+    loopback = SOURCE | {"host": "127.0.0.1"}
+    assert operator_api.post("/api/v1/ingestion/sources/", loopback, format="json").status_code == 201
+    settings.INGESTION_ALLOWED_NETWORKS = []
+    refused = operator_api.post(
+        "/api/v1/ingestion/sources/", SOURCE | {"name": "lo", "host": "::1"}, format="json"
+    )
+    assert refused.status_code == 400 and "INGESTION_ALLOWED_NETWORKS" in refused.json()["errors"]["host"][0]
+    settings.INGESTION_ALLOWED_NETWORKS = ["10.20.0.0/16"]
+    lan = SOURCE | {"name": "lan", "host": "10.20.3.4", "port": 65535}
+    assert operator_api.post("/api/v1/ingestion/sources/", lan, format="json").status_code == 201
+    other = SOURCE | {"name": "other-lan", "host": "10.21.0.1"}
+    assert operator_api.post("/api/v1/ingestion/sources/", other, format="json").status_code == 400
+    # Editing a source is held to the same rules.
+    moved = operator_api.patch("/api/v1/ingestion/sources/lan", {"host": "169.254.169.254"}, format="json")
+    assert moved.status_code == 400 and list(moved.json()["errors"]) == ["host"]
+
+
+def test_a_ca_file_is_read_only_from_the_secrets_folder_and_tells_nothing_of_other_files(
+    operator_api: APIClient, tmp_path: Path, secrets_dir: Path
+) -> None:
+    (secrets_dir / "ca.pem").write_text("not really a certificate\n")
+    (secrets_dir / "escape.pem").symlink_to("/etc/passwd")
+    answers = {}
+    for n, path in enumerate(
+        [
+            "/etc/passwd",
+            "/etc/no-such-file-here",
+            f"{secrets_dir}/../../etc/passwd",
+            f"{secrets_dir}/escape.pem",
+        ]
+    ):
+        refused = operator_api.post(
+            "/api/v1/ingestion/sources/", SOURCE | {"name": f"s{n}", "ca_file": path}, format="json"
+        )
+        assert refused.status_code == 400 and list(refused.json()["errors"]) == ["ca_file"]
+        answers[path] = refused.json()["errors"]["ca_file"]
+    # The same answer whether the file outside exists or not: no oracle.
+    assert len({str(a) for a in answers.values()}) == 1
+    accepted = SOURCE | {"name": "ok", "protocol": "ftps", "ca_file": str(secrets_dir / "ca.pem")}
+    assert operator_api.post("/api/v1/ingestion/sources/", accepted, format="json").status_code == 201
+
+
+def test_a_stored_ca_file_outside_the_secrets_folder_is_refused_at_connect_time_alike(tmp_path: Path) -> None:
+    errors = []
+    for n, path in enumerate(["/etc/passwd", "/etc/no-such-file-here"]):
+        source = RemoteSource.objects.create(
+            name=f"s{n}", protocol="ftps", host="127.0.0.1", port=1, ca_file=path
+        )
+        result = services.source_scan(source=source, sleep=lambda s: None)
+        source.refresh_from_db()
+        assert not result.ok and source.last_error_kind == "tls"
+        errors.append((source.last_error, source.last_error_reply))
+    assert errors[0] == errors[1] and "INGESTION_SECRETS_DIR" in errors[0][0]
+
+
+class Chatterbox:
+    """A TCP server on loopback that greets every connection with one line of its choosing
+    (a hostile FTP or SSH server's banner) and hangs up."""
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(self.line)
+                # Hang up only after the client has, or closing with its words unread resets
+                # the connection before it reads ours.
+                conn.shutdown(socket.SHUT_WR)
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while conn.recv(65536):
+                        pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.sock.close()
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b[2J<script>alert(1)</script>\u202e" + "A" * 5000
+
+
+@pytest.mark.parametrize(
+    ("protocol", "line"),
+    [
+        ("ftp", f"421 {HOSTILE}\r\n".encode("latin-1", "replace")),
+        # paramiko quotes the last of 100 lines that are not an SSH banner.
+        ("sftp", f"{HOSTILE}\r\n".encode("latin-1", "replace") * 100),
+    ],
+)
+def test_what_a_server_said_is_shown_to_operators_only_and_cut_short(
+    operator_api: APIClient, viewer_api: APIClient, protocol: str, line: bytes
+) -> None:
+    server = Chatterbox(line)
+    try:
+        source = RemoteSource.objects.create(
+            name="chatty", protocol=protocol, host="127.0.0.1", port=server.port, password="p", settle_s=0
+        )
+        result = services.source_scan(source=source, sleep=lambda s: None)
+    finally:
+        server.stop()
+    assert not result.ok
+    as_operator = operator_api.get("/api/v1/ingestion/sources/chatty").json()
+    as_viewer = viewer_api.get("/api/v1/ingestion/sources/chatty").json()
+    status = viewer_api.get("/api/v1/ingestion/status").json()["sources"][0]
+    for seen in (
+        as_viewer["last_error"],
+        as_viewer["last_error_reply"],
+        status["last_error"],
+        as_operator["last_error"],
+    ):
+        assert "AAAA" not in seen and "script" not in seen and "\x1b" not in seen, seen
+    assert as_viewer["last_error"] and as_viewer["last_error_reply"] == ""
+    reply = as_operator["last_error_reply"]
+    assert "AAAA" in reply and len(reply) <= 200
+    assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in reply)
