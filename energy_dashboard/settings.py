@@ -295,6 +295,9 @@ INGESTION_CLAIM_TIMEOUT = env.int("INGESTION_CLAIM_TIMEOUT", default=CELERY_TASK
 # Uploads and re-processing of files up to this size (bytes) answer with the outcome; bigger
 # ones are queued for a worker (202).
 INGESTION_INLINE_BYTES = env.int("INGESTION_INLINE_BYTES", default=5_000_000)
+# The largest meter file POST /api/v1/ingestion/upload takes (bytes), counted as it streams
+# to a temporary file (413 past it); a month of 15-minute data for 2,000 meters is ~60 MB.
+INGESTION_UPLOAD_MAX_BYTES = env.int("INGESTION_UPLOAD_MAX_BYTES", default=64 * 1024 * 1024)
 # The meter files' local clock (SLG v2 times are local); the building's zone by default.
 INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
 # Networks that are not public but that sources may connect to (comma-separated CIDRs: a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import socket
 import threading
 import unicodedata
@@ -373,3 +374,121 @@ def test_what_a_server_said_is_shown_to_operators_only_and_cut_short(
     reply = as_operator["last_error_reply"]
     assert "AAAA" in reply and len(reply) <= 200
     assert not any(unicodedata.category(c) in ("Cc", "Cf") for c in reply)
+
+
+# --------------------------------------------------------------------------- upload size
+
+
+class CountingStream:
+    """A request body that counts what the server read of it."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.read_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.stream.read(size)
+        self.read_bytes += len(chunk)
+        return bytes(chunk)
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.stream.readline(size)
+        self.read_bytes += len(line)
+        return bytes(line)
+
+
+@pytest.fixture
+def upload_dirs(settings: Any, tmp_path: Path) -> tuple[Path, Path]:
+    """Where uploads stream to while they arrive, and where kept files go."""
+    temporary, kept = tmp_path / "upload-tmp", tmp_path / "kept"
+    temporary.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(temporary)
+    settings.INGESTION_FILES_DIR = kept
+    return temporary, kept
+
+
+def post_upload(user: Any, content: bytes) -> tuple[Any, CountingStream]:
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from ingestion.views import UploadView
+
+    request = APIRequestFactory().post(
+        "/api/v1/ingestion/upload", {"file": SimpleUploadedFile("big.slg_v2", content)}, format="multipart"
+    )
+    counting = CountingStream(request._stream)
+    request._stream = counting
+    force_authenticate(request, user=user)
+    response = UploadView.as_view()(request)
+    response.render()
+    return response, counting
+
+
+def test_an_upload_over_the_limit_is_refused_while_it_streams_and_nothing_is_kept(
+    settings: Any, operator: Any, upload_dirs: tuple[Path, Path]
+) -> None:
+    from ingestion.views import UPLOAD_FRAMING_BYTES
+
+    temporary, kept = upload_dirs
+    settings.INGESTION_UPLOAD_MAX_BYTES = 10_000
+    # Within the limit plus the multipart framing by its length, so only counting the bytes as
+    # they stream can refuse it: the server stops after the first chunks, not at the end.
+    content = b"0" * (10_000 + UPLOAD_FRAMING_BYTES - 2_000)
+    answer, body = post_upload(operator, content)
+    assert answer.status_code == 413, answer.content
+    payload = json.loads(answer.content)
+    assert payload["code"] == "too_large" and "10000" in payload["message"]
+    assert body.read_bytes < len(content)
+    assert not IngestedFile.objects.exists()
+    assert list(temporary.iterdir()) == [] and not any(kept.rglob("*.*"))
+
+
+def test_an_upload_whose_length_says_it_is_too_big_is_refused_before_it_is_read(
+    settings: Any, operator: Any, upload_dirs: tuple[Path, Path]
+) -> None:
+    settings.INGESTION_UPLOAD_MAX_BYTES = 10_000
+    answer, body = post_upload(operator, b"0" * 5_000_000)
+    assert answer.status_code == 413 and json.loads(answer.content)["code"] == "too_large"
+    assert body.read_bytes == 0
+    assert not IngestedFile.objects.exists() and list(upload_dirs[0].iterdir()) == []
+
+
+def test_an_upload_at_the_limit_is_taken_and_streams_to_disk(
+    settings: Any, operator_api: APIClient, upload_dirs: tuple[Path, Path], monkeypatch: Any
+) -> None:
+    from django.core.files.uploadhandler import MemoryFileUploadHandler
+
+    content = day_file("PT2010")
+    settings.INGESTION_UPLOAD_MAX_BYTES = len(content)
+    # Never held in memory: the memory handler is not among the upload's handlers.
+    monkeypatch.setattr(MemoryFileUploadHandler, "new_file", lambda *a, **k: pytest.fail("held in memory"))
+    upload = SimpleUploadedFile("day.slg_v2", content)
+    answer = operator_api.post("/api/v1/ingestion/upload", {"file": upload}, format="multipart")
+    assert answer.status_code == 201 and answer.json()["status"] == "imported"
+    assert Path(IngestedFile.objects.get().stored_path).read_bytes() == content
+    # Over the limit through the whole stack (token or session), the same JSON 413.
+    upload = SimpleUploadedFile("day.slg_v2", content + b"\r\n")
+    refused = operator_api.post("/api/v1/ingestion/upload", {"file": upload}, format="multipart")
+    assert refused.status_code == 413 and refused.json()["code"] == "too_large"
+    assert IngestedFile.objects.count() == 1
+
+
+def test_a_browser_upload_over_the_limit_is_refused_too(
+    settings: Any, operator: Any, upload_dirs: tuple[Path, Path]
+) -> None:
+    # A session's CSRF check reads the form before the view does: the limit holds there too.
+    settings.INGESTION_UPLOAD_MAX_BYTES = 1_000
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(operator)
+    token = "a" * 32
+    browser.cookies["csrftoken"] = token
+    upload = SimpleUploadedFile("day.slg_v2", b"0" * 20_000)
+    refused = browser.post(
+        "/api/v1/ingestion/upload", {"file": upload}, format="multipart", HTTP_X_CSRFTOKEN=token
+    )
+    assert refused.status_code == 413 and refused.json()["code"] == "too_large"
+    assert not IngestedFile.objects.exists() and list(upload_dirs[0].iterdir()) == []
+    small = SimpleUploadedFile("day.slg_v2", b"0" * 100)
+    taken = browser.post(
+        "/api/v1/ingestion/upload", {"file": small}, format="multipart", HTTP_X_CSRFTOKEN=token
+    )
+    assert taken.status_code == 201 and taken.json()["status"] == "rejected"
