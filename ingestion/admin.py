@@ -11,14 +11,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from ingestion import services
-from ingestion.models import IngestedFile, RemoteSource
+from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 
 
 class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
     """Secrets are typed in but never shown back; left empty, the stored one is kept."""
 
-    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
-    private_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, max_length=256)
+    private_key = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=MAX_KEY_CHARS
+    )
 
     class Meta:
         model = RemoteSource

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rest_framework import serializers
 
 from energy_dashboard import roles
-from ingestion.models import IngestedFile, RemoteSource
+from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
+from ingestion.validators import validate_printable, validate_text_block
 
 
 def _for_operators(context: dict[str, Any]) -> bool:
@@ -38,9 +38,22 @@ class RemoteSourceSerializer(_ServerWordsForOperators, serializers.ModelSerializ
 
     operator_only_fields = ("last_error_reply",)
 
-    password = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False)
+    # Declared here (write-only), so the model field's rules are repeated.
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=256,
+        validators=[validate_printable],
+    )
     private_key = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, trim_whitespace=False
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=MAX_KEY_CHARS,
+        validators=[validate_text_block],
     )
     has_password = serializers.SerializerMethodField()
     has_private_key = serializers.SerializerMethodField()
@@ -87,24 +100,6 @@ class RemoteSourceSerializer(_ServerWordsForOperators, serializers.ModelSerializ
         for pattern in patterns:
             fnmatch.translate(pattern)
         return " ".join(patterns)
-
-    def validate_time_zone(self, value: str) -> str:
-        if value:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise serializers.ValidationError(f"unknown time zone {value!r}") from None
-        return value
-
-    def validate_settle_s(self, value: float) -> float:
-        if not 0 <= value <= 300:
-            raise serializers.ValidationError("between 0 and 300 seconds")
-        return value
-
-    def validate_interval_s(self, value: int | None) -> int | None:
-        if value is not None and value < 60:
-            raise serializers.ValidationError("at least 60 seconds")
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and self.instance.from_settings:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import queue
 import re
 import threading
@@ -25,14 +26,14 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from energy_dashboard import events
 from energy_dashboard.startup import gc_paused
 from ingestion import remote, slg
-from ingestion.models import IngestedFile, RemoteSource
+from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
 from ingestion.validators import allowed_networks, secret_path_allowed
 from sensors import services as sensors
 
@@ -46,6 +47,12 @@ DEFAULT_SOURCE = "sa4cps"
 CHUNK = 100_000
 # An error in our words is one or two sentences; this bounds what a source or file keeps of it.
 LAST_ERROR_MAX_CHARS = 1_000
+# A file whose processing was abandoned this many times (its worker died each time: out of
+# memory, killed) is marked failed instead of being taken again forever.
+MAX_ATTEMPTS = 5
+# A last scan this far in the future is a clock that was put back or a bad value: the source
+# is due rather than held back until then.
+CLOCK_SKEW = timedelta(hours=1)
 
 
 def _claim_timeout() -> timedelta:
@@ -151,6 +158,67 @@ def source_accept_host_key(*, source: RemoteSource, fingerprint: str) -> RemoteS
     return source
 
 
+@dataclass
+class Schedule:
+    """Which sources a periodic job takes, and those it skipped because a row could not be read."""
+
+    due: list[RemoteSource] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _interval(source: RemoteSource) -> timedelta:
+    # Within the bounds the API and the admin hold a source to, whatever a row holds.
+    seconds = source.interval_s or settings.FTP_CHECK_INTERVAL
+    return timedelta(seconds=min(max(seconds, MIN_INTERVAL_S), MAX_INTERVAL_S))
+
+
+def _is_due(source: RemoteSource, now: datetime) -> bool:
+    since = source.last_scan_at
+    if since is None:
+        if source.from_settings and not settings.FTP_SKIP_INITIAL_SCAN:
+            return True
+        since = source.created_at
+    # `since <= now - interval`, not `since + interval <= now`: a stored instant near the end
+    # of the calendar (year 9999) cannot overflow this way.
+    return since <= now - _interval(source) or since > now + CLOCK_SKEW
+
+
+def source_unreadable(*, source_id: int, error: BaseException) -> dict[str, Any]:
+    """Record on a source row that a job could not read it (by an update, which reads nothing),
+    and say so in the log; the job's report entry."""
+    message = f"this source could not be read, so no job can use it ({type(error).__name__}: {error})"
+    message = remote.server_text(message, LAST_ERROR_MAX_CHARS)
+    RemoteSource.objects.filter(pk=source_id).update(
+        last_scan_ok=False,
+        last_error=message,
+        last_error_reply="",
+        last_error_kind="invalid",
+        last_error_at=timezone.now(),
+    )
+    logger.error("source %s skipped: %s", source_id, message)
+    return {"source": source_id, "error": message}
+
+
+def sources_schedule(*, now: datetime | None = None, at_start: bool = False) -> Schedule:
+    """The sources a scan job takes now: those due (`sources_due`), or at a worker's start
+    those `sources_to_scan_at_start` names. A row that cannot be read is skipped, recorded on
+    itself and reported; the others are not held up by it."""
+    now = now or timezone.now()
+    candidates = RemoteSource.objects.filter(enabled=True)
+    if at_start:
+        candidates = candidates.filter(Q(last_scan_at__isnull=False) | Q(from_settings=True))
+    schedule = Schedule()
+    # One row at a time: a value no Python object can be made of fails its own row only.
+    for source_id in candidates.order_by("name").values_list("pk", flat=True):
+        try:
+            source = RemoteSource.objects.get(pk=source_id)
+            if at_start or _is_due(source, now):
+                schedule.due.append(source)
+        except Exception as exc:
+            schedule.skipped.append(source_unreadable(source_id=source_id, error=exc))
+    return schedule
+
+
 def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
     """Enabled sources whose scan interval has passed since their last scan.
 
@@ -159,29 +227,14 @@ def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
     anywhere on its own at once. The settings' source is scanned at once (unless
     FTP_SKIP_INITIAL_SCAN): the deployment named it.
     """
-    now = now or timezone.now()
-    due = []
-    for source in RemoteSource.objects.filter(enabled=True):
-        interval = timedelta(seconds=source.interval_s or settings.FTP_CHECK_INTERVAL)
-        if source.last_scan_at is None:
-            if (
-                source.from_settings and not settings.FTP_SKIP_INITIAL_SCAN
-            ) or source.created_at + interval <= now:
-                due.append(source)
-        elif source.last_scan_at + interval <= now:
-            due.append(source)
-    return due
+    return sources_schedule(now=now).due
 
 
 def sources_to_scan_at_start() -> list[RemoteSource]:
     """What a worker scans when it starts (unless FTP_SKIP_INITIAL_SCAN): every enabled source
     scanned before, due or not (files may have arrived while the service was down), and the
     settings' source; a source never scanned waits for its interval or an operator."""
-    return list(
-        RemoteSource.objects.filter(enabled=True).filter(
-            Q(last_scan_at__isnull=False) | Q(from_settings=True)
-        )
-    )
+    return sources_schedule(at_start=True).due
 
 
 @dataclass
@@ -194,6 +247,8 @@ class ScanResult:
     queued: list[int] = field(default_factory=list)
     growing: list[str] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+    given_up: list[int] = field(default_factory=list)
+    unusable: list[dict[str, str]] = field(default_factory=list)  # listed files the ledger cannot hold
     error: str = ""
     skipped: str = ""  # why the scan did not run (another scan holds the source)
 
@@ -206,6 +261,8 @@ class ScanResult:
             "queued": self.queued,
             "growing": self.growing,
             "requeued": self.requeued,
+            "given_up": self.given_up,
+            "unusable": self.unusable,
             "error": self.error,
             "skipped": self.skipped,
         }
@@ -237,23 +294,25 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
     try:
         endpoint = source_endpoint(source)
 
+        pause = _settle_pause(source.settle_s)
+
         def two_listings() -> tuple[dict[str, remote.RemoteFile], list[remote.RemoteFile]]:
             with remote.connect(endpoint) as client:
                 first = {f.path: f for f in client.list_files()}
-                if first and source.settle_s > 0:
-                    sleep(source.settle_s)
+                if first and pause > 0:
+                    sleep(pause)
                 return first, client.list_files()
 
         first, second = remote.with_retries(two_listings, endpoint=endpoint, sleep=sleep)
-        result.listed = len(second)
-        for found in second:
-            before = first.get(found.path)
-            if before is None or (before.size, before.mtime) != (found.size, found.mtime):
-                result.growing.append(found.path)  # appeared or changed while listing: next scan
-                continue
-            file_id = _queue_remote_file(source, found)
-            if file_id is not None:
-                result.queued.append(file_id)
+        _take_listing(source, first, second, result)
+        if result.unusable:
+            logger.warning(
+                "scan of %s: %d listed file(s) left out: %s",
+                source.name,
+                len(result.unusable),
+                result.unusable,
+            )
+        result.given_up = _give_up_exhausted(source)
         result.requeued = _requeue_abandoned(source)
     except remote.RemoteError as exc:
         result.ok, result.error = False, str(exc)
@@ -283,6 +342,54 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
         for file_id in [*result.queued, *result.requeued]:
             on_file(file_id)
     return result
+
+
+def _take_listing(
+    source: RemoteSource,
+    first: dict[str, remote.RemoteFile],
+    second: list[remote.RemoteFile],
+    result: ScanResult,
+) -> None:
+    """Queue each file of the second listing that the first showed alike (it stopped growing)."""
+    result.listed = len(second)
+    for found in second:
+        why = _unusable(found)
+        if why is not None:
+            result.unusable.append({"path": remote.server_text(found.path), "reason": why})
+            continue
+        before = first.get(found.path)
+        if before is None or (before.size, before.mtime) != (found.size, found.mtime):
+            result.growing.append(found.path)  # appeared or changed while listing: next scan
+            continue
+        try:
+            file_id = _queue_remote_file(source, found)
+        except DatabaseError as exc:  # one file the ledger refuses does not stop the others
+            logger.warning("scan of %s: %s not taken: %s", source.name, found.path, exc)
+            result.unusable.append({"path": remote.server_text(found.path), "reason": str(exc)[:200]})
+            continue
+        if file_id is not None:
+            result.queued.append(file_id)
+
+
+def _settle_pause(stored: float) -> float:
+    # The API and the admin hold settle_s to 0-300 s; a row written otherwise must not hold a
+    # worker (and a server connection) for days, nor make sleep() raise.
+    if math.isnan(stored):
+        return MAX_SETTLE_S
+    return min(max(stored, 0.0), MAX_SETTLE_S)
+
+
+# What the ledger holds of a listed file (IngestedFile.name and remote_path).
+_MAX_NAME, _MAX_PATH = 255, 1024
+
+
+def _unusable(found: remote.RemoteFile) -> str | None:
+    """Why a listed file cannot have a ledger row (None: it can). The server chose the name."""
+    if len(found.name) > _MAX_NAME or len(found.path) > _MAX_PATH:
+        return f"name longer than {_MAX_NAME} or path longer than {_MAX_PATH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in found.path):
+        return "control characters in the name"
+    return None
 
 
 def _scan_failed(source: RemoteSource, exc: remote.RemoteError) -> None:
@@ -330,6 +437,37 @@ def _queue_remote_file(source: RemoteSource, found: remote.RemoteFile) -> int | 
     return row.pk
 
 
+def _own_files(source: RemoteSource | None) -> Q:
+    return Q(source=source) if source is not None else Q(source__isnull=True)
+
+
+def _give_up_exhausted(source: RemoteSource | None) -> list[int]:
+    """Files of a source (or uploads and local files) abandoned mid-processing MAX_ATTEMPTS
+    times: marked failed (the content stays, for an operator to re-process) instead of taken
+    again forever. Their ids."""
+    stale = timezone.now() - _claim_timeout()
+    exhausted = IngestedFile.objects.filter(
+        _own_files(source), status=Status.PROCESSING, claimed_at__lt=stale, attempts__gte=MAX_ATTEMPTS
+    )
+    given_up = list(exhausted.values_list("pk", flat=True))
+    if given_up:
+        IngestedFile.objects.filter(pk__in=given_up, status=Status.PROCESSING).update(
+            status=Status.FAILED,
+            claimed_at=None,
+            finished_at=timezone.now(),
+            message=f"given up after {MAX_ATTEMPTS} attempts: its worker stopped each time (out of "
+            "memory? killed?); the content is kept, re-process it after a fix",
+        )
+        logger.error("files given up after %d attempts: %s", MAX_ATTEMPTS, given_up)
+    return given_up
+
+
+def files_give_up() -> list[int]:
+    """Uploads and local files abandoned MAX_ATTEMPTS times, now marked failed (see
+    `_give_up_exhausted`); sources' files are handled by their scans."""
+    return _give_up_exhausted(None)
+
+
 def _requeue_abandoned(source: RemoteSource | None) -> list[int]:
     """Files of a source (or, for None, uploads and local files) left half-way: claimed by a
     worker that died, or queued or downloaded long ago with their task never run (the broker
@@ -340,10 +478,7 @@ def _requeue_abandoned(source: RemoteSource | None) -> list[int]:
         | Q(status=Status.QUEUED, claimed_at__isnull=True, discovered_at__lt=stale)
         | Q(status=Status.DOWNLOADED, claimed_at__isnull=True, downloaded_at__lt=stale)
     )
-    abandoned = (
-        abandoned.filter(source=source) if source is not None else abandoned.filter(source__isnull=True)
-    )
-    return list(abandoned.values_list("pk", flat=True))
+    return list(abandoned.filter(_own_files(source)).values_list("pk", flat=True))
 
 
 def files_abandoned() -> list[int]:
@@ -378,7 +513,7 @@ def file_run(*, file_id: int, sleep: Any = time.sleep) -> IngestedFile | None:
 
     What one task per file runs; safe to call twice at once or after a worker died (claims).
     """
-    row = IngestedFile.objects.filter(pk=file_id).first()
+    row = _load_file(file_id)
     if row is None:
         return None
     if row.status == Status.QUEUED:
@@ -388,13 +523,38 @@ def file_run(*, file_id: int, sleep: Any = time.sleep) -> IngestedFile | None:
     return file_process(file_id=file_id)
 
 
+def file_unreadable(*, file_id: int, error: BaseException) -> None:
+    """Mark a ledger row that cannot be read failed (by an update, which reads nothing), so that
+    no job takes it again; log it. Its content, if any, stays where it is."""
+    message = f"this ledger row could not be read ({type(error).__name__}: {error}); fix or delete it"
+    IngestedFile.objects.filter(pk=file_id).update(
+        status=Status.FAILED,
+        claimed_at=None,
+        finished_at=timezone.now(),
+        message=remote.server_text(message, LAST_ERROR_MAX_CHARS),
+    )
+    logger.error("file %s skipped: %s", file_id, message)
+
+
+def _load_file(file_id: int) -> IngestedFile | None:
+    """The row with its source; None when it is gone, or could not be read (then marked)."""
+    try:
+        return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+    except Exception as exc:  # a value no Python object can be made of
+        file_unreadable(file_id=file_id, error=exc)
+        return None
+
+
 def _download(row: IngestedFile, *, sleep: Any) -> IngestedFile | None:
     """Download a queued remote file (retried; never partial); None if another worker has it."""
     now = timezone.now()
     free = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_timeout())
     if not IngestedFile.objects.filter(Q(pk=row.pk, status=Status.QUEUED) & free).update(claimed_at=now):
         return None
-    row = IngestedFile.objects.select_related("source").get(pk=row.pk)
+    loaded = _load_file(row.pk)
+    if loaded is None:
+        return None
+    row = loaded
     assert row.source is not None
     target = _store_path(row)
     wanted = remote.RemoteFile(
@@ -596,7 +756,10 @@ def file_process(*, file_id: int) -> IngestedFile:
     claimed = IngestedFile.objects.filter(Q(pk=file_id) & (Q(status=Status.DOWNLOADED) | abandoned)).update(
         status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
     )
-    row = IngestedFile.objects.select_related("source").get(pk=file_id)
+    loaded = _load_file(file_id)
+    if loaded is None:
+        raise IngestionError(f"file {file_id} could not be read; it is marked failed")
+    row = loaded
     if not claimed:
         return row  # another worker has it, or it is done
     started = time.monotonic()

@@ -4,12 +4,63 @@ admin's form) and the API's serializer."""
 from __future__ import annotations
 
 import functools
+import unicodedata
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from ingestion import addresses
+from ingestion import addresses, remote
+
+# Shell patterns a source may list: enough for every spelling of a producer's names.
+MAX_PATTERNS = 20
+
+
+def _control_characters(value: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in value)
+
+
+def validate_printable(value: str) -> None:
+    """One line of text without control characters: a line break in a user name or a path
+    would end an FTP command and start another."""
+    if _control_characters(value):
+        raise ValidationError("no line breaks or other control characters", code="control_characters")
+
+
+def validate_text_block(value: str) -> None:
+    """Lines of text (a PEM key): line breaks and tabs, no other control characters."""
+    if _control_characters(value, allowed="\n\r\t"):
+        raise ValidationError("no control characters other than line breaks", code="control_characters")
+
+
+def validate_patterns(value: str) -> None:
+    """Space-separated shell patterns, printable, at most MAX_PATTERNS."""
+    validate_printable(value)
+    if len(value.split()) > MAX_PATTERNS:
+        raise ValidationError(f"at most {MAX_PATTERNS} patterns", code="patterns")
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name (empty: the default)."""
+    if not value:
+        return
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"unknown time zone {value!r}", code="time_zone") from None
+
+
+def validate_host_key(value: str) -> None:
+    """SFTP host key pins (OpenSSH key lines or SHA256: fingerprints, one a line), read as a
+    scan will read them, so that a typo fails here and not at the next scan."""
+    if not value.strip():
+        return
+    validate_text_block(value)
+    try:
+        remote.parse_host_key_pins(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), code="host_key") from None
 
 
 @functools.lru_cache(maxsize=8)

@@ -97,3 +97,15 @@ def test_the_admin_form_refuses_what_the_api_refuses(operator_client: Client) ->
     accepted = operator_client.post("/admin/ingestion/remotesource/add/", add_form_data(operator_client))
     assert accepted.status_code == 302, accepted.context["adminform"].form.errors
     assert RemoteSource.objects.get().host == "ftp.example.com"
+
+
+def test_the_admin_form_bounds_durations_and_zones(operator_client: Client) -> None:
+    answer = operator_client.post(
+        "/admin/ingestion/remotesource/add/",
+        add_form_data(
+            operator_client, interval_s=2**40, settle_s=1e6, time_zone="Mars/Olympus", host_key="junk"
+        ),
+    )
+    assert answer.status_code == 200
+    assert set(answer.context["adminform"].form.errors) >= {"interval_s", "settle_s", "time_zone", "host_key"}
+    assert not RemoteSource.objects.exists()

@@ -492,3 +492,60 @@ def test_a_browser_upload_over_the_limit_is_refused_too(
         "/api/v1/ingestion/upload", {"file": small}, format="multipart", HTTP_X_CSRFTOKEN=token
     )
     assert taken.status_code == 201 and taken.json()["status"] == "rejected"
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval_s", 2**40),
+        ("interval_s", 31 * 86400 + 1),
+        ("interval_s", 59),
+        ("settle_s", 300.5),
+        ("private_key", "x" * 40_000),
+        ("host_key", "garbage"),
+        ("host_key", ("SHA256:" + "A" * 43 + "\n") * 200),
+        ("username", "meters\r\nDELE x"),
+        ("password", "pw\r\nQUIT"),
+        ("remote_path", "/out\nDELE /x"),
+        ("patterns", "*.slg_v2 \x1b[2J"),
+        ("patterns", " ".join(["*.x"] * 30)),
+        ("time_zone", "Mars/Olympus"),
+        ("name", "n" * 65),
+    ],
+)
+def test_source_fields_are_bounded_to_what_a_scan_can_use(
+    operator_api: APIClient, field: str, value: Any
+) -> None:
+    refused = operator_api.post("/api/v1/ingestion/sources/", SOURCE | {field: value}, format="json")
+    assert refused.status_code == 400, refused.json()
+    assert field in refused.json()["errors"] and refused.json()["message"]
+
+
+def test_the_largest_accepted_values_are_accepted(operator_api: APIClient) -> None:
+    body = SOURCE | {"interval_s": 31 * 86400, "settle_s": 300, "port": 65535, "name": "n" * 64}
+    assert operator_api.post("/api/v1/ingestion/sources/", body, format="json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("since", "0001-01-01T00:00:00+14:00"),
+        ("until", "9999-12-31T23:59:59-12:00"),
+        ("since", "0001-01-01T00:00:00Z"),
+        ("until", "9999-12-31T23:59:59Z"),
+        ("since", "1900-01-01T00:00:00Z"),
+        ("until", "2300-01-01T00:00:00Z"),
+    ],
+)
+def test_file_filters_outside_the_products_horizon_are_a_400_naming_them(
+    operator_api: APIClient, name: str, value: str
+) -> None:
+    services.file_take(name="a.slg_v2", stream=io.BytesIO(b"x"))
+    refused = operator_api.get("/api/v1/ingestion/files/", {name: value})
+    assert refused.status_code == 400, refused.content
+    assert list(refused.json()["errors"]) == [name]
+    inside = operator_api.get("/api/v1/ingestion/files/", {"since": "1971-01-01T00:00:00Z"})
+    assert inside.status_code == 200 and inside.json()["count"] == 1

@@ -113,10 +113,10 @@ def test_a_new_source_is_not_scanned_until_its_interval_has_passed_or_an_operato
     now = datetime.now(UTC)
     new = RemoteSource.objects.create(name="new", host="h")
     assert services.sources_due(now=now) == []
-    assert tasks.ftp_scan_all() == [] and scans_queued == []
+    assert tasks.ftp_scan_all()["scanned"] == [] and scans_queued == []
     assert [s.name for s in services.sources_due(now=now + timedelta(hours=1, seconds=1))] == [new.name]
     # Nor does a worker's start-up scan take it (it catches up sources scanned before).
-    assert tasks.ftp_scan_all(force=True) == []
+    assert tasks.ftp_scan_all(force=True)["scanned"] == []
     # The settings' source is the deployment's own: scanned at once, unless told to wait.
     settings.FTP_SA4CPS_HOST = "ftp.sa4cps.example"
     seed = services.default_source_sync()
@@ -140,7 +140,7 @@ def test_the_first_scan_at_start_unless_skipped(
     # force scans every enabled source, due or not.
     RemoteSource.objects.create(name="a", host="h", last_scan_at=datetime.now(UTC))
     RemoteSource.objects.create(name="b", host="h", enabled=False)
-    assert tasks.ftp_scan_all(force=True) == ["a"] and len(scans_queued) == 1
+    assert tasks.ftp_scan_all(force=True)["scanned"] == ["a"] and len(scans_queued) == 1
 
 
 def test_a_scan_task_queues_one_file_task_per_new_file(
