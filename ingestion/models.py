@@ -211,7 +211,14 @@ class IngestedFile(models.Model):
                 fields=["source", "remote_path", "size", "remote_mtime"],
                 condition=models.Q(origin="remote"),
                 name="ingfile_one_per_remote_version",
-            )
+            ),
+            # One imported file per content: of two workers importing identical files at the
+            # same moment, the second to record its outcome becomes a duplicate of the first.
+            models.UniqueConstraint(
+                fields=["sha256"],
+                condition=models.Q(status="imported") & ~models.Q(sha256=""),
+                name="ingfile_one_imported_per_content",
+            ),
         ]
 
     def __str__(self) -> str:

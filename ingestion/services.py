@@ -749,6 +749,13 @@ def _parsed_chunks(reader: slg.SlgReader, size: int) -> Iterator[list[slg.Record
 MAX_ERRORS_KEPT = 1_000
 
 
+def _imported_original(row: IngestedFile) -> IngestedFile | None:
+    """The file imported with the same content as `row` (at most one: a constraint says so)."""
+    if not row.sha256:
+        return None
+    return IngestedFile.objects.filter(sha256=row.sha256, status=Status.IMPORTED).exclude(pk=row.pk).first()
+
+
 def file_process(*, file_id: int) -> IngestedFile:
     """Import a downloaded file's readings, all or nothing; a known content hash is a duplicate."""
     now = timezone.now()
@@ -763,11 +770,7 @@ def file_process(*, file_id: int) -> IngestedFile:
     if not claimed:
         return row  # another worker has it, or it is done
     started = time.monotonic()
-    original = (
-        IngestedFile.objects.filter(sha256=row.sha256, status=Status.IMPORTED).exclude(pk=row.pk).first()
-        if row.sha256
-        else None
-    )
+    original = _imported_original(row)
     if original is not None:
         row.duplicate_of = original
         return _finish(
@@ -847,7 +850,24 @@ def _finish(row: IngestedFile, status: str, *, message: str, started: float | No
     # over must not overwrite the newer run's outcome (its readings changed nothing: inserts
     # never double).
     owned = IngestedFile.objects.filter(pk=row.pk, claimed_at=claim)
-    if not owned.update(**{name: getattr(row, name) for name in fields}):
+    try:
+        with transaction.atomic(using=DB):
+            recorded = owned.update(**{name: getattr(row, name) for name in fields})
+    except IntegrityError:
+        # ingfile_one_imported_per_content: another worker imported the same content while
+        # this one did (both found no imported original when they started). Its readings are
+        # stored once all the same (inserts never double); this file is a duplicate of it.
+        original = _imported_original(row)
+        if status != Status.IMPORTED or original is None:
+            raise
+        status = row.status = Status.DUPLICATE
+        row.duplicate_of = original
+        row.message = message = (
+            f"same content as file {original.pk} ({original.name}), imported at the same moment by "
+            f"another worker; the readings are stored once (this run: {message})"
+        )
+        recorded = owned.update(**{name: getattr(row, name) for name in fields})
+    if not recorded:
         logger.warning(
             "file %s: the claim was taken over; this run's outcome (%s) is not recorded", row.pk, status
         )
