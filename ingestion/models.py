@@ -199,6 +199,9 @@ class IngestedFile(models.Model):
     discovered_at = models.DateTimeField(auto_now_add=True)
     downloaded_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    content_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the retention job deleted the kept content (the row stays)"
+    )
     download_ms = models.PositiveIntegerField(null=True, blank=True)
     process_ms = models.PositiveIntegerField(null=True, blank=True)
 

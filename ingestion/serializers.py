@@ -162,7 +162,7 @@ class IngestedFileDetailSerializer(IngestedFileSerializer):
     content_kept = serializers.SerializerMethodField()
 
     class Meta(IngestedFileSerializer.Meta):
-        fields = [*IngestedFileSerializer.Meta.fields, "errors", "content_kept"]
+        fields = [*IngestedFileSerializer.Meta.fields, "errors", "content_kept", "content_deleted_at"]
         read_only_fields = fields
 
     def get_content_kept(self, row: IngestedFile) -> bool:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard import events
@@ -632,8 +633,12 @@ def file_reprocess_prepare(*, file: IngestedFile) -> None:
     if file.status in (Status.QUEUED, Status.PROCESSING) and not expired:
         raise IngestionError(f"file {file.pk} is {file.status}; wait for it to finish")
     if not file.stored_path or not Path(file.stored_path).exists():
-        raise IngestionError(f"file {file.pk} has no kept content to process again")
-    IngestedFile.objects.filter(pk=file.pk).update(status=Status.DOWNLOADED, claimed_at=None)
+        raise IngestionError(f"{_no_content(file)} to process again")
+    # Compare-and-swap on the content: the retention job may have deleted it a moment ago.
+    if not IngestedFile.objects.filter(pk=file.pk, stored_path=file.stored_path).update(
+        status=Status.DOWNLOADED, claimed_at=None
+    ):
+        raise IngestionError(_no_content(IngestedFile.objects.get(pk=file.pk)))
 
 
 def file_reprocess(*, file: IngestedFile) -> IngestedFile:
@@ -893,11 +898,95 @@ def _finish(row: IngestedFile, status: str, *, message: str, started: float | No
     return row
 
 
+def _no_content(file: IngestedFile) -> str:
+    if file.content_deleted_at is not None:
+        deleted = f"{file.content_deleted_at:%Y-%m-%d}"
+        return f"file {file.pk} has no kept content: the retention job deleted it on {deleted}"
+    return f"file {file.pk} has no kept content"
+
+
 def file_content(*, file: IngestedFile) -> Path:
     """The kept content of a file, for an operator to read."""
     if not file.stored_path or not Path(file.stored_path).exists():
-        raise IngestionError(f"file {file.pk} has no kept content")
+        raise IngestionError(_no_content(file))
     return Path(file.stored_path)
+
+
+def _retention_cutoffs(now: datetime) -> list[tuple[tuple[str, ...], datetime]]:
+    groups = []
+    for statuses, days in (
+        (DONE, settings.INGESTION_FILES_RETENTION_DAYS),
+        ((Status.REJECTED, Status.FAILED), settings.INGESTION_REJECTED_FILES_RETENTION_DAYS),
+    ):
+        if days > 0:  # 0: kept for ever
+            groups.append((tuple(statuses), now - timedelta(days=days)))
+    return groups
+
+
+def files_retention(*, now: datetime | None = None) -> dict[str, Any]:
+    """Delete the kept content of files whose outcome is older than their retention:
+    INGESTION_FILES_RETENTION_DAYS for imported and duplicate files,
+    INGESTION_REJECTED_FILES_RETENTION_DAYS for rejected and failed ones (kept longer, for an
+    operator; re-processing one starts its clock again). Files on their way (queued,
+    downloaded, processing) are never touched. The ledger row stays, hash included (the same
+    content sent again is still a duplicate), with `content_deleted_at` set.
+
+    One file at a time: one that cannot be deleted (or whose path lies outside
+    INGESTION_FILES_DIR) is reported and keeps its row as it was; the others go on. Idempotent.
+    """
+    now = now or timezone.now()
+    report: dict[str, Any] = {"deleted": [], "failed": []}
+    root = Path(settings.INGESTION_FILES_DIR).resolve()
+    for statuses, cutoff in _retention_cutoffs(now):
+        old = (
+            IngestedFile.objects.exclude(stored_path="")
+            .filter(status__in=statuses)
+            .alias(outcome_at=Coalesce("finished_at", "downloaded_at", "discovered_at"))
+            .filter(outcome_at__lt=cutoff)
+        )
+        # Only the columns the job needs: a row with an unreadable value elsewhere is still
+        # handled.
+        for file_id, stored in old.order_by("pk").values_list("pk", "stored_path"):
+            try:
+                problem = _delete_content(file_id, stored, statuses, root, now)
+            except Exception as exc:  # reported; the next file is not held up
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None:
+                report["deleted"].append(file_id)
+            else:
+                report["failed"].append({"file": file_id, "error": problem})
+                logger.error("retention: the content of file %s was not deleted: %s", file_id, problem)
+    if report["deleted"]:
+        logger.info("retention: the content of %d file(s) deleted", len(report["deleted"]))
+    return report
+
+
+def _delete_content(
+    file_id: int, stored: str, statuses: tuple[str, ...], root: Path, now: datetime
+) -> str | None:
+    """Delete one file's kept content; None when done, else why not (the row then unchanged)."""
+    path = Path(stored)
+    try:
+        inside = path.is_absolute() and path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        return f"{stored} is not under INGESTION_FILES_DIR ({root}); not the job's to delete"
+    # The row first (compare-and-swap on what was read), so that a re-processing that starts
+    # meanwhile is either refused (no content) or makes this update miss.
+    taken = IngestedFile.objects.filter(pk=file_id, status__in=statuses, stored_path=stored).update(
+        stored_path="", content_deleted_at=now
+    )
+    if not taken:
+        return None  # changed meanwhile (re-processed): nothing to do now
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        IngestedFile.objects.filter(pk=file_id, stored_path="").update(
+            stored_path=stored, content_deleted_at=None
+        )
+        return f"cannot delete {stored}: {exc.strerror or exc}"
+    return None
 
 
 def file_delete_content(*, file: IngestedFile) -> None:

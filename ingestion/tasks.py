@@ -62,6 +62,12 @@ def source_scan(source_id: int) -> dict[str, Any] | None:
     return result.as_dict()
 
 
+@shared_task(name="ingestion.tasks.files_retention")
+def files_retention() -> dict[str, Any]:
+    """Delete the kept content of files past their retention (daily); see the service."""
+    return services.files_retention()
+
+
 @shared_task(name="ingestion.tasks.file_run", acks_late=True)
 def file_run(file_id: int) -> str | None:
     """Download (if queued) and process one file; idempotent, claims the file first. A row that
