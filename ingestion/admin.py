@@ -30,6 +30,14 @@ class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""
 
+    def clean(self) -> dict[str, Any]:
+        # As in the API: the settings' source is changed through its FTP_SA4CPS_* settings.
+        if self.instance.pk and self.instance.from_settings:
+            raise forms.ValidationError(
+                "this source is defined by the FTP_SA4CPS_* settings; change them instead"
+            )
+        return super().clean()  # type: ignore[no-any-return]
+
     def clean_password(self) -> str:
         return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")
 

@@ -109,3 +109,22 @@ def test_the_admin_form_bounds_durations_and_zones(operator_client: Client) -> N
     assert answer.status_code == 200
     assert set(answer.context["adminform"].form.errors) >= {"interval_s", "settle_s", "time_zone", "host_key"}
     assert not RemoteSource.objects.exists()
+
+
+def test_the_settings_source_is_not_edited_in_the_admin_either(
+    operator_client: Client, settings: Any
+) -> None:
+    # Its connection fields come from FTP_SA4CPS_* (a CA file anywhere, a host the deployment
+    # chose): the API refuses edits, and so does the admin, rather than validating them.
+    settings.FTP_SA4CPS_HOST = "ftp.sa4cps.example"
+    settings.FTP_SA4CPS_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+    source = services.default_source_sync()
+    assert source is not None
+    form = operator_client.get(f"/admin/ingestion/remotesource/{source.pk}/change/").context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k in form.fields}
+    answer = operator_client.post(
+        f"/admin/ingestion/remotesource/{source.pk}/change/", data | {"enabled": ""}
+    )
+    assert answer.status_code == 200
+    assert "FTP_SA4CPS" in str(answer.context["adminform"].form.non_field_errors())
+    assert RemoteSource.objects.get(pk=source.pk).enabled
