@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal, Protocol, Self, TypeVar, get_args
+from typing import Any, BinaryIO, Literal, Protocol, Self, TypeVar, get_args
 
 import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -969,25 +969,25 @@ def resolve(
     allowed: tuple[IPNetwork, ...] | list[IPNetwork] = (),
     *,
     label: str = "server",
-    getaddrinfo: Callable[..., list[tuple]] | None = None,  # type: ignore[type-arg]
-) -> list[tuple[int, tuple]]:  # type: ignore[type-arg]
+    lookup: Callable[..., list[tuple[Any, ...]]] | None = None,
+) -> list[tuple[int, tuple[Any, ...]]]:
     """(family, sockaddr) of every address `host` resolves to, each checked against the rules
     of `ingestion.addresses`; a name with any refused address is refused whole (kind "address").
+    `lookup` is getaddrinfo's stand-in (default: this module's `getaddrinfo`).
 
     Connect to these, not to the name: a second lookup may answer differently."""
     address_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     problem = host_problem(host, allowed)
     if problem is not None:
         raise RemoteError("address", f"{label} {address_text} may not be connected to: {problem}")
-    lookup = getaddrinfo or globals()["getaddrinfo"]
     try:
-        infos = lookup(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        infos = (lookup or getaddrinfo)(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid name"
         raise RemoteError(
             "connect", f"cannot connect to {label} {address_text}: host name {host!r} not found ({reason})"
         ) from exc
-    checked: list[tuple[int, tuple]] = []  # type: ignore[type-arg]
+    checked: list[tuple[int, tuple[Any, ...]]] = []
     for family, _, _, _, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue

@@ -3,11 +3,13 @@ hold identical files that two workers imported at the same moment. The oldest of
 group stays imported; the others become duplicates of it (their readings were stored once:
 inserts never double)."""
 
+from typing import Any
+
 from django.db import migrations
 from django.db.models import Count
 
 
-def mark_duplicates(apps, schema_editor):
+def mark_duplicates(apps: Any, schema_editor: Any) -> None:
     IngestedFile = apps.get_model("ingestion", "IngestedFile")
     db = schema_editor.connection.alias
     files = IngestedFile.objects.using(db)

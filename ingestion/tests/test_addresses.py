@@ -151,20 +151,20 @@ def fake_getaddrinfo(answers: dict[str, list[str]], calls: list[str] | None = No
 def test_a_name_that_resolves_to_a_refused_address_is_refused_before_connecting(answer: str) -> None:
     lookup = fake_getaddrinfo({"meters.example.com": [answer]})
     with pytest.raises(remote.RemoteError) as refused:
-        remote.resolve("meters.example.com", 21, (), getaddrinfo=lookup)
+        remote.resolve("meters.example.com", 21, (), lookup=lookup)
     assert refused.value.kind == "address" and not refused.value.retryable
     assert "meters.example.com" in str(refused.value)
 
 
 def test_every_address_of_a_public_name_is_returned_for_the_connection() -> None:
     lookup = fake_getaddrinfo({"meters.example.com": ["93.184.216.34,2606:2800:220:1::1"]})
-    found = remote.resolve("meters.example.com", 2121, (), getaddrinfo=lookup)
+    found = remote.resolve("meters.example.com", 2121, (), lookup=lookup)
     assert [sockaddr[0] for _, sockaddr in found] == ["93.184.216.34", "2606:2800:220:1::1"]
 
 
 def test_an_unknown_name_is_a_connect_error_that_says_so() -> None:
     with pytest.raises(remote.RemoteError) as unknown:
-        remote.resolve("nowhere.example.com", 21, (), getaddrinfo=fake_getaddrinfo({}))
+        remote.resolve("nowhere.example.com", 21, (), lookup=fake_getaddrinfo({}))
     assert unknown.value.kind == "connect" and "not found" in str(unknown.value)
 
 
