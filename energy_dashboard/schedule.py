@@ -90,6 +90,13 @@ def jobs() -> list[Job]:
             "the source sets one) has passed.",
             every_s=60,
         ),
+        Job(
+            name="ingestion: kept files retention",
+            task="ingestion.tasks.files_retention",
+            description="Deletes the kept content of meter files older than INGESTION_FILES_RETENTION_DAYS "
+            "(rejected and failed ones: INGESTION_REJECTED_FILES_RETENTION_DAYS); the ledger rows stay.",
+            daily_at=(3, 45),
+        ),
     ]
 
 

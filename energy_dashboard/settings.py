@@ -320,8 +320,27 @@ INGESTION_CLAIM_TIMEOUT = env.int("INGESTION_CLAIM_TIMEOUT", default=CELERY_TASK
 # Uploads and re-processing of files up to this size (bytes) answer with the outcome; bigger
 # ones are queued for a worker (202).
 INGESTION_INLINE_BYTES = env.int("INGESTION_INLINE_BYTES", default=5_000_000)
+# The largest meter file POST /api/v1/ingestion/upload takes (bytes), counted as it streams
+# to a temporary file (413 past it); a month of 15-minute data for 2,000 meters is ~60 MB.
+INGESTION_UPLOAD_MAX_BYTES = env.int("INGESTION_UPLOAD_MAX_BYTES", default=64 * 1024 * 1024)
+# Days the content of an imported or duplicate meter file is kept under INGESTION_FILES_DIR
+# after its outcome (for re-processing after a fix and for audits; its readings and ledger
+# row stay), and of a rejected or failed one, kept longer for an operator to look at; 0: kept
+# for ever. The daily retention job deletes what is older (docs/ingestion.md).
+INGESTION_FILES_RETENTION_DAYS = env.int("INGESTION_FILES_RETENTION_DAYS", default=90)
+INGESTION_REJECTED_FILES_RETENTION_DAYS = env.int("INGESTION_REJECTED_FILES_RETENTION_DAYS", default=365)
+for _name in ("INGESTION_FILES_RETENTION_DAYS", "INGESTION_REJECTED_FILES_RETENTION_DAYS"):
+    if not 0 <= globals()[_name] <= 36_500:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: 0 (keep for ever) to 36500 days.")
 # The meter files' local clock (SLG v2 times are local); the building's zone by default.
 INGESTION_TIME_ZONE = env.str("INGESTION_TIME_ZONE", default="") or None
+# Networks that are not public but that sources may connect to (comma-separated CIDRs: a
+# meter server on the LAN, 10.20.0.0/16). Loopback, private, shared (100.64/10) and unspecified
+# addresses are refused otherwise; link-local and cloud metadata addresses always are
+# (ingestion/addresses.py). DEBUG (`make run`, the tests) allows loopback by default.
+INGESTION_ALLOWED_NETWORKS = env.list(
+    "INGESTION_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"] if DEBUG else []
+)
 
 # --- Demand response ------------------------------------------------------------------------
 # With an MQTT broker URL (mqtt://user:pass@host:1883), each dispatch command is also

@@ -11,14 +11,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from ingestion import services
-from ingestion.models import IngestedFile, RemoteSource
+from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 
 
 class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
     """Secrets are typed in but never shown back; left empty, the stored one is kept."""
 
-    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False)
-    private_key = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, max_length=256)
+    private_key = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=MAX_KEY_CHARS
+    )
 
     class Meta:
         model = RemoteSource
@@ -27,6 +29,14 @@ class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.initial["private_key"] = ""
+
+    def clean(self) -> dict[str, Any]:
+        # As in the API: the settings' source is changed through its FTP_SA4CPS_* settings.
+        if self.instance.pk and self.instance.from_settings:
+            raise forms.ValidationError(
+                "this source is defined by the FTP_SA4CPS_* settings; change them instead"
+            )
+        return super().clean()  # type: ignore[no-any-return]
 
     def clean_password(self) -> str:
         return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")

@@ -15,6 +15,14 @@ class IngestionConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import worker_ready
+        from django.core.exceptions import ImproperlyConfigured
+
+        from ingestion.validators import allowed_networks
+
+        try:
+            allowed_networks()
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"INGESTION_ALLOWED_NETWORKS: {exc}") from None
 
         worker_ready.connect(_initial_scan, dispatch_uid="ingestion.initial_scan", weak=False)
 

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from ingestion.validators import (
+    validate_host,
+    validate_host_key,
+    validate_patterns,
+    validate_printable,
+    validate_secret_path,
+    validate_text_block,
+    validate_time_zone,
+)
+
 DEFAULT_PATTERNS = "*.slg_v2 *.sgl_v2"
+# A source's own scan interval: beat looks for due sources every minute, and a feed scanned
+# less than monthly is not one.
+MIN_INTERVAL_S, MAX_INTERVAL_S = 60, 31 * 86400
+# Seconds between a scan's two listings; a worker waits this long holding the connection.
+MAX_SETTLE_S = 300.0
+# A PEM private key (a 16,384-bit RSA key is 12.7 kB) and a host key pin list.
+MAX_KEY_CHARS = 16_384
+MAX_HOST_KEY_CHARS = 8_192
+# What a server said, as kept (ingestion.remote.REPLY_MAX_CHARS).
+REPLY_MAX_LENGTH = 200
 
 
 class RemoteSource(models.Model):
@@ -17,32 +38,67 @@ class RemoteSource(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.FTP)
-    host = models.CharField(max_length=255)
-    port = models.PositiveIntegerField(default=0, help_text="0: the protocol's usual port (21 or 22)")
-    username = models.CharField(max_length=128, blank=True)
+    host = models.CharField(
+        max_length=255,
+        validators=[validate_host],
+        help_text="a host name or IP address; loopback and private addresses only when "
+        "INGESTION_ALLOWED_NETWORKS lists them, link-local and metadata addresses never",
+    )
+    port = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(65535)],
+        help_text="1-65535, or 0: the protocol's usual port (21 or 22)",
+    )
+    username = models.CharField(max_length=128, blank=True, validators=[validate_printable])
     # Secrets: either stored here (write-only in the API) or read from a file at connect time,
     # so that a deployment can keep them in its secret store.
-    password = models.CharField(max_length=256, blank=True)
-    password_file = models.CharField(max_length=512, blank=True)
-    private_key = models.TextField(blank=True, help_text="SFTP client key, PEM text")
-    private_key_file = models.CharField(max_length=512, blank=True)
-    host_key = models.TextField(
-        blank=True, help_text="SFTP: the pinned server key ('ssh-ed25519 AAAA...' or 'SHA256:...')"
+    password = models.CharField(max_length=256, blank=True, validators=[validate_printable])
+    password_file = models.CharField(max_length=512, blank=True, validators=[validate_secret_path])
+    private_key = models.TextField(
+        blank=True,
+        max_length=MAX_KEY_CHARS,
+        validators=[validate_text_block],
+        help_text="SFTP client key, PEM text",
     )
-    ca_file = models.CharField(max_length=512, blank=True, help_text="FTPS: CA bundle or server certificate")
+    private_key_file = models.CharField(max_length=512, blank=True, validators=[validate_secret_path])
+    host_key = models.TextField(
+        blank=True,
+        max_length=MAX_HOST_KEY_CHARS,
+        validators=[validate_host_key],
+        help_text="SFTP: the pinned server key ('ssh-ed25519 AAAA...' or 'SHA256:...'), one a line",
+    )
+    ca_file = models.CharField(
+        max_length=512,
+        blank=True,
+        validators=[validate_secret_path],
+        help_text="FTPS: CA bundle or server certificate, under INGESTION_SECRETS_DIR",
+    )
     tls_verify = models.BooleanField(default=True)
-    remote_path = models.CharField(max_length=512, default="/")
+    remote_path = models.CharField(max_length=512, default="/", validators=[validate_printable])
     patterns = models.CharField(
-        max_length=255, default=DEFAULT_PATTERNS, help_text="shell patterns, space-separated"
+        max_length=255,
+        default=DEFAULT_PATTERNS,
+        validators=[validate_patterns],
+        help_text="shell patterns, space-separated",
     )
     enabled = models.BooleanField(default=True)
     interval_s = models.PositiveIntegerField(
-        null=True, blank=True, help_text="seconds between scans; empty: FTP_CHECK_INTERVAL"
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_INTERVAL_S), MaxValueValidator(MAX_INTERVAL_S)],
+        help_text="seconds between scans (60 to 31 days); empty: FTP_CHECK_INTERVAL",
     )
     settle_s = models.FloatField(
-        default=2.0, help_text="seconds between the two listings that show a file has stopped growing"
+        default=2.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_SETTLE_S)],
+        help_text="seconds (0-300) between the two listings that show a file has stopped growing",
     )
-    time_zone = models.CharField(max_length=64, blank=True, help_text="the files' clock; empty: the default")
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="the files' clock; empty: the default",
+    )
     import_valid_records = models.BooleanField(
         default=False,
         help_text="import the valid records of a file with bad detail lines (the rest quarantined) "
@@ -56,7 +112,13 @@ class RemoteSource(models.Model):
     last_scan_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_scan_ok = models.BooleanField(null=True, editable=False)
     last_scan_files = models.PositiveIntegerField(default=0, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False, help_text="what went wrong, in our words")
+    last_error_reply = models.CharField(
+        max_length=REPLY_MAX_LENGTH,
+        blank=True,
+        editable=False,
+        help_text="what the server said with the last error (shown to operators only)",
+    )
     last_error_kind = models.CharField(max_length=16, blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     # An SFTP key the server offered that is not pinned, for an operator to accept.
@@ -73,6 +135,7 @@ class RemoteSource(models.Model):
         "last_scan_ok",
         "last_scan_files",
         "last_error",
+        "last_error_reply",
         "last_error_kind",
         "last_error_at",
         "offered_fingerprint",
@@ -126,11 +189,19 @@ class IngestedFile(models.Model):
     errors = models.JSONField(default=list, blank=True, help_text="[{line, field, message}]")
     error_count = models.PositiveIntegerField(default=0)
     message = models.TextField(blank=True, help_text="what happened, in one sentence")
+    server_reply = models.CharField(
+        max_length=REPLY_MAX_LENGTH,
+        blank=True,
+        help_text="what the server said when a download failed (shown to operators only)",
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="when processing last started")
     discovered_at = models.DateTimeField(auto_now_add=True)
     downloaded_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    content_deleted_at = models.DateTimeField(
+        null=True, blank=True, help_text="when the retention job deleted the kept content (the row stays)"
+    )
     download_ms = models.PositiveIntegerField(null=True, blank=True)
     process_ms = models.PositiveIntegerField(null=True, blank=True)
 
@@ -143,7 +214,14 @@ class IngestedFile(models.Model):
                 fields=["source", "remote_path", "size", "remote_mtime"],
                 condition=models.Q(origin="remote"),
                 name="ingfile_one_per_remote_version",
-            )
+            ),
+            # One imported file per content: of two workers importing identical files at the
+            # same moment, the second to record its outcome becomes a duplicate of the first.
+            models.UniqueConstraint(
+                fields=["sha256"],
+                condition=models.Q(status="imported") & ~models.Q(sha256=""),
+                name="ingfile_one_imported_per_content",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -8,6 +8,17 @@ what went wrong and whether trying again can help (`connect` and `io` can; `auth
 exponential backoff and jitter; `download_with_retries` downloads into `<dest>.part` and
 renames it only when the whole file has arrived.
 
+Where a client may connect is checked at connect time (`ingestion/addresses.py`): the host
+name is resolved once, every address it resolves to is checked against the endpoint's
+`allowed_networks` (link-local and metadata addresses are refused always, loopback and private
+ones unless allowed), and the connection goes to a checked address; FTP data connections go
+to the control connection's peer, never to an address the server names. A refusal is kind
+`address`.
+
+What a server says (a reply, a banner, an SFTP status text) is kept apart from our own words:
+`RemoteError.reply`, cut to `REPLY_MAX_CHARS` with control characters removed, so that it can be
+shown to operators only.
+
 SFTP host keys are pinned with `Endpoint.host_key`: one entry per line, each either an
 OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`, a known_hosts line is accepted
 too) or its SHA256 fingerprint as `ssh-keygen -l` prints it (`SHA256:...`). With no pin
@@ -26,6 +37,7 @@ import fnmatch
 import ftplib
 import hashlib
 import io
+import ipaddress
 import logging
 import os
 import posixpath
@@ -35,28 +47,36 @@ import socket
 import ssl
 import stat
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal, Protocol, Self, TypeVar, get_args
+from typing import Any, BinaryIO, Literal, Protocol, Self, TypeVar, get_args
 
 import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ingestion.addresses import IPNetwork, address_refusal, host_problem
+
 logger = logging.getLogger(__name__)
 
 RemoteProtocol = Literal["ftp", "ftps", "sftp"]
-ErrorKind = Literal["connect", "auth", "host_key", "tls", "io", "not_found", "protocol"]
+ErrorKind = Literal["connect", "auth", "host_key", "tls", "io", "not_found", "protocol", "address"]
 RETRYABLE_KINDS: frozenset[str] = frozenset({"connect", "io"})
 DEFAULT_PATTERNS: tuple[str, ...] = ("*.slg_v2", "*.sgl_v2")
 DEFAULT_PORTS: dict[str, int] = {"ftp": 21, "ftps": 21, "sftp": 22}
 CHUNK_SIZE = 64 * 1024
 # A server that is down for an hour must not make one attempt wait longer than this.
 MAX_BACKOFF_S = 300.0
+# What a server said is kept to this many characters: enough to tell one reply from another,
+# too little to fill a page (a banner can be kilobytes).
+REPLY_MAX_CHARS = 200
+# The resolver; a module attribute so that tests can hand names to a test double.
+getaddrinfo = socket.getaddrinfo
 
 T = TypeVar("T")
 ProgressCallback = Callable[[int], None]
@@ -103,6 +123,8 @@ class Endpoint:
     read_timeout: float = 60.0
     retries: int = 3
     backoff: float = 1.0
+    # Networks that are not public but may be connected to (loopback, a LAN); none by default.
+    allowed_networks: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in get_args(RemoteProtocol):
@@ -150,12 +172,15 @@ class RemoteError(Exception):
         kind: ErrorKind,
         message: str,
         *,
+        reply: str = "",
         offered_key: str | None = None,
         offered_fingerprint: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.kind: ErrorKind = kind
+        # `message` is in our words; `reply` is what the server said, which it chooses freely.
         self.message = message
+        self.reply = server_text(reply)
+        super().__init__(str(self))
+        self.kind: ErrorKind = kind
         # Set for host-key refusals, so that the admin can show the key to accept.
         self.offered_key = offered_key
         self.offered_fingerprint = offered_fingerprint
@@ -168,7 +193,15 @@ class RemoteError(Exception):
         return self.kind in RETRYABLE_KINDS
 
     def __str__(self) -> str:
-        return self.message
+        return f"{self.message}: {self.reply}" if self.reply else self.message
+
+
+def server_text(text: str, limit: int = REPLY_MAX_CHARS) -> str:
+    """Text a server chose, fit to show: control and formatting characters (escape sequences,
+    bidirectional overrides, line breaks) become spaces, and it is cut to `limit` characters."""
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "\u2026"
 
 
 class RemoteClient(Protocol):
@@ -229,7 +262,7 @@ def with_retries(
             if not exc.retryable or attempt == attempts:
                 raise
             delay = backoff_delay(endpoint.backoff, attempt - 1)
-            logger.warning("%s (attempt %d of %d); retrying in %.1f s", exc.message, attempt, attempts, delay)
+            logger.warning("%s (attempt %d of %d); retrying in %.1f s", exc, attempt, attempts, delay)
             sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -333,7 +366,11 @@ class _SessionReusingFTP_TLS(ftplib.FTP_TLS):
 
 def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
     """The TLS context for an FTPS endpoint: verify against ca_file (or the system store) unless told not."""
-    context = ssl.create_default_context(cafile=endpoint.ca_file or None)
+    try:
+        context = ssl.create_default_context(cafile=endpoint.ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM certificate bundle"
+        raise RemoteError("tls", f"the CA file {endpoint.ca_file} cannot be used: {reason}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not endpoint.tls_verify:
         context.check_hostname = False
@@ -364,14 +401,12 @@ class FtpClient:
             # Plain FTP is what many meter servers offer; operators choose FTPS or SFTP where they can.
             else ftplib.FTP()  # noqa: S321
         )
+        # Data connections go to the control connection's peer (the checked address), never to
+        # the address a PASV reply names (ftplib's default, stated here because it is relied on).
+        ftp.trust_server_pasv_ipv4_address = False
         self._ftp = ftp
         try:
-            try:
-                ftp.connect(ep.host, ep.port, timeout=ep.connect_timeout)
-            except (OSError, EOFError, ftplib.Error) as exc:
-                raise RemoteError(
-                    "connect", f"cannot connect to {self._label} server {ep.address}: {_describe(exc, ep)}"
-                ) from exc
+            self._connect(ftp)
             # Every later wait, including data connections, gets the read timeout.
             ftp.timeout = ep.read_timeout
             ftp.sock.settimeout(ep.read_timeout)
@@ -383,7 +418,7 @@ class FtpClient:
                     ftp.prot_p()
                 except ftplib.Error as exc:
                     raise RemoteError(
-                        "tls", f"FTPS server {ep.address} refused to protect the data channel: {exc}"
+                        "tls", f"FTPS server {ep.address} refused to protect the data channel", reply=str(exc)
                     ) from exc
             ftp.voidcmd("TYPE I")
             self._mlsd = self._supports_mlsd(ftp)
@@ -399,6 +434,30 @@ class FtpClient:
             self.close()
             raise self._failure(exc, "setting up the session", phase="connect") from exc
 
+    def _connect(self, ftp: ftplib.FTP) -> None:
+        ep = self.endpoint
+        checked = resolve(ep.host, ep.port, ep.allowed_networks, label=f"{self._label} server")
+        failure: BaseException | None = None
+        for _, sockaddr in checked:
+            # An address, not the name: ftplib would resolve the name again, and DNS may answer
+            # differently the second time.
+            try:
+                ftp.connect(sockaddr[0], ep.port, timeout=ep.connect_timeout)
+            except (OSError, EOFError, ftplib.Error) as exc:
+                failure = exc
+                if ftp.sock is None:
+                    continue  # that address did not answer: try the name's next one
+                break  # it answered, then failed: the server's doing, not the address's
+            failure = None
+            break
+        if failure is not None:
+            ours, said = _describe(failure, ep)
+            raise RemoteError(
+                "connect", f"cannot connect to {self._label} server {ep.address}: {ours}", reply=said
+            ) from failure
+        # The name, for TLS: certificates are checked against it, and SNI sends it.
+        ftp.host = ep.host
+
     def _secure_control(self, ftp: ftplib.FTP_TLS) -> None:
         ep = self.endpoint
         try:
@@ -413,7 +472,7 @@ class FtpClient:
             raise RemoteError("tls", f"TLS handshake with FTPS server {ep.address} failed: {exc}") from exc
         except ftplib.error_perm as exc:
             raise RemoteError(
-                "tls", f"FTP server {ep.address} does not offer explicit TLS (AUTH TLS): {exc}"
+                "tls", f"FTP server {ep.address} does not offer explicit TLS (AUTH TLS)", reply=str(exc)
             ) from exc
 
     def _login(self, ftp: ftplib.FTP) -> None:
@@ -423,12 +482,13 @@ class FtpClient:
         except ftplib.error_perm as exc:
             raise RemoteError(
                 "auth",
-                f"{self._label} login as {ep.username!r} on {ep.address} was refused: {_reply(exc)}",
+                f"{self._label} login as {ep.username!r} on {ep.address} was refused",
+                reply=_reply(exc),
             ) from exc
         except ftplib.error_temp as exc:
             # 421: too many connections, shutting down; worth another try later.
             raise RemoteError(
-                "connect", f"{self._label} server {ep.address} is not taking logins now: {_reply(exc)}"
+                "connect", f"{self._label} server {ep.address} is not taking logins now", reply=_reply(exc)
             ) from exc
 
     @staticmethod
@@ -455,7 +515,7 @@ class FtpClient:
             raise
         except (OSError, EOFError, ftplib.Error) as exc:
             self._broken = True
-            raise self._failure(exc, f"listing {self._directory}") from exc
+            raise self._failure(exc, f"listing {_shown(self._directory)}") from exc
         return sorted(files, key=lambda f: f.name)
 
     def _list_mlsd(self, ftp: ftplib.FTP) -> list[RemoteFile] | None:
@@ -531,7 +591,9 @@ class FtpClient:
             ftp.retrbinary(f"RETR {remote.path}", on_chunk, blocksize=CHUNK_SIZE)
         except (OSError, EOFError, ftplib.Error) as exc:
             self._broken = True
-            raise self._failure(exc, f"downloading {remote.path}", phase="io", received=received) from exc
+            raise self._failure(
+                exc, f"downloading {_shown(remote.path)}", phase="io", received=received
+            ) from exc
         return _result(self.endpoint, remote, received, digest, started)
 
     def _session(self) -> ftplib.FTP:
@@ -548,20 +610,21 @@ class FtpClient:
         if isinstance(exc, ftplib.error_perm):
             code = _code(exc)
             if code == "530":
-                return RemoteError("auth", f"{where} refused {doing}: {_reply(exc)}")
+                return RemoteError("auth", f"{where} refused {doing}", reply=_reply(exc))
             if code in {"550", "553", "450"}:
                 return RemoteError(
-                    "not_found", f"{where}: {doing} failed, not found or not allowed: {_reply(exc)}"
+                    "not_found", f"{where}: {doing} failed, not found or not allowed", reply=_reply(exc)
                 )
-            return RemoteError("protocol", f"{where} rejected {doing}: {_reply(exc)}")
+            return RemoteError("protocol", f"{where} rejected {doing}", reply=_reply(exc))
         if isinstance(exc, ftplib.error_temp):
             kind: ErrorKind = "connect" if _code(exc) == "421" else "io"
-            return RemoteError(kind, f"{where}: {doing} failed{after}: {_reply(exc)}")
+            return RemoteError(kind, f"{where}: {doing} failed{after}", reply=_reply(exc))
         if isinstance(exc, ftplib.Error):
-            return RemoteError("protocol", f"{where} sent an unexpected reply while {doing}: {exc}")
+            return RemoteError("protocol", f"{where} sent an unexpected reply while {doing}", reply=str(exc))
         if isinstance(exc, ssl.SSLCertVerificationError):
             return RemoteError("tls", f"{where}: the TLS certificate was not accepted while {doing}: {exc}")
-        return RemoteError(phase, f"{where}: {doing} failed{after}: {_describe(exc, ep)}")
+        ours, said = _describe(exc, ep)
+        return RemoteError(phase, f"{where}: {doing} failed{after}: {ours}", reply=said)
 
     def close(self) -> None:
         """QUIT politely when the session is healthy; always close the socket."""
@@ -613,7 +676,7 @@ class SftpClient:
                 sftp = paramiko.SFTPClient.from_transport(transport)
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise RemoteError(
-                    "protocol", f"SSH server {ep.address} did not start the SFTP subsystem: {exc}"
+                    "protocol", f"SSH server {ep.address} did not start the SFTP subsystem", reply=str(exc)
                 ) from exc
             if sftp is None:
                 raise RemoteError("protocol", f"SSH server {ep.address} did not start the SFTP subsystem")
@@ -652,7 +715,7 @@ class SftpClient:
                 mtime = datetime.fromtimestamp(attr.st_mtime, tz=UTC) if attr.st_mtime is not None else None
                 files.append(RemoteFile(path, name, int(attr.st_size or 0), mtime))
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._failure(exc, f"listing {self._directory}") from exc
+            raise self._failure(exc, f"listing {_shown(self._directory)}") from exc
         return sorted(files, key=lambda f: f.name)
 
     def download(
@@ -675,7 +738,7 @@ class SftpClient:
                     if progress is not None:
                         progress(received)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise self._failure(exc, f"downloading {remote.path}", received=received) from exc
+            raise self._failure(exc, f"downloading {_shown(remote.path)}", received=received) from exc
         return _result(self.endpoint, remote, received, digest, started)
 
     def _session(self) -> paramiko.SFTPClient:
@@ -686,9 +749,13 @@ class SftpClient:
     def _failure(self, exc: BaseException, doing: str, *, received: int = 0) -> RemoteError:
         where = f"SFTP server {self.endpoint.address}"
         if isinstance(exc, OSError) and exc.errno in {errno.ENOENT, errno.EACCES, errno.EPERM}:
-            return RemoteError("not_found", f"{where}: {doing} failed, not found or not allowed: {exc}")
+            # The text is the server's own status message.
+            return RemoteError(
+                "not_found", f"{where}: {doing} failed, not found or not allowed", reply=str(exc)
+            )
         after = f" after {received} bytes" if received else ""
-        return RemoteError("io", f"{where}: {doing} failed{after}: {_describe(exc, self.endpoint)}")
+        ours, said = _describe(exc, self.endpoint)
+        return RemoteError("io", f"{where}: {doing} failed{after}: {ours}", reply=said)
 
     def close(self) -> None:
         """Close SFTP and the SSH connection; never raises."""
@@ -724,17 +791,18 @@ def _ssh_handshake(ep: Endpoint) -> paramiko.Transport:
     except paramiko.IncompatiblePeer as exc:
         transport.close()
         raise RemoteError(
-            "protocol", f"SSH server {ep.address} shares no algorithms with this client: {exc}"
+            "protocol", f"SSH server {ep.address} shares no algorithms with this client", reply=str(exc)
         ) from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         # paramiko wraps a banner timeout or EOF in an SSHException; the original says which.
         cause = exc.__context__ if "protocol banner" in str(exc) and exc.__context__ else exc
         if isinstance(cause, TimeoutError):
-            reason = f"no SSH banner within {ep.read_timeout:g} s (is it an SSH server?)"
+            reason, said = f"no SSH banner within {ep.read_timeout:g} s (is it an SSH server?)", ""
         else:
-            reason = _describe(cause, ep)
-        raise RemoteError("connect", f"SSH handshake with {ep.address} failed: {reason}") from exc
+            # paramiko quotes a banner it cannot read: the server's words.
+            reason, said = _describe(cause, ep)
+        raise RemoteError("connect", f"SSH handshake with {ep.address} failed: {reason}", reply=said) from exc
     try:
         # start_client returns quietly when its timeout passes before the key exchange ends.
         transport.get_remote_server_key()
@@ -802,7 +870,8 @@ def _authenticate(ep: Endpoint, transport: paramiko.Transport) -> None:
         raise RemoteError(
             "auth",
             f"SFTP login as {ep.username!r} on {ep.address} was refused: the server accepts only "
-            f"{', '.join(exc.allowed_types) or 'other methods'}",
+            "other methods",
+            reply=", ".join(str(t) for t in exc.allowed_types),
         ) from exc
     except paramiko.AuthenticationException as exc:
         raise RemoteError(
@@ -811,8 +880,9 @@ def _authenticate(ep: Endpoint, transport: paramiko.Transport) -> None:
             "wrong key or password, or the key is not authorized on the server",
         ) from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        ours, said = _describe(exc, ep)
         raise RemoteError(
-            "connect", f"SSH server {ep.address} dropped the connection during login: {_describe(exc, ep)}"
+            "connect", f"SSH server {ep.address} dropped the connection during login: {ours}", reply=said
         ) from exc
     if not transport.is_authenticated():
         raise RemoteError(
@@ -893,15 +963,67 @@ def _key_blob(entry: str) -> bytes:
 # --------------------------------------------------------------------------- shared
 
 
-def _tcp_connect(ep: Endpoint, label: str) -> socket.socket:
+def resolve(
+    host: str,
+    port: int,
+    allowed: tuple[IPNetwork, ...] | list[IPNetwork] = (),
+    *,
+    label: str = "server",
+    lookup: Callable[..., list[tuple[Any, ...]]] | None = None,
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """(family, sockaddr) of every address `host` resolves to, each checked against the rules
+    of `ingestion.addresses`; a name with any refused address is refused whole (kind "address").
+    `lookup` is getaddrinfo's stand-in (default: this module's `getaddrinfo`).
+
+    Connect to these, not to the name: a second lookup may answer differently."""
+    address_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    problem = host_problem(host, allowed)
+    if problem is not None:
+        raise RemoteError("address", f"{label} {address_text} may not be connected to: {problem}")
     try:
-        sock = socket.create_connection((ep.host, ep.port), timeout=ep.connect_timeout)
-    except OSError as exc:
+        infos = (lookup or getaddrinfo)(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid name"
         raise RemoteError(
-            "connect", f"cannot connect to {label} server {ep.address}: {_describe(exc, ep)}"
+            "connect", f"cannot connect to {label} {address_text}: host name {host!r} not found ({reason})"
         ) from exc
-    sock.settimeout(ep.read_timeout)
-    return sock
+    checked: list[tuple[int, tuple[Any, ...]]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        refusal = address_refusal(address, allowed)
+        if refusal is not None:
+            raise RemoteError(
+                "address",
+                f"{label} {address_text} may not be connected to: {host} resolves to {address}, "
+                f"which is {refusal}",
+            )
+        checked.append((family, sockaddr))
+    if not checked:
+        raise RemoteError("connect", f"cannot connect to {label} {address_text}: {host!r} has no IP address")
+    return checked
+
+
+def _tcp_connect(ep: Endpoint, label: str) -> socket.socket:
+    checked = resolve(ep.host, ep.port, ep.allowed_networks, label=f"{label} server")
+    failure: OSError | None = None
+    for family, sockaddr in checked:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(ep.connect_timeout)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        sock.settimeout(ep.read_timeout)
+        return sock
+    assert failure is not None  # resolve() returns at least one address
+    ours, said = _describe(failure, ep)
+    raise RemoteError(
+        "connect", f"cannot connect to {label} server {ep.address}: {ours}", reply=said
+    ) from failure
 
 
 def _result(
@@ -911,30 +1033,32 @@ def _result(
         what = "the transfer ended early" if received < remote.size else "the file grew while it was read"
         raise RemoteError(
             "io",
-            f"{ep.protocol.upper()} server {ep.address}: {remote.path} was listed with {remote.size} bytes "
-            f"but {received} arrived ({what})",
+            f"{ep.protocol.upper()} server {ep.address}: {_shown(remote.path)} was listed with "
+            f"{remote.size} bytes but {received} arrived ({what})",
         )
     return DownloadResult(size=received, sha256=digest.hexdigest(), duration=time.monotonic() - started)
 
 
-def _describe(exc: BaseException, ep: Endpoint) -> str:  # noqa: PLR0911 (one answer per failure)
+def _describe(exc: BaseException, ep: Endpoint) -> tuple[str, str]:  # noqa: PLR0911 (one answer per failure)
+    """A failure in our words, and the text that came with it (which the server may have
+    chosen: an FTP reply, a banner paramiko quotes), to be kept apart as the reply."""
     if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running, and is the port right?)"
+        return "connection refused (is the server running, and is the port right?)", ""
     if isinstance(exc, TimeoutError):
         return (
             f"no answer within the timeout ({ep.connect_timeout:g} s to connect, "
-            f"{ep.read_timeout:g} s to read)"
+            f"{ep.read_timeout:g} s to read)",
+            "",
         )
     if isinstance(exc, socket.gaierror):
-        return f"host name {ep.host!r} not found ({exc.strerror})"
+        return f"host name {ep.host!r} not found ({exc.strerror})", ""
     if isinstance(exc, EOFError):
-        return "the server closed the connection"
+        return "the server closed the connection", ""
     if isinstance(exc, ConnectionResetError):
-        return "the connection was reset by the server"
+        return "the connection was reset by the server", ""
     if isinstance(exc, paramiko.SSHException) and "connection dropped" in str(exc).lower():
-        return "the server closed the connection"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return "the server closed the connection", ""
+    return type(exc).__name__, str(exc).strip()
 
 
 def _code(exc: ftplib.Error) -> str:
@@ -943,6 +1067,11 @@ def _code(exc: ftplib.Error) -> str:
 
 def _reply(exc: ftplib.Error) -> str:
     return str(exc).strip()
+
+
+def _shown(path: str) -> str:
+    # A path from a listing: the server chose it.
+    return server_text(path)
 
 
 def _parse_ftp_time(value: str | None) -> datetime | None:

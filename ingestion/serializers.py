@@ -4,20 +4,56 @@ from __future__ import annotations
 
 import fnmatch
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.conf import settings
 from rest_framework import serializers
 
-from ingestion.models import IngestedFile, RemoteSource
+from energy_dashboard import roles
+from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
+from ingestion.validators import validate_printable, validate_text_block
 
 
-class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
-    """A remote source; `password` and `private_key` may be written, never read."""
+def _for_operators(context: dict[str, Any]) -> bool:
+    request = context.get("request")
+    return request is not None and roles.can_operate(request.user)
 
-    password = serializers.CharField(write_only=True, required=False, allow_blank=True, trim_whitespace=False)
+
+class _ServerWordsForOperators:
+    """What a remote server said is for operators: anyone may have chosen it (a banner, a
+    reply), and it is shown to nobody else. Viewers get the field empty."""
+
+    operator_only_fields: tuple[str, ...] = ()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)  # type: ignore[misc]
+        if not _for_operators(self.context):  # type: ignore[attr-defined]
+            for name in self.operator_only_fields:
+                if name in data:
+                    data[name] = ""
+        return data
+
+
+class RemoteSourceSerializer(_ServerWordsForOperators, serializers.ModelSerializer[RemoteSource]):
+    """A remote source; `password` and `private_key` may be written, never read;
+    `last_error_reply` (what the server said) is empty but for operators."""
+
+    operator_only_fields = ("last_error_reply",)
+
+    # Declared here (write-only), so the model field's rules are repeated.
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=256,
+        validators=[validate_printable],
+    )
     private_key = serializers.CharField(
-        write_only=True, required=False, allow_blank=True, trim_whitespace=False
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        max_length=MAX_KEY_CHARS,
+        validators=[validate_text_block],
     )
     has_password = serializers.SerializerMethodField()
     has_private_key = serializers.SerializerMethodField()
@@ -65,39 +101,6 @@ class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
             fnmatch.translate(pattern)
         return " ".join(patterns)
 
-    def validate_time_zone(self, value: str) -> str:
-        if value:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise serializers.ValidationError(f"unknown time zone {value!r}") from None
-        return value
-
-    def validate_settle_s(self, value: float) -> float:
-        if not 0 <= value <= 300:
-            raise serializers.ValidationError("between 0 and 300 seconds")
-        return value
-
-    def validate_interval_s(self, value: int | None) -> int | None:
-        if value is not None and value < 60:
-            raise serializers.ValidationError("at least 60 seconds")
-        return value
-
-    def _secret_file(self, value: str) -> str:
-        from ingestion.services import secret_path_allowed
-
-        if value and not secret_path_allowed(value):
-            raise serializers.ValidationError(
-                f"secret files must be under INGESTION_SECRETS_DIR ({settings.INGESTION_SECRETS_DIR})"
-            )
-        return value
-
-    def validate_password_file(self, value: str) -> str:
-        return self._secret_file(value)
-
-    def validate_private_key_file(self, value: str) -> str:
-        return self._secret_file(value)
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if self.instance is not None and self.instance.from_settings:
             raise serializers.ValidationError(
@@ -114,8 +117,11 @@ class RemoteSourceSerializer(serializers.ModelSerializer[RemoteSource]):
         return attrs
 
 
-class IngestedFileSerializer(serializers.ModelSerializer[IngestedFile]):
-    """A ledger entry; `errors` only in the detail view (lists stay small)."""
+class IngestedFileSerializer(_ServerWordsForOperators, serializers.ModelSerializer[IngestedFile]):
+    """A ledger entry; `errors` only in the detail view (lists stay small); `server_reply`
+    (what a server said when the download failed) is empty but for operators."""
+
+    operator_only_fields = ("server_reply",)
 
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
@@ -139,6 +145,7 @@ class IngestedFileSerializer(serializers.ModelSerializer[IngestedFile]):
             "quarantined",
             "error_count",
             "message",
+            "server_reply",
             "attempts",
             "discovered_at",
             "downloaded_at",
@@ -155,7 +162,7 @@ class IngestedFileDetailSerializer(IngestedFileSerializer):
     content_kept = serializers.SerializerMethodField()
 
     class Meta(IngestedFileSerializer.Meta):
-        fields = [*IngestedFileSerializer.Meta.fields, "errors", "content_kept"]
+        fields = [*IngestedFileSerializer.Meta.fields, "errors", "content_kept", "content_deleted_at"]
         read_only_fields = fields
 
     def get_content_kept(self, row: IngestedFile) -> bool:

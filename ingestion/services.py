@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import queue
 import re
 import threading
@@ -25,14 +26,16 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard import events
 from energy_dashboard.startup import gc_paused
 from ingestion import remote, slg
-from ingestion.models import IngestedFile, RemoteSource
+from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
+from ingestion.validators import allowed_networks, secret_path_allowed
 from sensors import services as sensors
 
 logger = logging.getLogger(__name__)
@@ -43,6 +46,14 @@ DEFAULT_SOURCE = "sa4cps"
 # so big chunks are faster (bench/ingest_files.py: 5,000 gave 0.30 of raw COPY, 100,000 gave
 # 0.47), and memory stays bounded (about 230 MB peak for any file size: at most three chunks).
 CHUNK = 100_000
+# An error in our words is one or two sentences; this bounds what a source or file keeps of it.
+LAST_ERROR_MAX_CHARS = 1_000
+# A file whose processing was abandoned this many times (its worker died each time: out of
+# memory, killed) is marked failed instead of being taken again forever.
+MAX_ATTEMPTS = 5
+# A last scan this far in the future is a clock that was put back or a bad value: the source
+# is due rather than held back until then.
+CLOCK_SKEW = timedelta(hours=1)
 
 
 def _claim_timeout() -> timedelta:
@@ -85,39 +96,38 @@ def default_source_sync() -> RemoteSource | None:
     return source
 
 
-def secret_path_allowed(path: str) -> bool:
-    """Whether a source may read a secret from `path`: only files under INGESTION_SECRETS_DIR,
-    or an operator could have any file the server can read sent to a host of their choosing
-    as a password."""
-    root = Path(settings.INGESTION_SECRETS_DIR).resolve()
-    try:
-        return Path(path).resolve().is_relative_to(root)
-    except (OSError, ValueError):
-        return False
+def _confined(path: str, kind: remote.ErrorKind, what: str) -> str:
+    """`path` resolved, if a source may read it (ingestion.validators.secret_path_allowed). The
+    refusal is the same whether or not a file is there, so it tells nothing about the disk."""
+    if not secret_path_allowed(path):
+        where = settings.INGESTION_SECRETS_DIR
+        raise remote.RemoteError(kind, f"{what} files must be under INGESTION_SECRETS_DIR ({where})")
+    return str(Path(path).resolve())
 
 
 def _read_secret(value: str, path: str) -> str:
     if path:
-        if not secret_path_allowed(path):
-            where = settings.INGESTION_SECRETS_DIR
-            message = f"secret files must be under INGESTION_SECRETS_DIR ({where}): {path}"
-            raise remote.RemoteError("auth", message)
+        resolved = _confined(path, "auth", "secret")
         try:
-            return Path(path).read_text().strip()
+            return Path(resolved).read_text().strip()
         except OSError as exc:
             raise remote.RemoteError("auth", f"cannot read the secret file {path}: {exc.strerror}") from exc
     return value
 
 
 def source_endpoint(source: RemoteSource) -> remote.Endpoint:
-    """The connection parameters of a source, secrets resolved."""
+    """The connection parameters of a source, secrets resolved, the files it reads confined to
+    INGESTION_SECRETS_DIR (the settings' source is the deployment's own: its CA file may be
+    anywhere), and the networks it may reach besides public ones."""
     if source.from_settings:
         password, key = settings.FTP_SA4CPS_PASSWORD, settings.FTP_SA4CPS_PRIVATE_KEY
         host_key = source.host_key or settings.FTP_SA4CPS_HOST_KEY
+        ca_file = source.ca_file
     else:
         password = _read_secret(source.password, source.password_file)
         key = _read_secret(source.private_key, source.private_key_file)
         host_key = source.host_key
+        ca_file = _confined(source.ca_file, "tls", "CA") if source.ca_file else ""
     port = source.port or (22 if source.protocol == RemoteSource.Protocol.SFTP else 21)
     return remote.Endpoint(
         protocol=source.protocol,  # type: ignore[arg-type]
@@ -129,8 +139,9 @@ def source_endpoint(source: RemoteSource) -> remote.Endpoint:
         remote_path=source.remote_path,
         patterns=tuple(source.patterns.split()) or remote.DEFAULT_PATTERNS,
         host_key=host_key or None,
-        ca_file=source.ca_file or None,
+        ca_file=ca_file or None,
         tls_verify=source.tls_verify,
+        allowed_networks=allowed_networks(),
     )
 
 
@@ -148,19 +159,83 @@ def source_accept_host_key(*, source: RemoteSource, fingerprint: str) -> RemoteS
     return source
 
 
-def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
-    """Enabled sources whose scan interval has passed since their last scan."""
+@dataclass
+class Schedule:
+    """Which sources a periodic job takes, and those it skipped because a row could not be read."""
+
+    due: list[RemoteSource] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _interval(source: RemoteSource) -> timedelta:
+    # Within the bounds the API and the admin hold a source to, whatever a row holds.
+    seconds = source.interval_s or settings.FTP_CHECK_INTERVAL
+    return timedelta(seconds=min(max(seconds, MIN_INTERVAL_S), MAX_INTERVAL_S))
+
+
+def _is_due(source: RemoteSource, now: datetime) -> bool:
+    since = source.last_scan_at
+    if since is None:
+        if source.from_settings and not settings.FTP_SKIP_INITIAL_SCAN:
+            return True
+        since = source.created_at
+    # `since <= now - interval`, not `since + interval <= now`: a stored instant near the end
+    # of the calendar (year 9999) cannot overflow this way.
+    return since <= now - _interval(source) or since > now + CLOCK_SKEW
+
+
+def source_unreadable(*, source_id: int, error: BaseException) -> dict[str, Any]:
+    """Record on a source row that a job could not read it (by an update, which reads nothing),
+    and say so in the log; the job's report entry."""
+    message = f"this source could not be read, so no job can use it ({type(error).__name__}: {error})"
+    message = remote.server_text(message, LAST_ERROR_MAX_CHARS)
+    RemoteSource.objects.filter(pk=source_id).update(
+        last_scan_ok=False,
+        last_error=message,
+        last_error_reply="",
+        last_error_kind="invalid",
+        last_error_at=timezone.now(),
+    )
+    logger.error("source %s skipped: %s", source_id, message)
+    return {"source": source_id, "error": message}
+
+
+def sources_schedule(*, now: datetime | None = None, at_start: bool = False) -> Schedule:
+    """The sources a scan job takes now: those due (`sources_due`), or at a worker's start
+    those `sources_to_scan_at_start` names. A row that cannot be read is skipped, recorded on
+    itself and reported; the others are not held up by it."""
     now = now or timezone.now()
-    due = []
-    for source in RemoteSource.objects.filter(enabled=True):
-        interval = timedelta(seconds=source.interval_s or settings.FTP_CHECK_INTERVAL)
-        if source.last_scan_at is None:
-            # Never scanned: at once, unless the first scan is to wait for the schedule.
-            if not settings.FTP_SKIP_INITIAL_SCAN or source.created_at + interval <= now:
-                due.append(source)
-        elif source.last_scan_at + interval <= now:
-            due.append(source)
-    return due
+    candidates = RemoteSource.objects.filter(enabled=True)
+    if at_start:
+        candidates = candidates.filter(Q(last_scan_at__isnull=False) | Q(from_settings=True))
+    schedule = Schedule()
+    # One row at a time: a value no Python object can be made of fails its own row only.
+    for source_id in candidates.order_by("name").values_list("pk", flat=True):
+        try:
+            source = RemoteSource.objects.get(pk=source_id)
+            if at_start or _is_due(source, now):
+                schedule.due.append(source)
+        except Exception as exc:
+            schedule.skipped.append(source_unreadable(source_id=source_id, error=exc))
+    return schedule
+
+
+def sources_due(*, now: datetime | None = None) -> list[RemoteSource]:
+    """Enabled sources whose scan interval has passed since their last scan.
+
+    A source made in the API or the admin is first scanned one interval after it was created,
+    or when an operator asks (scan now): creating a source does not make the server connect
+    anywhere on its own at once. The settings' source is scanned at once (unless
+    FTP_SKIP_INITIAL_SCAN): the deployment named it.
+    """
+    return sources_schedule(now=now).due
+
+
+def sources_to_scan_at_start() -> list[RemoteSource]:
+    """What a worker scans when it starts (unless FTP_SKIP_INITIAL_SCAN): every enabled source
+    scanned before, due or not (files may have arrived while the service was down), and the
+    settings' source; a source never scanned waits for its interval or an operator."""
+    return sources_schedule(at_start=True).due
 
 
 @dataclass
@@ -173,6 +248,8 @@ class ScanResult:
     queued: list[int] = field(default_factory=list)
     growing: list[str] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+    given_up: list[int] = field(default_factory=list)
+    unusable: list[dict[str, str]] = field(default_factory=list)  # listed files the ledger cannot hold
     error: str = ""
     skipped: str = ""  # why the scan did not run (another scan holds the source)
 
@@ -185,6 +262,8 @@ class ScanResult:
             "queued": self.queued,
             "growing": self.growing,
             "requeued": self.requeued,
+            "given_up": self.given_up,
+            "unusable": self.unusable,
             "error": self.error,
             "skipped": self.skipped,
         }
@@ -216,37 +295,42 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
     try:
         endpoint = source_endpoint(source)
 
+        pause = _settle_pause(source.settle_s)
+
         def two_listings() -> tuple[dict[str, remote.RemoteFile], list[remote.RemoteFile]]:
             with remote.connect(endpoint) as client:
                 first = {f.path: f for f in client.list_files()}
-                if first and source.settle_s > 0:
-                    sleep(source.settle_s)
+                if first and pause > 0:
+                    sleep(pause)
                 return first, client.list_files()
 
         first, second = remote.with_retries(two_listings, endpoint=endpoint, sleep=sleep)
-        result.listed = len(second)
-        for found in second:
-            before = first.get(found.path)
-            if before is None or (before.size, before.mtime) != (found.size, found.mtime):
-                result.growing.append(found.path)  # appeared or changed while listing: next scan
-                continue
-            file_id = _queue_remote_file(source, found)
-            if file_id is not None:
-                result.queued.append(file_id)
+        _take_listing(source, first, second, result)
+        if result.unusable:
+            logger.warning(
+                "scan of %s: %d listed file(s) left out: %s",
+                source.name,
+                len(result.unusable),
+                result.unusable,
+            )
+        result.given_up = _give_up_exhausted(source)
         result.requeued = _requeue_abandoned(source)
     except remote.RemoteError as exc:
         result.ok, result.error = False, str(exc)
         _scan_failed(source, exc)
     except Exception as exc:  # a scan must always release its claim and say what went wrong
         logger.exception("scan of %s failed", source.name)
-        result.ok, result.error = False, f"unexpected error: {exc}"
-        _scan_failed(source, remote.RemoteError("protocol", result.error))
+        # The exception's text may quote the server: kept as the reply, for operators.
+        failure = remote.RemoteError("protocol", f"unexpected error ({type(exc).__name__})", reply=str(exc))
+        result.ok, result.error = False, str(failure)
+        _scan_failed(source, failure)
     else:
         RemoteSource.objects.filter(pk=source.pk).update(
             last_scan_at=timezone.now(),
             last_scan_ok=True,
             last_scan_files=len(result.queued),
             last_error="",
+            last_error_reply="",
             last_error_kind="",
             offered_host_key="",
             offered_fingerprint="",
@@ -261,13 +345,63 @@ def source_scan(*, source: RemoteSource, on_file: Any = None, sleep: Any = time.
     return result
 
 
+def _take_listing(
+    source: RemoteSource,
+    first: dict[str, remote.RemoteFile],
+    second: list[remote.RemoteFile],
+    result: ScanResult,
+) -> None:
+    """Queue each file of the second listing that the first showed alike (it stopped growing)."""
+    result.listed = len(second)
+    for found in second:
+        why = _unusable(found)
+        if why is not None:
+            result.unusable.append({"path": remote.server_text(found.path), "reason": why})
+            continue
+        before = first.get(found.path)
+        if before is None or (before.size, before.mtime) != (found.size, found.mtime):
+            result.growing.append(found.path)  # appeared or changed while listing: next scan
+            continue
+        try:
+            file_id = _queue_remote_file(source, found)
+        except DatabaseError as exc:  # one file the ledger refuses does not stop the others
+            logger.warning("scan of %s: %s not taken: %s", source.name, found.path, exc)
+            result.unusable.append({"path": remote.server_text(found.path), "reason": str(exc)[:200]})
+            continue
+        if file_id is not None:
+            result.queued.append(file_id)
+
+
+def _settle_pause(stored: float) -> float:
+    # The API and the admin hold settle_s to 0-300 s; a row written otherwise must not hold a
+    # worker (and a server connection) for days, nor make sleep() raise.
+    if math.isnan(stored):
+        return MAX_SETTLE_S
+    return min(max(stored, 0.0), MAX_SETTLE_S)
+
+
+# What the ledger holds of a listed file (IngestedFile.name and remote_path).
+_MAX_NAME, _MAX_PATH = 255, 1024
+
+
+def _unusable(found: remote.RemoteFile) -> str | None:
+    """Why a listed file cannot have a ledger row (None: it can). The server chose the name."""
+    if len(found.name) > _MAX_NAME or len(found.path) > _MAX_PATH:
+        return f"name longer than {_MAX_NAME} or path longer than {_MAX_PATH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in found.path):
+        return "control characters in the name"
+    return None
+
+
 def _scan_failed(source: RemoteSource, exc: remote.RemoteError) -> None:
     now = timezone.now()
     changes: dict[str, Any] = {
         "last_scan_at": now,
         "last_scan_ok": False,
         "last_scan_files": 0,
-        "last_error": str(exc),
+        # Our words for everyone; what the server said apart, for operators (RemoteError.reply).
+        "last_error": remote.server_text(exc.message, LAST_ERROR_MAX_CHARS),
+        "last_error_reply": exc.reply,
         "last_error_kind": exc.kind,
         "last_error_at": now,
     }
@@ -304,6 +438,37 @@ def _queue_remote_file(source: RemoteSource, found: remote.RemoteFile) -> int | 
     return row.pk
 
 
+def _own_files(source: RemoteSource | None) -> Q:
+    return Q(source=source) if source is not None else Q(source__isnull=True)
+
+
+def _give_up_exhausted(source: RemoteSource | None) -> list[int]:
+    """Files of a source (or uploads and local files) abandoned mid-processing MAX_ATTEMPTS
+    times: marked failed (the content stays, for an operator to re-process) instead of taken
+    again forever. Their ids."""
+    stale = timezone.now() - _claim_timeout()
+    exhausted = IngestedFile.objects.filter(
+        _own_files(source), status=Status.PROCESSING, claimed_at__lt=stale, attempts__gte=MAX_ATTEMPTS
+    )
+    given_up = list(exhausted.values_list("pk", flat=True))
+    if given_up:
+        IngestedFile.objects.filter(pk__in=given_up, status=Status.PROCESSING).update(
+            status=Status.FAILED,
+            claimed_at=None,
+            finished_at=timezone.now(),
+            message=f"given up after {MAX_ATTEMPTS} attempts: its worker stopped each time (out of "
+            "memory? killed?); the content is kept, re-process it after a fix",
+        )
+        logger.error("files given up after %d attempts: %s", MAX_ATTEMPTS, given_up)
+    return given_up
+
+
+def files_give_up() -> list[int]:
+    """Uploads and local files abandoned MAX_ATTEMPTS times, now marked failed (see
+    `_give_up_exhausted`); sources' files are handled by their scans."""
+    return _give_up_exhausted(None)
+
+
 def _requeue_abandoned(source: RemoteSource | None) -> list[int]:
     """Files of a source (or, for None, uploads and local files) left half-way: claimed by a
     worker that died, or queued or downloaded long ago with their task never run (the broker
@@ -314,10 +479,7 @@ def _requeue_abandoned(source: RemoteSource | None) -> list[int]:
         | Q(status=Status.QUEUED, claimed_at__isnull=True, discovered_at__lt=stale)
         | Q(status=Status.DOWNLOADED, claimed_at__isnull=True, downloaded_at__lt=stale)
     )
-    abandoned = (
-        abandoned.filter(source=source) if source is not None else abandoned.filter(source__isnull=True)
-    )
-    return list(abandoned.values_list("pk", flat=True))
+    return list(abandoned.filter(_own_files(source)).values_list("pk", flat=True))
 
 
 def files_abandoned() -> list[int]:
@@ -352,7 +514,7 @@ def file_run(*, file_id: int, sleep: Any = time.sleep) -> IngestedFile | None:
 
     What one task per file runs; safe to call twice at once or after a worker died (claims).
     """
-    row = IngestedFile.objects.filter(pk=file_id).first()
+    row = _load_file(file_id)
     if row is None:
         return None
     if row.status == Status.QUEUED:
@@ -362,13 +524,38 @@ def file_run(*, file_id: int, sleep: Any = time.sleep) -> IngestedFile | None:
     return file_process(file_id=file_id)
 
 
+def file_unreadable(*, file_id: int, error: BaseException) -> None:
+    """Mark a ledger row that cannot be read failed (by an update, which reads nothing), so that
+    no job takes it again; log it. Its content, if any, stays where it is."""
+    message = f"this ledger row could not be read ({type(error).__name__}: {error}); fix or delete it"
+    IngestedFile.objects.filter(pk=file_id).update(
+        status=Status.FAILED,
+        claimed_at=None,
+        finished_at=timezone.now(),
+        message=remote.server_text(message, LAST_ERROR_MAX_CHARS),
+    )
+    logger.error("file %s skipped: %s", file_id, message)
+
+
+def _load_file(file_id: int) -> IngestedFile | None:
+    """The row with its source; None when it is gone, or could not be read (then marked)."""
+    try:
+        return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+    except Exception as exc:  # a value no Python object can be made of
+        file_unreadable(file_id=file_id, error=exc)
+        return None
+
+
 def _download(row: IngestedFile, *, sleep: Any) -> IngestedFile | None:
     """Download a queued remote file (retried; never partial); None if another worker has it."""
     now = timezone.now()
     free = Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - _claim_timeout())
     if not IngestedFile.objects.filter(Q(pk=row.pk, status=Status.QUEUED) & free).update(claimed_at=now):
         return None
-    row = IngestedFile.objects.select_related("source").get(pk=row.pk)
+    loaded = _load_file(row.pk)
+    if loaded is None:
+        return None
+    row = loaded
     assert row.source is not None
     target = _store_path(row)
     wanted = remote.RemoteFile(
@@ -378,7 +565,9 @@ def _download(row: IngestedFile, *, sleep: Any) -> IngestedFile | None:
     try:
         got = remote.download_with_retries(source_endpoint(row.source), wanted, target, sleep=sleep)
     except remote.RemoteError as exc:
-        return _finish(row, Status.FAILED, message=f"download failed ({exc.kind}): {exc}")
+        row.server_reply = exc.reply
+        message = remote.server_text(f"download failed ({exc.kind}): {exc.message}", LAST_ERROR_MAX_CHARS)
+        return _finish(row, Status.FAILED, message=message)
     row.stored_path = str(target)
     row.sha256 = got.sha256
     row.size = got.size
@@ -444,8 +633,12 @@ def file_reprocess_prepare(*, file: IngestedFile) -> None:
     if file.status in (Status.QUEUED, Status.PROCESSING) and not expired:
         raise IngestionError(f"file {file.pk} is {file.status}; wait for it to finish")
     if not file.stored_path or not Path(file.stored_path).exists():
-        raise IngestionError(f"file {file.pk} has no kept content to process again")
-    IngestedFile.objects.filter(pk=file.pk).update(status=Status.DOWNLOADED, claimed_at=None)
+        raise IngestionError(f"{_no_content(file)} to process again")
+    # Compare-and-swap on the content: the retention job may have deleted it a moment ago.
+    if not IngestedFile.objects.filter(pk=file.pk, stored_path=file.stored_path).update(
+        status=Status.DOWNLOADED, claimed_at=None
+    ):
+        raise IngestionError(_no_content(IngestedFile.objects.get(pk=file.pk)))
 
 
 def file_reprocess(*, file: IngestedFile) -> IngestedFile:
@@ -561,6 +754,13 @@ def _parsed_chunks(reader: slg.SlgReader, size: int) -> Iterator[list[slg.Record
 MAX_ERRORS_KEPT = 1_000
 
 
+def _imported_original(row: IngestedFile) -> IngestedFile | None:
+    """The file imported with the same content as `row` (at most one: a constraint says so)."""
+    if not row.sha256:
+        return None
+    return IngestedFile.objects.filter(sha256=row.sha256, status=Status.IMPORTED).exclude(pk=row.pk).first()
+
+
 def file_process(*, file_id: int) -> IngestedFile:
     """Import a downloaded file's readings, all or nothing; a known content hash is a duplicate."""
     now = timezone.now()
@@ -568,15 +768,14 @@ def file_process(*, file_id: int) -> IngestedFile:
     claimed = IngestedFile.objects.filter(Q(pk=file_id) & (Q(status=Status.DOWNLOADED) | abandoned)).update(
         status=Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
     )
-    row = IngestedFile.objects.select_related("source").get(pk=file_id)
+    loaded = _load_file(file_id)
+    if loaded is None:
+        raise IngestionError(f"file {file_id} could not be read; it is marked failed")
+    row = loaded
     if not claimed:
         return row  # another worker has it, or it is done
     started = time.monotonic()
-    original = (
-        IngestedFile.objects.filter(sha256=row.sha256, status=Status.IMPORTED).exclude(pk=row.pk).first()
-        if row.sha256
-        else None
-    )
+    original = _imported_original(row)
     if original is not None:
         row.duplicate_of = original
         return _finish(
@@ -656,7 +855,24 @@ def _finish(row: IngestedFile, status: str, *, message: str, started: float | No
     # over must not overwrite the newer run's outcome (its readings changed nothing: inserts
     # never double).
     owned = IngestedFile.objects.filter(pk=row.pk, claimed_at=claim)
-    if not owned.update(**{name: getattr(row, name) for name in fields}):
+    try:
+        with transaction.atomic(using=DB):
+            recorded = owned.update(**{name: getattr(row, name) for name in fields})
+    except IntegrityError:
+        # ingfile_one_imported_per_content: another worker imported the same content while
+        # this one did (both found no imported original when they started). Its readings are
+        # stored once all the same (inserts never double); this file is a duplicate of it.
+        original = _imported_original(row)
+        if status != Status.IMPORTED or original is None:
+            raise
+        status = row.status = Status.DUPLICATE
+        row.duplicate_of = original
+        row.message = message = (
+            f"same content as file {original.pk} ({original.name}), imported at the same moment by "
+            f"another worker; the readings are stored once (this run: {message})"
+        )
+        recorded = owned.update(**{name: getattr(row, name) for name in fields})
+    if not recorded:
         logger.warning(
             "file %s: the claim was taken over; this run's outcome (%s) is not recorded", row.pk, status
         )
@@ -682,11 +898,95 @@ def _finish(row: IngestedFile, status: str, *, message: str, started: float | No
     return row
 
 
+def _no_content(file: IngestedFile) -> str:
+    if file.content_deleted_at is not None:
+        deleted = f"{file.content_deleted_at:%Y-%m-%d}"
+        return f"file {file.pk} has no kept content: the retention job deleted it on {deleted}"
+    return f"file {file.pk} has no kept content"
+
+
 def file_content(*, file: IngestedFile) -> Path:
     """The kept content of a file, for an operator to read."""
     if not file.stored_path or not Path(file.stored_path).exists():
-        raise IngestionError(f"file {file.pk} has no kept content")
+        raise IngestionError(_no_content(file))
     return Path(file.stored_path)
+
+
+def _retention_cutoffs(now: datetime) -> list[tuple[tuple[str, ...], datetime]]:
+    groups = []
+    for statuses, days in (
+        (DONE, settings.INGESTION_FILES_RETENTION_DAYS),
+        ((Status.REJECTED, Status.FAILED), settings.INGESTION_REJECTED_FILES_RETENTION_DAYS),
+    ):
+        if days > 0:  # 0: kept for ever
+            groups.append((tuple(statuses), now - timedelta(days=days)))
+    return groups
+
+
+def files_retention(*, now: datetime | None = None) -> dict[str, Any]:
+    """Delete the kept content of files whose outcome is older than their retention:
+    INGESTION_FILES_RETENTION_DAYS for imported and duplicate files,
+    INGESTION_REJECTED_FILES_RETENTION_DAYS for rejected and failed ones (kept longer, for an
+    operator; re-processing one starts its clock again). Files on their way (queued,
+    downloaded, processing) are never touched. The ledger row stays, hash included (the same
+    content sent again is still a duplicate), with `content_deleted_at` set.
+
+    One file at a time: one that cannot be deleted (or whose path lies outside
+    INGESTION_FILES_DIR) is reported and keeps its row as it was; the others go on. Idempotent.
+    """
+    now = now or timezone.now()
+    report: dict[str, Any] = {"deleted": [], "failed": []}
+    root = Path(settings.INGESTION_FILES_DIR).resolve()
+    for statuses, cutoff in _retention_cutoffs(now):
+        old = (
+            IngestedFile.objects.exclude(stored_path="")
+            .filter(status__in=statuses)
+            .alias(outcome_at=Coalesce("finished_at", "downloaded_at", "discovered_at"))
+            .filter(outcome_at__lt=cutoff)
+        )
+        # Only the columns the job needs: a row with an unreadable value elsewhere is still
+        # handled.
+        for file_id, stored in old.order_by("pk").values_list("pk", "stored_path"):
+            try:
+                problem = _delete_content(file_id, stored, statuses, root, now)
+            except Exception as exc:  # reported; the next file is not held up
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None:
+                report["deleted"].append(file_id)
+            else:
+                report["failed"].append({"file": file_id, "error": problem})
+                logger.error("retention: the content of file %s was not deleted: %s", file_id, problem)
+    if report["deleted"]:
+        logger.info("retention: the content of %d file(s) deleted", len(report["deleted"]))
+    return report
+
+
+def _delete_content(
+    file_id: int, stored: str, statuses: tuple[str, ...], root: Path, now: datetime
+) -> str | None:
+    """Delete one file's kept content; None when done, else why not (the row then unchanged)."""
+    path = Path(stored)
+    try:
+        inside = path.is_absolute() and path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        return f"{stored} is not under INGESTION_FILES_DIR ({root}); not the job's to delete"
+    # The row first (compare-and-swap on what was read), so that a re-processing that starts
+    # meanwhile is either refused (no content) or makes this update miss.
+    taken = IngestedFile.objects.filter(pk=file_id, status__in=statuses, stored_path=stored).update(
+        stored_path="", content_deleted_at=now
+    )
+    if not taken:
+        return None  # changed meanwhile (re-processed): nothing to do now
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        IngestedFile.objects.filter(pk=file_id, stored_path="").update(
+            stored_path=stored, content_deleted_at=None
+        )
+        return f"cannot delete {stored}: {exc.strerror or exc}"
+    return None
 
 
 def file_delete_content(*, file: IngestedFile) -> None:

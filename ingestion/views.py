@@ -3,14 +3,17 @@ ingestion.services; views parse input and shape output."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.db import transaction
 from django.db.models import ProtectedError, QuerySet
-from django.http import FileResponse
+from django.http import FileResponse, HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -71,7 +74,9 @@ class RemoteSourceViewSet(viewsets.ModelViewSet[RemoteSource]):
         result = services.source_scan(source=source, on_file=processed.append)
         files = [services.file_run(file_id=pk) for pk in processed]
         body = result.as_dict() | {
-            "files": IngestedFileSerializer([f for f in files if f is not None], many=True).data
+            "files": IngestedFileSerializer(
+                [f for f in files if f is not None], many=True, context=self.get_serializer_context()
+            ).data
         }
         return Response(body, status=status.HTTP_200_OK if result.ok or result.skipped else 502)
 
@@ -87,7 +92,7 @@ class RemoteSourceViewSet(viewsets.ModelViewSet[RemoteSource]):
             )
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
-        return Response(RemoteSourceSerializer(source).data)
+        return Response(RemoteSourceSerializer(source, context=self.get_serializer_context()).data)
 
 
 class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
@@ -117,11 +122,17 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
                 services.file_reprocess_prepare(file=row)
                 transaction.on_commit(lambda: tasks.file_run.delay(row.pk), using=services.DB)
                 row.refresh_from_db()
-                return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_202_ACCEPTED)
+                return Response(
+                    IngestedFileDetailSerializer(row, context=self.get_serializer_context()).data,
+                    status=status.HTTP_202_ACCEPTED,
+                )
             row = services.file_reprocess(file=row)
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
-        return Response(IngestedFileDetailSerializer(row).data, status=status.HTTP_200_OK)
+        return Response(
+            IngestedFileDetailSerializer(row, context=self.get_serializer_context()).data,
+            status=status.HTTP_200_OK,
+        )
 
     @extend_schema(responses={(200, "text/plain"): bytes})
     @action(detail=True, methods=["get"])
@@ -136,13 +147,67 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
         return FileResponse(path.open("rb"), filename=row.name, content_type="text/plain; charset=iso-8859-1")
 
 
+# What a multipart body holds besides the file (boundaries, part headers, a small field or
+# two): a body longer than INGESTION_UPLOAD_MAX_BYTES plus this is refused before it is read.
+UPLOAD_FRAMING_BYTES = 64 * 1024
+
+
+class UploadTooLarge(APIException):
+    """413: the upload is bigger than INGESTION_UPLOAD_MAX_BYTES."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the file is larger than INGESTION_UPLOAD_MAX_BYTES ({limit} bytes); nothing was kept"
+        )
+
+
+class CappedUploadHandler(TemporaryFileUploadHandler):
+    """Streams an upload to a temporary file (never into memory) and stops as soon as the
+    files' bytes pass `limit`: the temporary file is deleted and the rest is not read."""
+
+    def __init__(self, request: HttpRequest, limit: int) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+
+    def handle_raw_input(
+        self,
+        input_data: Any,
+        META: dict[str, Any],
+        content_length: int,
+        boundary: bytes,
+        encoding: str | None = None,
+    ) -> None:
+        if content_length > self.limit + UPLOAD_FRAMING_BYTES:
+            raise UploadTooLarge(self.limit)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.file.close()  # a temporary file: closing deletes it
+            raise UploadTooLarge(self.limit)
+        return super().receive_data_chunk(raw_data, start)  # type: ignore[no-any-return]
+
+
 class UploadView(APIView):
-    """POST a meter file (multipart field `file`): the same pipeline as files from a server."""
+    """POST a meter file (multipart field `file`): the same pipeline as files from a server.
+    At most INGESTION_UPLOAD_MAX_BYTES, counted as it streams to disk (413 past it)."""
 
     permission_classes = [IsOperator]
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": Upload}, responses={201: IngestedFileDetailSerializer})
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        # Before anything reads the body (the session's CSRF check reads POST): Django's own
+        # handlers would keep up to 2.5 MB in memory and write any size to disk.
+        request.upload_handlers = [CappedUploadHandler(request, settings.INGESTION_UPLOAD_MAX_BYTES)]
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"multipart/form-data": Upload}, responses={201: IngestedFileDetailSerializer, 413: dict}
+    )
     def post(self, request: Request) -> Response:
         body = Upload(data=request.data)
         body.is_valid(raise_exception=True)
@@ -152,7 +217,7 @@ class UploadView(APIView):
         except services.IngestionError as exc:
             raise ValidationError({"message": str(exc)}) from None
         row, code = _run_or_queue(row)
-        return Response(IngestedFileDetailSerializer(row).data, status=code)
+        return Response(IngestedFileDetailSerializer(row, context={"request": request}).data, status=code)
 
 
 class StatusView(APIView):

@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ingestion.addresses import LOOPBACK
 from ingestion.remote import Endpoint
 from ingestion.tests.servers import FtpServer, SshServer
 
@@ -48,8 +50,18 @@ def populate(directory: Path) -> None:
 
 
 def fast(endpoint: Endpoint) -> Endpoint:
-    """Short timeouts and a tiny backoff: the servers are local."""
-    return replace(endpoint, connect_timeout=5, read_timeout=10, retries=2, backoff=0.01)
+    """Short timeouts and a tiny backoff: the servers are local (loopback, allowed here)."""
+    return replace(
+        endpoint, connect_timeout=5, read_timeout=10, retries=2, backoff=0.01, allowed_networks=LOOPBACK
+    )
+
+
+@pytest.fixture(autouse=True)
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory, settings: Any) -> Path:
+    """Each test's own INGESTION_SECRETS_DIR: the files sources may read (CA bundles, keys)."""
+    folder = tmp_path_factory.mktemp("secrets")
+    settings.INGESTION_SECRETS_DIR = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")

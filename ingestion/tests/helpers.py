@@ -55,8 +55,14 @@ def stored_count(*cpes: str) -> int:
 
 def source_for(server: Any, name: str = "utility", **extra: Any) -> Any:
     """A RemoteSource for a test server (`servers.FtpServer`, FTPS included, or `SshServer`):
-    its port and credentials, the FTPS certificate pinned, the SFTP key and directory; no
-    settle pause unless `extra` says so."""
+    its port and credentials, the FTPS certificate pinned (copied into INGESTION_SECRETS_DIR,
+    the only place a source may read it from), the SFTP key and directory; no settle pause
+    unless `extra` says so."""
+    import shutil
+    from pathlib import Path
+
+    from django.conf import settings
+
     from ingestion.models import RemoteSource
 
     fields: dict[str, Any] = {
@@ -74,5 +80,7 @@ def source_for(server: Any, name: str = "utility", **extra: Any) -> Any:
     else:
         fields |= {"protocol": "ftps" if server.tls else "ftp", "password": server.password}
         if server.certfile:
-            fields["ca_file"] = str(server.certfile)
+            pinned = Path(settings.INGESTION_SECRETS_DIR) / f"{name}-ca.pem"
+            shutil.copyfile(server.certfile, pinned)
+            fields["ca_file"] = str(pinned)
     return RemoteSource.objects.create(name=name, **(fields | extra))

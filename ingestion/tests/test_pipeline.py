@@ -245,3 +245,42 @@ def test_a_storage_error_mid_file_fails_the_file_and_stops_the_parser(write: Any
     assert row.status == "failed" and "the database went away" in row.message
     assert stored("cpe-pt0014") == []  # the first chunk rolled back with the rest
     assert not [t for t in threading.enumerate() if t.name == "slg-parser"]
+
+
+def test_of_two_identical_files_imported_at_once_the_second_to_finish_is_a_duplicate(
+    monkeypatch: Any,
+) -> None:
+    # The interleaving two workers produce, in one thread: the second file has passed its
+    # duplicate check (no imported original yet) when the first is imported in full.
+    content = meter_file("PT4101", count=8)
+    first = services.file_take(name="a.slg_v2", stream=io.BytesIO(content))
+    second = services.file_take(name="a-again.slg_v2", stream=io.BytesIO(content))
+    real = services._ingest_records
+    meanwhile: list[IngestedFile] = []
+    started: list[bool] = []
+
+    def other_worker_first(*args: Any, **kwargs: Any) -> None:
+        if not started:
+            started.append(True)
+            monkeypatch.setattr(services, "_ingest_records", real)  # the other worker's own run
+            meanwhile.append(services.file_process(file_id=first.pk))
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_ingest_records", other_worker_first)
+    late = services.file_process(file_id=second.pk)
+    assert meanwhile[0].status == "imported" and meanwhile[0].inserted == 8
+    assert late.status == "duplicate" and late.duplicate_of_id == first.pk
+    assert "at the same moment" in late.message and late.already_present == 8
+    assert IngestedFile.objects.get(pk=second.pk).status == "duplicate"
+    assert len(stored_rows(["cpe-pt4101"])) == 8
+
+
+def test_the_ledger_holds_one_imported_file_per_content() -> None:
+    from django.db import IntegrityError, transaction
+
+    content = meter_file("PT4102", count=4)
+    one = services.file_process(file_id=services.file_take(name="a.slg_v2", stream=io.BytesIO(content)).pk)
+    other = services.file_take(name="b.slg_v2", stream=io.BytesIO(content))
+    assert one.status == "imported"
+    with pytest.raises(IntegrityError), transaction.atomic(using="ingestion"):
+        IngestedFile.objects.filter(pk=other.pk).update(status="imported")

@@ -94,17 +94,36 @@ def test_a_finished_run_does_not_overwrite_a_takeover() -> None:
 def test_sources_are_due_by_their_own_interval(settings: Any) -> None:
     settings.FTP_CHECK_INTERVAL = 3600
     now = datetime.now(UTC)
-    never = RemoteSource.objects.create(name="never", host="h")
     recent = RemoteSource.objects.create(name="recent", host="h", last_scan_at=now - timedelta(minutes=10))
     hourly_due = RemoteSource.objects.create(name="old", host="h", last_scan_at=now - timedelta(hours=2))
     fast = RemoteSource.objects.create(
         name="fast", host="h", interval_s=300, last_scan_at=now - timedelta(minutes=6)
     )
     RemoteSource.objects.create(name="off", host="h", enabled=False)
-    assert {s.name for s in services.sources_due(now=now)} == {never.name, hourly_due.name, fast.name}
+    assert {s.name for s in services.sources_due(now=now)} == {hourly_due.name, fast.name}
     assert recent.name not in {s.name for s in services.sources_due(now=now)}
+
+
+def test_a_new_source_is_not_scanned_until_its_interval_has_passed_or_an_operator_asks(
+    settings: Any, scans_queued: list[int]
+) -> None:
+    # Creating a source (API, admin) must not make the server connect anywhere by itself at
+    # once: the first scheduled scan comes one interval after its creation.
+    settings.FTP_CHECK_INTERVAL = 3600
+    now = datetime.now(UTC)
+    new = RemoteSource.objects.create(name="new", host="h")
+    assert services.sources_due(now=now) == []
+    assert tasks.ftp_scan_all()["scanned"] == [] and scans_queued == []
+    assert [s.name for s in services.sources_due(now=now + timedelta(hours=1, seconds=1))] == [new.name]
+    # Nor does a worker's start-up scan take it (it catches up sources scanned before).
+    assert tasks.ftp_scan_all(force=True)["scanned"] == []
+    # The settings' source is the deployment's own: scanned at once, unless told to wait.
+    settings.FTP_SA4CPS_HOST = "ftp.sa4cps.example"
+    seed = services.default_source_sync()
+    assert seed is not None
+    assert [s.name for s in services.sources_due(now=now)] == [seed.name]
     settings.FTP_SKIP_INITIAL_SCAN = True
-    assert never.name not in {s.name for s in services.sources_due(now=now)}
+    assert services.sources_due(now=now) == []
 
 
 def test_the_first_scan_at_start_unless_skipped(
@@ -121,7 +140,7 @@ def test_the_first_scan_at_start_unless_skipped(
     # force scans every enabled source, due or not.
     RemoteSource.objects.create(name="a", host="h", last_scan_at=datetime.now(UTC))
     RemoteSource.objects.create(name="b", host="h", enabled=False)
-    assert tasks.ftp_scan_all(force=True) == ["a"] and len(scans_queued) == 1
+    assert tasks.ftp_scan_all(force=True)["scanned"] == ["a"] and len(scans_queued) == 1
 
 
 def test_a_scan_task_queues_one_file_task_per_new_file(

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from energy_dashboard.testing import free_port
+from ingestion.addresses import LOOPBACK
 from ingestion.remote import (
     DownloadResult,
     Endpoint,
@@ -354,6 +355,7 @@ def test_connection_refused_is_retried_with_exponential_backoff(protocol: str) -
         password="p",
         retries=3,
         backoff=0.5,
+        allowed_networks=LOOPBACK,
     )
     sleeps = Sleeps()
     with pytest.raises(RemoteError) as refused:
@@ -387,6 +389,7 @@ def test_a_server_that_accepts_but_never_answers_times_out(protocol: str) -> Non
             read_timeout=0.3,
             connect_timeout=0.3,
             retries=1,
+            allowed_networks=LOOPBACK,
         )
         sleeps = Sleeps()
         with pytest.raises(RemoteError) as silent_error:

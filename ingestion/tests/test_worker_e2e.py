@@ -102,3 +102,52 @@ def test_a_worker_killed_mid_file_leaves_nothing_and_the_file_is_taken_again(
         server.stop()
     assert done.inserted == METERS * QUARTERS and done.attempts == 2
     assert stored(cpes) == METERS * QUARTERS
+
+
+def test_two_workers_importing_identical_files_at_once_leave_one_imported_and_one_duplicate(
+    start_process: Any, tmp_path: Path
+) -> None:
+    # The same content taken in twice (an upload and a resend), each file handed to its own
+    # worker at the same moment: both find no imported original when they start, and both
+    # import. The ledger must still end with one `imported` and one `duplicate` of it.
+    tz = ZoneInfo("Europe/Lisbon")
+    first = datetime(2026, 2, 2, tzinfo=UTC)
+    cpes = [f"PT8{n:04d}" for n in range(METERS)]
+    records = (
+        (cpe, first + timedelta(minutes=15 * q), 100 + q % 50, False) for cpe in cpes for q in range(QUARTERS)
+    )
+    path = tmp_path / "twice.slg_v2"
+    with path.open("wb") as out:
+        out.writelines(slg.write_slg(records, tz=tz, file_date=first.date()))
+    ids = []
+    for name in ("twice.slg_v2", "twice-resent.slg_v2"):
+        with path.open("rb") as stream:
+            ids.append(services.file_take(name=name, stream=stream).pk)
+
+    # Each worker consumes its own queue, so each takes exactly one of the two files. SQLite
+    # lets one writer in at a time: the second waits for the first's transaction.
+    env = subprocess_env(FTP_SKIP_INITIAL_SCAN="true", SQLITE_BUSY_TIMEOUT="170")
+    workers = [start_process(f"racer-{q}", *WORKER_ARGS, "-Q", f"race-{q}", env=env) for q in "ab"]
+    for worker in workers:
+        worker.wait_for(lambda out: "ready." in out, timeout=60, what="a racing worker starting")
+    for file_id, queue in zip(ids, ("race-a", "race-b"), strict=True):
+        app.send_task("ingestion.tasks.file_run", args=[file_id], queue=queue)
+
+    overlapped = False
+    deadline = time.monotonic() + 170
+    while time.monotonic() < deadline:
+        statuses = dict(IngestedFile.objects.filter(pk__in=ids).values_list("pk", "status"))
+        overlapped |= all(s == "processing" for s in statuses.values())
+        if all(s not in ("downloaded", "processing") for s in statuses.values()):
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError(f"the two files did not finish: {statuses}")
+    assert overlapped, "the two workers did not process the files at the same time"
+
+    outcome = [(row.pk, row.status, row.message) for row in IngestedFile.objects.filter(pk__in=ids)]
+    assert sorted(status for _, status, _ in outcome) == ["duplicate", "imported"], outcome
+    rows = {row.status: row for row in IngestedFile.objects.filter(pk__in=ids)}
+    assert rows["duplicate"].duplicate_of_id == rows["imported"].pk
+    assert "at the same moment" in rows["duplicate"].message
+    assert stored(cpes) == METERS * QUARTERS
