@@ -34,17 +34,29 @@ class Subscription:
     sensors: frozenset[str]
 
 
+class SubscriptionError(ValueError):
+    """A subscribe/unsubscribe message that cannot be taken; `field` names the part at fault."""
+
+    code = "invalid_subscription"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def subscription(message: dict[str, Any]) -> Subscription:
-    """Parse a subscribe/unsubscribe message; ValueError when it names nothing valid."""
+    """Parse a subscribe/unsubscribe message; SubscriptionError when it names nothing valid."""
     keys: dict[str, frozenset[str]] = {}
     for field in ("rooms", "sensors"):
         values = message.get(field, [])
         if not isinstance(values, list) or not all(isinstance(k, str) and _KEY.match(k) for k in values):
-            raise ValueError(f"'{field}' must be a list of names (letters, digits, - _ .)")
+            raise SubscriptionError(
+                f"'{field}' must be a list of names (letters, digits, - _ .; at most 64)", field=field
+            )
         keys[field] = frozenset(values)
     follow_all = message.get("all") is True
     if not follow_all and not keys["rooms"] and not keys["sensors"]:
-        raise ValueError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
+        raise SubscriptionError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
     return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
