@@ -31,7 +31,8 @@ class LiveConsumer(AuthenticatedJsonConsumer):
     ``{"type": "subscribe", "rooms": [...]}``, ``{"type": "subscribe", "sensors": [...]}``,
     ``{"type": "ping"}``. Each answer and each pushed message has a ``type``; a message that
     cannot be taken is answered with an `ErrorMessage` (energy_dashboard.ws) and the connection
-    goes on. Followers of everything also get `dr_event` and `ingestion` messages.
+    goes on. Followers of everything also get `dr_event` and `ingestion` messages. One
+    connection follows at most LIVE_MAX_SUBSCRIPTIONS rooms and sensors in all.
 
     Everything this consumer sends goes through one bounded `Outbox` (LIVE_CLIENT_BUFFER
     frames): a client that reads too slowly loses its oldest frames and gets a `lagging`
@@ -95,8 +96,12 @@ class LiveConsumer(AuthenticatedJsonConsumer):
             await self.refuse("unknown_type", f"unknown type {kind[:64]!r}", field="type")
 
     async def _change(self, kind: str, content: dict[str, Any]) -> None:
+        limit = settings.LIVE_MAX_SUBSCRIPTIONS
         try:
-            wanted = live.subscription(content)
+            wanted = live.subscription(content, limit=limit)
+        except live.TooManySubscriptions as exc:
+            await self.refuse(exc.code, str(exc), limit=exc.limit)
+            return
         except live.SubscriptionError as exc:
             await self.refuse(exc.code, str(exc), field=exc.field)
             return
@@ -104,6 +109,10 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         before = self.follow_all, self.rooms, self.sensors
         rooms = self.rooms | wanted.rooms if adding else self.rooms - wanted.rooms
         sensors = self.sensors | wanted.sensors if adding else self.sensors - wanted.sensors
+        if adding and len(rooms) + len(sensors) > limit:  # before any group is joined
+            exc = live.TooManySubscriptions(limit=limit, wanted=len(rooms) + len(sensors))
+            await self.refuse(exc.code, str(exc), limit=limit)
+            return
         if wanted.follow_all:
             self.follow_all = adding
         self.rooms, self.sensors = rooms, sensors

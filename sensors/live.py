@@ -44,12 +44,34 @@ class SubscriptionError(ValueError):
         self.field = field
 
 
-def subscription(message: dict[str, Any]) -> Subscription:
-    """Parse a subscribe/unsubscribe message; SubscriptionError when it names nothing valid."""
-    keys: dict[str, frozenset[str]] = {}
+class TooManySubscriptions(SubscriptionError):
+    """More rooms and sensors than one connection may follow (LIVE_MAX_SUBSCRIPTIONS)."""
+
+    code = "too_many_subscriptions"
+
+    def __init__(self, *, limit: int, wanted: int) -> None:
+        super().__init__(
+            f"a connection may follow at most {limit} rooms and sensors in all; this would make {wanted}"
+        )
+        self.limit = limit
+
+
+def subscription(message: dict[str, Any], *, limit: int) -> Subscription:
+    """Parse a subscribe/unsubscribe message naming at most `limit` rooms and sensors in all;
+    SubscriptionError when it names nothing valid, TooManySubscriptions past `limit` (counted
+    before any name is looked at)."""
+    lists: dict[str, list[Any]] = {}
     for field in ("rooms", "sensors"):
         values = message.get(field, [])
-        if not isinstance(values, list) or not all(isinstance(k, str) and _KEY.match(k) for k in values):
+        if not isinstance(values, list):
+            raise SubscriptionError(f"'{field}' must be a list of names", field=field)
+        lists[field] = values
+    named = len(lists["rooms"]) + len(lists["sensors"])
+    if named > limit:
+        raise TooManySubscriptions(limit=limit, wanted=named)
+    keys: dict[str, frozenset[str]] = {}
+    for field, values in lists.items():
+        if not all(isinstance(k, str) and _KEY.match(k) for k in values):
             raise SubscriptionError(
                 f"'{field}' must be a list of names (letters, digits, - _ .; at most 64)", field=field
             )

@@ -1,6 +1,6 @@
 """The live WebSocket against careless and hostile clients: a malformed message gets an error and
-the connection lives; a connection that ends in any way leaves nothing behind in the hub (issue
-12, point 2).
+the connection lives; a connection that ends in any way leaves nothing behind in the hub; one
+connection follows a bounded number of rooms and sensors (issue 12, point 2).
 
 Membership is watched from outside the hub: the hub subscribes its Redis connection to a
 group's channel while the group has a member in the process, and unsubscribes when the last
@@ -176,6 +176,85 @@ def test_frames_after_a_refused_handshake_are_ignored() -> None:
     closed, quiet = run(scenario)
     assert closed == {"type": "websocket.close", "code": 4401}
     assert quiet is True
+
+
+# --- the subscription cap -------------------------------------------------------------------
+
+
+def test_subscriptions_are_capped_per_connection_before_any_group_is_joined(
+    viewer: Any, settings: Any
+) -> None:
+    settings.LIVE_MAX_SUBSCRIPTIONS = 5
+    headers = token_header(viewer)
+    names = rooms(7)
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ws = await connected(headers)
+        # One message naming more than the cap: refused whole, nothing joined.
+        await ws.send_json_to({"type": "subscribe", "rooms": names, "sensors": ["s1"]})
+        out["too_many_at_once"] = await ws.receive_json_from(timeout=5)
+        out["joined_after_refusal"] = await sync_to_async(numsub)(names)
+        # Up to the cap, rooms and sensors together.
+        out["three_rooms"] = await subscribed(ws, rooms=names[:3])
+        out["five"] = await subscribed(ws, sensors=["s1", "s2"])
+        await ws.send_json_to({"type": "subscribe", "rooms": names[3:4]})
+        out["sixth"] = await ws.receive_json_from(timeout=5)
+        out["joined_after_sixth"] = await sync_to_async(numsub)(names)
+        # Following what is already followed again adds nothing.
+        out["again"] = await subscribed(ws, rooms=names[:1])
+        await ws.send_json_to({"type": "unsubscribe", "rooms": names[:1]})
+        await ws.receive_json_from(timeout=5)
+        out["after_room_freed"] = await subscribed(ws, rooms=names[3:4])
+        await ws.disconnect()
+        return out
+
+    out = run(scenario)
+    for refused in (out["too_many_at_once"], out["sixth"]):
+        assert refused["type"] == "error" and refused["code"] == "too_many_subscriptions"
+        assert refused["limit"] == 5 and "5" in refused["message"], refused
+    assert not any(out["joined_after_refusal"].values())
+    assert out["three_rooms"]["subscriptions"]["rooms"] == sorted(names[:3])
+    assert out["five"]["subscriptions"]["sensors"] == ["s1", "s2"]
+    joined = out["joined_after_sixth"]
+    assert [joined[c] for c in channels_of(names)] == [1, 1, 1, 0, 0, 0, 0]
+    assert out["again"]["subscriptions"]["rooms"] == sorted(names[:3])
+    assert out["after_room_freed"]["subscriptions"]["rooms"] == sorted(names[1:4])
+
+
+def test_the_default_cap_is_500_rooms_and_sensors(viewer: Any) -> None:
+    headers = token_header(viewer)
+    sensors = [f"s{i}" for i in range(500)]
+    many = rooms(20_000)  # what one socket was seen to follow, here in messages of 500
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        ws = await connected(headers)
+        await ws.send_json_to({"type": "subscribe", "sensors": [*sensors, "one-more"]})
+        out["501"] = await ws.receive_json_from(timeout=5)
+        out["500"] = await subscribed(ws, sensors=sensors)
+        await ws.send_json_to({"type": "subscribe", "rooms": many[:1]})
+        out["past"] = await ws.receive_json_from(timeout=5)
+        await ws.send_json_to({"type": "unsubscribe", "sensors": sensors})
+        await ws.receive_json_from(timeout=5)
+        out["rooms"] = []
+        for start in range(0, len(many), 500):
+            await ws.send_json_to({"type": "subscribe", "rooms": many[start : start + 500]})
+            out["rooms"].append(await ws.receive_json_from(timeout=30))
+        out["joined"] = await sync_to_async(numsub)(many)
+        await ws.disconnect()
+        return out
+
+    out = run(scenario)
+    assert len(out["500"]["subscriptions"]["sensors"]) == 500
+    first, *rest = out["rooms"]
+    assert len(first["subscriptions"]["rooms"]) == 500
+    assert len(rest) == 39
+    for refused in (out["501"], out["past"], *rest):
+        assert refused["code"] == "too_many_subscriptions" and refused["limit"] == 500, refused
+        assert "500" in refused["message"]
+    assert sum(out["joined"].values()) == 500  # the refused rooms were never joined
+    assert settings.LIVE_MAX_SUBSCRIPTIONS == 500
 
 
 # --- connections that end -------------------------------------------------------------------
