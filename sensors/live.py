@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -83,13 +83,22 @@ def subscription(message: dict[str, Any], *, limit: int) -> Subscription:
 
 
 # Redis pub/sub channels of the live groups; the hub (sensors.live_hub) of each daphne process
-# subscribes to those its clients follow.
+# subscribes to those its clients follow. Pub/sub ignores Redis' database number, so the names
+# carry it: deployments (or test runs) sharing a Redis server, each on its own database, would
+# otherwise hear each other's live feed and count each other's listeners.
 CHANNEL_PREFIX = "ed:live:"
 
 
+@functools.lru_cache(maxsize=4)
+def _channel_prefix(redis_url: str) -> str:
+    from redis.connection import parse_url
+
+    return f"{CHANNEL_PREFIX}{parse_url(redis_url).get('db') or 0}:"
+
+
 def channel(group: str) -> str:
-    """The Redis channel a group's messages are published on."""
-    return CHANNEL_PREFIX + group
+    """The Redis channel a group's messages are published on: ``ed:live:<db>:<group>``."""
+    return _channel_prefix(settings.REDIS_URL) + group
 
 
 def _envelope(group: str, message_id: str, payload: dict[str, Any]) -> bytes:
@@ -195,7 +204,7 @@ def publish_readings(readings: Sequence[dict[str, Any]]) -> None:
         return _envelope(group, batch_id, {"type": "reading", "readings": share(group)})
 
     groups = [ALL, *(room_group(room) for room in sorted(rooms))]
-    _send([(group, partial(envelope, group)) for group in groups], "reading")
+    _send([(group, functools.partial(envelope, group)) for group in groups], "reading")
 
 
 def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
@@ -204,6 +213,6 @@ def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
     message_id = uuid.uuid4().hex
     groups = [ALL, *(room_group(r) for r in set(rooms))]
     _send(
-        [(group, partial(_envelope, group, message_id, payload)) for group in groups],
+        [(group, functools.partial(_envelope, group, message_id, payload)) for group in groups],
         str(payload.get("type")),
     )
