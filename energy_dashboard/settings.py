@@ -225,6 +225,10 @@ CHANNEL_LAYERS = {
 # Frames one live WebSocket client may have waiting; past it the oldest are dropped and the
 # client is told (a `lagging` message). About 1 MB for reading batches of 100.
 LIVE_CLIENT_BUFFER = env.int("LIVE_CLIENT_BUFFER", default=100)
+# Rooms and sensors one live WebSocket connection may follow in all ("all": true aside); past it
+# a subscribe is refused with an error naming the limit. Each room is a Redis subscription of
+# the daphne process, joined one after the other.
+LIVE_MAX_SUBSCRIPTIONS = env.int("LIVE_MAX_SUBSCRIPTIONS", default=500)
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = _kombu_url(REDIS_URL)

@@ -8,7 +8,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, Required, TypedDict
 from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
@@ -26,6 +26,13 @@ logger = logging.getLogger(__name__)
 # Close codes in the 4000-4999 range that applications may use, mirroring HTTP statuses.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+# The server could not go on writing to this connection (reconnect); autobahn refuses 1011 from
+# an application.
+CLOSE_INTERNAL_ERROR = 4500
+
+# The longest text message a client may send; longer ones are answered with an error unread. A
+# subscribe naming 500 names of 64 characters is about 34,000.
+MAX_CLIENT_MESSAGE_CHARS = 64 * 1024
 
 
 @database_sync_to_async
@@ -89,7 +96,15 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[mis
 
     The handshake is accepted first so that the client sees the close code: a refused
     handshake reaches a browser's script only as a bare failure.
+
+    A client's frame that is not a JSON text (binary, not JSON, longer than
+    MAX_CLIENT_MESSAGE_CHARS) is answered through `refuse` and the connection goes on.
+    Channels' own `receive` raises on them instead, and an exception out of a handler ends the
+    consumer without its `disconnect()`: daphne closes the socket with 1011 and whatever the
+    consumer had joined stayed joined.
     """
+
+    authenticated = False
 
     async def connect(self) -> None:
         user = self.scope.get("user") or AnonymousUser()
@@ -100,10 +115,66 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[mis
         if not await database_sync_to_async(roles.can_view)(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.authenticated = True
         await self.on_authenticated()
 
     async def on_authenticated(self) -> None:
         """Called once the user is known and may read."""
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """Decode one client frame for `receive_json`, or answer why it cannot be read."""
+        if not self.authenticated:
+            return  # frames that follow a refusal (4401, 4403) before the client reads it
+        if text_data is None:
+            await self.refuse("binary_frame", "messages are JSON text frames, not binary ones")
+            return
+        if len(text_data) > MAX_CLIENT_MESSAGE_CHARS:
+            await self.refuse(
+                "message_too_large", f"a message may be at most {MAX_CLIENT_MESSAGE_CHARS} characters"
+            )
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except json.JSONDecodeError as exc:
+            await self.refuse("invalid_json", f"not JSON: {exc}")
+            return
+        except (ValueError, RecursionError):
+            # An integer of thousands of digits (ValueError), arrays nested past the decoder's
+            # recursion limit (RecursionError).
+            await self.refuse("invalid_json", "not JSON this server reads (too deep or too long a number)")
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def refuse(
+        self, code: str, message: str, *, field: str | None = None, limit: int | None = None
+    ) -> None:
+        """Tell the client that its message was not taken: ``{"type": "error", "code", "message"}``,
+        with the `field` at fault or the `limit` crossed when there is one."""
+        await self.send_json(error_message(code, message, field=field, limit=limit))
+
+
+class ErrorMessage(TypedDict, total=False):
+    """What a client is told when its message is not taken; the connection goes on."""
+
+    type: Required[Literal["error"]]
+    code: Required[str]  # what is wrong, for programs: invalid_json, too_many_subscriptions...
+    message: Required[str]  # the same for people
+    field: str  # the message's field at fault
+    limit: int  # the limit it crossed
+
+
+def error_message(
+    code: str, message: str, *, field: str | None = None, limit: int | None = None
+) -> ErrorMessage:
+    """The ``error`` a consumer answers a message it does not take with."""
+    error: ErrorMessage = {"type": "error", "code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    if limit is not None:
+        error["limit"] = limit
+    return error
 
 
 class Outbox:
@@ -125,6 +196,7 @@ class Outbox:
         self._paused = False
         self.dropped_total = 0
         self._dropped_unreported = 0
+        self._closed = False
         # Set by attach_flow_control under daphne: writes a frame to the socket's transport
         # now, without a task switch. A frame goes that way only when nothing waits before it.
         self.write_now: Callable[[str], None] | None = None
@@ -135,6 +207,8 @@ class Outbox:
         if self.write_now is not None and not (self._paused or self._frames or self._dropped_unreported):
             self.write_now(text)  # may pause us (Twisted calls pauseProducing inside write)
             return
+        if self._closed:
+            return  # the connection ended (close drops write_now, so the fast path is never taken)
         if len(self._frames) >= self._limit:
             self._frames.popleft()
             self.dropped_total += 1
@@ -151,6 +225,14 @@ class Outbox:
         """The transport drained: send again."""
         self._paused = False
         self._update()
+
+    def close(self) -> None:
+        """The connection ended: drop what waits and take nothing more."""
+        self._closed = True
+        self.write_now = None
+        self._frames.clear()
+        self._dropped_unreported = 0
+        self._ready.clear()
 
     @property
     def pending(self) -> int:
@@ -274,7 +356,11 @@ _FRAMES_KEPT = 8
 def _write_frame(protocol: Any, text: str) -> None:
     """Write `text` as one WebSocket text frame on daphne's (autobahn's) protocol, now."""
     if protocol.state != protocol.STATE_OPEN:
-        protocol.serverSend(text, False)  # daphne's own way: accepts first, or drops if closing
+        if protocol.state == protocol.STATE_CONNECTING:
+            protocol.serverSend(text, False)  # daphne's own way: accepts the handshake first
+        # Closing or closed (the client left, or is leaving, while the hub delivered to it):
+        # the frame has nowhere to go, and autobahn would raise Disconnected. The consumer
+        # leaves the hub when the disconnect reaches it.
         return
     cached = _FRAMES.get(id(text))
     if cached is None or cached[0] is not text:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -34,28 +34,71 @@ class Subscription:
     sensors: frozenset[str]
 
 
-def subscription(message: dict[str, Any]) -> Subscription:
-    """Parse a subscribe/unsubscribe message; ValueError when it names nothing valid."""
-    keys: dict[str, frozenset[str]] = {}
+class SubscriptionError(ValueError):
+    """A subscribe/unsubscribe message that cannot be taken; `field` names the part at fault."""
+
+    code = "invalid_subscription"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TooManySubscriptions(SubscriptionError):
+    """More rooms and sensors than one connection may follow (LIVE_MAX_SUBSCRIPTIONS)."""
+
+    code = "too_many_subscriptions"
+
+    def __init__(self, *, limit: int, wanted: int) -> None:
+        super().__init__(
+            f"a connection may follow at most {limit} rooms and sensors in all; this would make {wanted}"
+        )
+        self.limit = limit
+
+
+def subscription(message: dict[str, Any], *, limit: int) -> Subscription:
+    """Parse a subscribe/unsubscribe message naming at most `limit` rooms and sensors in all;
+    SubscriptionError when it names nothing valid, TooManySubscriptions past `limit` (counted
+    before any name is looked at)."""
+    lists: dict[str, list[Any]] = {}
     for field in ("rooms", "sensors"):
         values = message.get(field, [])
-        if not isinstance(values, list) or not all(isinstance(k, str) and _KEY.match(k) for k in values):
-            raise ValueError(f"'{field}' must be a list of names (letters, digits, - _ .)")
+        if not isinstance(values, list):
+            raise SubscriptionError(f"'{field}' must be a list of names", field=field)
+        lists[field] = values
+    named = len(lists["rooms"]) + len(lists["sensors"])
+    if named > limit:
+        raise TooManySubscriptions(limit=limit, wanted=named)
+    keys: dict[str, frozenset[str]] = {}
+    for field, values in lists.items():
+        if not all(isinstance(k, str) and _KEY.match(k) for k in values):
+            raise SubscriptionError(
+                f"'{field}' must be a list of names (letters, digits, - _ .; at most 64)", field=field
+            )
         keys[field] = frozenset(values)
     follow_all = message.get("all") is True
     if not follow_all and not keys["rooms"] and not keys["sensors"]:
-        raise ValueError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
+        raise SubscriptionError("name what to follow: 'all': true, 'rooms': [...] or 'sensors': [...]")
     return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
 # Redis pub/sub channels of the live groups; the hub (sensors.live_hub) of each daphne process
-# subscribes to those its clients follow.
+# subscribes to those its clients follow. Pub/sub ignores Redis' database number, so the names
+# carry it: deployments (or test runs) sharing a Redis server, each on its own database, would
+# otherwise hear each other's live feed and count each other's listeners.
 CHANNEL_PREFIX = "ed:live:"
 
 
+@functools.lru_cache(maxsize=4)
+def _channel_prefix(redis_url: str) -> str:
+    from redis.connection import parse_url
+
+    return f"{CHANNEL_PREFIX}{parse_url(redis_url).get('db') or 0}:"
+
+
 def channel(group: str) -> str:
-    """The Redis channel a group's messages are published on."""
-    return CHANNEL_PREFIX + group
+    """The Redis channel a group's messages are published on: ``ed:live:<db>:<group>``."""
+    return _channel_prefix(settings.REDIS_URL) + group
 
 
 def _envelope(group: str, message_id: str, payload: dict[str, Any]) -> bytes:
@@ -161,7 +204,7 @@ def publish_readings(readings: Sequence[dict[str, Any]]) -> None:
         return _envelope(group, batch_id, {"type": "reading", "readings": share(group)})
 
     groups = [ALL, *(room_group(room) for room in sorted(rooms))]
-    _send([(group, partial(envelope, group)) for group in groups], "reading")
+    _send([(group, functools.partial(envelope, group)) for group in groups], "reading")
 
 
 def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
@@ -170,6 +213,6 @@ def publish(payload: dict[str, Any], *, rooms: Iterable[str] = ()) -> None:
     message_id = uuid.uuid4().hex
     groups = [ALL, *(room_group(r) for r in set(rooms))]
     _send(
-        [(group, partial(_envelope, group, message_id, payload)) for group in groups],
+        [(group, functools.partial(_envelope, group, message_id, payload)) for group in groups],
         str(payload.get("type")),
     )

@@ -111,12 +111,15 @@ def test_a_client_that_stops_reading_loses_old_frames_while_another_gets_everyth
     def marker(message: dict[str, Any]) -> int:
         return int(message["readings"][0]["timestamp"][1:])  # the batch number, see publish()
 
-    def publish(fast_seen: list[int]) -> None:
+    def publish(fast_seen: list[int], reading: Any) -> None:
         # As fast as the fast client reads, a couple of batches ahead: it keeps up (its outbox
-        # holds 5), while the slow one stops reading at once.
+        # holds 5), while the slow one stops reading at once. Not past 60 s in all, nor once
+        # the reader has stopped (it failed: waiting on it would only hold the test up).
+        give_up = time.monotonic() + 60
         for n in range(BATCHES):
-            deadline = time.monotonic() + 30
-            while len(fast_seen) < n - 2 and time.monotonic() < deadline:
+            while len(fast_seen) < n - 2 and time.monotonic() < give_up:
+                if reading.done():
+                    return
                 time.sleep(0.0005)
             batch[0]["timestamp"] = f"T{n}"
             live.publish_readings(batch)
@@ -132,7 +135,7 @@ def test_a_client_that_stops_reading_loses_old_frames_while_another_gets_everyth
                 fast_seen.append(marker(message))
 
         reader = asyncio.ensure_future(read_fast())
-        await asyncio.to_thread(publish, fast_seen)
+        await asyncio.to_thread(publish, fast_seen, reader)
         await asyncio.wait_for(reader, timeout=60)
         # Now the slow client reads what it was left with.
         slow_got: list[dict[str, Any]] = []

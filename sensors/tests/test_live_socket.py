@@ -343,3 +343,15 @@ def test_a_stored_batch_nobody_follows_is_never_turned_into_dicts(
         )
     assert result["accepted"] == 1 and callbacks  # the event was sent after commit...
     assert built == []  # ...and the live feed, with no listener, never read its readings
+
+
+def test_live_channels_are_named_for_the_redis_database(settings: Any) -> None:
+    # Pub/sub ignores the database number: helpers' test runs and deployments that share one
+    # Redis server on their own databases must not hear (nor count) each other's listeners.
+    names: dict[str, str] = {}
+    for url in ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/3", "unix:///r.sock?db=2", "redis://h"):
+        settings.REDIS_URL = url
+        names[url] = live.channel(live.ALL)
+    assert names["redis://127.0.0.1:6379/2"] == "ed:live:2:live.all" == names["unix:///r.sock?db=2"]
+    assert names["redis://127.0.0.1:6379/3"] == "ed:live:3:live.all"
+    assert names["redis://h"] == "ed:live:0:live.all"
