@@ -16,8 +16,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
-from django.db.models import Count, ProtectedError, Q
+from django.db.models import Count, Model, ProtectedError, Q
 from django.utils import timezone
 
 from demand_response import actuators, baselines
@@ -43,9 +44,40 @@ EPSILON_KW = 1e-6
 
 
 class DRError(Exception):
-    """A request the module refuses; the message says why, for people."""
+    """A request the module refuses; the message says why, for people, and `errors` which
+    fields are at fault (field -> messages; empty when no one field is)."""
 
     code = "invalid"
+
+    def __init__(self, message: str, errors: Mapping[str, Sequence[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors: dict[str, list[str]] = {name: list(texts) for name, texts in (errors or {}).items()}
+
+    @classmethod
+    def on(cls, name: str, message: str) -> DRError:
+        """A refusal of one field's value."""
+        return cls(message, {name: [message]})
+
+    @classmethod
+    def of(cls, errors: Mapping[str, Sequence[str]], prefix: str = "") -> DRError:
+        """A refusal of several fields' values (a model's validation errors)."""
+        errors = {("non_field_errors" if k == NON_FIELD_ERRORS else k): v for k, v in errors.items()}
+        return cls(prefix + _describe(errors), errors)
+
+
+def _describe(errors: Mapping[str, Sequence[str]]) -> str:
+    """Field errors as one line: "start: ...; end: ..."."""
+    return "; ".join(f"{name}: {' '.join(texts)}" for name, texts in errors.items())
+
+
+def _validated(row: Model, *, exclude: Iterable[str] = ()) -> None:
+    """Refuse a row about to be saved whose fields break the model's bounds and rules (the same
+    validators and clean() the admin's forms run), naming the fields. The database's unique and
+    check constraints stay the last word; the services check uniqueness themselves."""
+    try:
+        row.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise DRError.of(exc.message_dict) from exc
 
 
 class Conflict(DRError):
@@ -69,35 +101,27 @@ def _tz() -> ZoneInfo:
 # --- Devices ---------------------------------------------------------------------------------
 
 
-def device_check(
-    *,
-    sensor_id: str,
-    room: str = "",
-    max_shed_kw: float | None = None,
-    max_shed_share: float | None = None,
-    min_event_minutes: int = 0,
-    max_event_minutes: int | None = None,
+def device_check_references(
+    *, sensor_id: str, room: str = "", unchanged_from: FlexibleDevice | None = None
 ) -> str:
-    """Validate a device's fields against the rules and the sensors module; returns its room.
+    """Check a device's sensor and room against the sensors module; returns its room.
 
-    Raises DRError with the reason. Public so that forms (the admin) can refuse before saving,
-    with the same message the API gives.
+    A device in no room takes its sensor's room. A sensor or room equal to `unchanged_from`'s
+    (the stored device being changed) is not checked again: a device whose sensor was deleted
+    since can still be disabled or edited. Raises DRError naming the field. Public so that
+    forms (the admin) refuse before saving, with the same message the API gives.
     """
+    keeps_sensor = unchanged_from is not None and sensor_id == unchanged_from.sensor_id
+    keeps_room = unchanged_from is not None and room == unchanged_from.room
     known = sensors_services.sensors_known(sensor_ids=[sensor_id])
-    if sensor_id not in known:
-        raise DRError(f"Unknown sensor {sensor_id!r}: register it in the sensors module first.")
-    if room and room not in sensors_services.room_names():
-        raise DRError(f"Unknown room {room!r}.")
-    if max_shed_kw is None and max_shed_share is None:
-        raise DRError("Give max_shed_kw, max_shed_share or both.")
-    if max_shed_kw is not None and max_shed_kw < 0:
-        raise DRError("max_shed_kw must not be negative.")
-    if max_shed_share is not None and not 0 < max_shed_share <= 1:
-        raise DRError("max_shed_share must be in (0, 1].")
-    if max_event_minutes is not None and max_event_minutes < min_event_minutes:
-        raise DRError("max_event_minutes must not be below min_event_minutes.")
-    # A device in no room takes its sensor's room.
-    return room or (known[sensor_id]["room"] or "")
+    if sensor_id not in known and not keeps_sensor:
+        raise DRError.on(
+            "sensor_id", f"Unknown sensor {sensor_id!r}: register it in the sensors module first."
+        )
+    sensor_room = (known[sensor_id]["room"] or "") if sensor_id in known else ""
+    if room and not keeps_room and room not in sensors_services.room_names():
+        raise DRError.on("room", f"Unknown room {room!r}.")
+    return room or sensor_room
 
 
 def device_create(
@@ -115,16 +139,8 @@ def device_create(
 ) -> FlexibleDevice:
     """Register a flexible device; its sensor must exist in the sensors module."""
     if FlexibleDevice.objects.filter(name=name).exists():
-        raise DRError(f"A device named {name!r} exists already.")
-    room = device_check(
-        sensor_id=sensor_id,
-        room=room,
-        max_shed_kw=max_shed_kw,
-        max_shed_share=max_shed_share,
-        min_event_minutes=min_event_minutes,
-        max_event_minutes=max_event_minutes,
-    )
-    return FlexibleDevice.objects.create(
+        raise DRError.on("name", f"A device named {name!r} exists already.")
+    device = FlexibleDevice(
         name=name,
         sensor_id=sensor_id,
         room=room,
@@ -136,22 +152,21 @@ def device_create(
         max_event_minutes=max_event_minutes,
         enabled=enabled,
     )
+    _validated(device)
+    device.room = device_check_references(sensor_id=sensor_id, room=room)
+    device.save()
+    return device
 
 
 def device_update(*, device: FlexibleDevice, **changes: Any) -> FlexibleDevice:
     """Change a device's fields (its name is its key and stays)."""
     if "name" in changes and changes["name"] != device.name:
-        raise DRError("name is the device's key and cannot change.")
+        raise DRError.on("name", "name is the device's key and cannot change.")
+    stored = FlexibleDevice(sensor_id=device.sensor_id, room=device.room)
     for name, value in changes.items():
         setattr(device, name, value)
-    device.room = device_check(
-        sensor_id=device.sensor_id,
-        room=device.room,
-        max_shed_kw=device.max_shed_kw,
-        max_shed_share=device.max_shed_share,
-        min_event_minutes=device.min_event_minutes,
-        max_event_minutes=device.max_event_minutes,
-    )
+    _validated(device)
+    device.room = device_check_references(sensor_id=device.sensor_id, room=device.room, unchanged_from=stored)
     device.save()
     return device
 
@@ -389,39 +404,42 @@ def invitation_create(
     """Record an invitation from the grid (end, or duration, given); sends `dr_events` (pending).
 
     With an `external_id` already known for that `source` (a VTN sending the same event
-    again), the stored invitation is returned unchanged.
+    again), the stored invitation is returned unchanged, whatever the copy says. Otherwise the
+    invitation must lie within the bounds (docs/demand-response.md, "Bounds"): DRError names
+    the fields that do not.
     """
+    if external_id is not None:
+        existing = Invitation.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            return existing
     if end is None:
         if duration is None:
-            raise DRError("Give the invitation's end or its duration.")
+            raise DRError.on("end", "Give the invitation's end or its duration.")
         try:
             end = start + duration
         except OverflowError as exc:  # past year 9999: not a date, so bad input, not a crash
-            raise DRError("The invitation's duration is too long.") from exc
-    if reduction_kw is None or not math.isfinite(reduction_kw) or reduction_kw <= 0:
-        raise DRError("reduction_kw must be a positive number of kW.")
-    if end <= start:
-        raise DRError("The invitation ends before it starts: end must be after start.")
-    if response_deadline > start:
-        raise DRError("The response deadline is after the start: it must be at or before the start.")
+            raise DRError.on("end", "The invitation's duration is too long.") from exc
     baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
-        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+        raise DRError.on("baseline_method", f"Unknown baseline method {baseline_method!r}.")
+    invitation = Invitation(
+        reduction_kw=reduction_kw,
+        start=start,
+        end=end,
+        response_deadline=response_deadline,
+        programme=programme,
+        baseline_method=baseline_method,
+        source=source,
+        external_id=external_id,
+    )
+    _validated(invitation)
     with transaction.atomic(using=DB):
         if external_id is not None:
+            # Recorded meanwhile (the unique constraint would refuse a second row).
             existing = Invitation.objects.filter(source=source, external_id=external_id).first()
             if existing is not None:
                 return existing
-        invitation = Invitation.objects.create(
-            reduction_kw=reduction_kw,
-            start=start,
-            end=end,
-            response_deadline=response_deadline,
-            programme=programme,
-            baseline_method=baseline_method,
-            source=source,
-            external_id=external_id,
-        )
+        invitation.save()
         _invitation_event(invitation, None)
     return invitation
 
@@ -582,25 +600,19 @@ def policy_get() -> AutoResponsePolicy:
 
 
 def policy_update(*, updated_by: str, **changes: Any) -> AutoResponsePolicy:
-    """Change the policy's rules."""
+    """Change the policy's rules; DRError names the fields past their bounds."""
     policy = policy_get()
     for name, value in changes.items():
         setattr(policy, name, value)
-    days = policy.allowed_days
-    if not isinstance(days, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
-        raise DRError("allowed_days is a list of weekdays, 0 (Monday) to 6 (Sunday).")
-    if not 0 <= policy.allowed_from_hour < policy.allowed_until_hour <= 24:
-        raise DRError("The allowed hours need 0 <= allowed_from_hour < allowed_until_hour <= 24.")
-    if not 0 < policy.max_share <= 1:
-        raise DRError("max_share must be in (0, 1].")
+    _validated(policy, exclude=["updated_at", "updated_by"])
     excluded = policy.excluded_devices
-    if not isinstance(excluded, list):
-        raise DRError("excluded_devices is a list of device names.")
     unknown = set(excluded) - set(
         FlexibleDevice.objects.filter(name__in=excluded).values_list("name", flat=True)
     )
     if unknown:
-        raise DRError(f"Unknown devices in excluded_devices: {', '.join(sorted(unknown))}.")
+        raise DRError.on(
+            "excluded_devices", f"Unknown devices in excluded_devices: {', '.join(sorted(unknown))}."
+        )
     policy.updated_by = updated_by
     policy.save()
     return policy
@@ -785,15 +797,22 @@ def event_create(
     the event takes every enabled device free in the window (Conflict when all are taken).
     """
     now = _now(now)
-    if target_kw is None or not math.isfinite(target_kw) or target_kw <= 0:
-        raise DRError("target_kw must be a positive number of kW.")
-    if end <= start:
-        raise DRError("The event ends before it starts: end must be after start.")
-    if end <= now:
-        raise DRError("The event would end in the past.")
     baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
-        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+        raise DRError.on("baseline_method", f"Unknown baseline method {baseline_method!r}.")
+    event = DREvent(
+        target_kw=target_kw,
+        start=start,
+        end=end,
+        name=name,
+        programme=programme,
+        baseline_method=baseline_method,
+        created_by=created_by,
+        invitation=invitation,
+    )
+    _validated(event, exclude=["invitation"])
+    if end <= now:
+        raise DRError.on("end", "The event would end in the past.")
     with transaction.atomic(using=DB):
         if devices:
             chosen = _devices_named(devices)
@@ -814,16 +833,7 @@ def event_create(
             chosen = [d for d in enabled if d.pk not in busy]
             if not chosen:
                 raise Conflict("No enabled device is free in that window.")
-        event = DREvent.objects.create(
-            target_kw=target_kw,
-            start=start,
-            end=end,
-            name=name,
-            programme=programme,
-            baseline_method=baseline_method,
-            created_by=created_by,
-            invitation=invitation,
-        )
+        event.save()
         EventDevice.objects.bulk_create(
             EventDevice(event=event, device=d, planned_kw=(planned_kw or {}).get(d.name)) for d in chosen
         )

@@ -34,17 +34,17 @@ def z(moment: datetime) -> str:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"end": "before"}, "The invitation ends before it starts: end must be after start."),
-        ({"reduction_kw": -5}, "reduction_kw must be a positive number of kW."),
-        ({"reduction_kw": 0}, "reduction_kw must be a positive number of kW."),
+        ({"end": "before"}, "end: The invitation ends before it starts: end must be after start."),
+        ({"reduction_kw": -5}, "reduction_kw: Ensure this value is greater than or equal to 0.001."),
+        ({"reduction_kw": 0}, "reduction_kw: Ensure this value is greater than or equal to 0.001."),
         (
             {"deadline": "after"},
-            "The response deadline is after the start: it must be at or before the start.",
+            "response_deadline: The response deadline is after the start: it must be at or before the start.",
         ),
     ],
 )
 def test_bad_invitations_are_refused(changes: dict[str, Any], message: str) -> None:
-    start = datetime(2030, 6, 3, 14, tzinfo=UTC)
+    start = (timezone.now() + timedelta(days=30)).replace(minute=0, second=0, microsecond=0)
     args: dict[str, Any] = {
         "reduction_kw": changes.get("reduction_kw", 10),
         "start": start,
@@ -320,9 +320,9 @@ def test_policy_run_expires_overdue_invitations_first(loads: datetime) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"allowed_days": [7]}, "allowed_days is a list of weekdays"),
-        ({"allowed_from_hour": 10, "allowed_until_hour": 10}, "allowed hours"),
-        ({"max_share": 1.5}, "max_share must be in"),
+        ({"allowed_days": [7]}, "allowed_days: A non-empty list of weekdays"),
+        ({"allowed_from_hour": 10, "allowed_until_hour": 10}, "allowed_until_hour: The allowed hours"),
+        ({"max_share": 1.5}, "max_share: Must be in"),
         ({"excluded_devices": ["nope"]}, "Unknown devices in excluded_devices: nope."),
     ],
 )

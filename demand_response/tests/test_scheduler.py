@@ -338,7 +338,7 @@ def test_overlapping_events_on_a_named_device_are_refused(loads: datetime) -> No
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"target_kw": -1}, "target_kw must be a positive number of kW."),
+        ({"target_kw": -1}, "target_kw: Ensure this value is greater than or equal to 0.001."),
         ({"end": -1}, "The event ends before it starts: end must be after start."),
         ({"devices": ["nope"]}, "Unknown devices: nope."),
         ({"past": True}, "The event would end in the past."),
