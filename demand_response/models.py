@@ -5,7 +5,9 @@ never by foreign keys: they live in another module's database."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -77,6 +79,18 @@ def validate_device_names(value: Any) -> None:
         raise ValidationError("A list of device names.", code="device_names")
     if len(value) > MAX_DEVICE_NAMES:
         raise ValidationError(f"At most {MAX_DEVICE_NAMES} device names.", code="device_names")
+
+
+def _bounds_errors(instance: models.Model, fields: Sequence[str]) -> dict[str, list[str]]:
+    """What breaks the bounds or rules among a stored row's `fields` (the validators and clean()
+    that a new row passes): field -> messages, empty when nothing does. For the periodic jobs,
+    which must not compute with a row written around the validation."""
+    exclude = [f.name for f in instance._meta.fields if f.name not in fields]
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
 
 
 KW_VALIDATORS = [validate_finite, MinValueValidator(MIN_KW), MaxValueValidator(MAX_KW)]
@@ -173,6 +187,14 @@ class FlexibleDevice(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields flexibility is computed with that break their bounds (empty: none); once per
+        loaded row, as a job asks it for every invitation it answers."""
+        return _bounds_errors(
+            self, ["max_shed_kw", "max_shed_share", "priority", "min_event_minutes", "max_event_minutes"]
+        )
+
     def clean(self) -> None:
         """The rules across fields: at least one limit, a maximum length not below the minimum."""
         errors: dict[str, list[str]] = {}
@@ -238,6 +260,11 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation {self.pk} ({self.reduction_kw} kW, {self.status})"
+
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields the auto-response computes with that break their bounds (empty: none)."""
+        return _bounds_errors(self, ["reduction_kw", "start", "end", "response_deadline", "baseline_method"])
 
     def clean(self) -> None:
         """The window rules, and a response deadline at or before the start."""
@@ -307,6 +334,11 @@ class DREvent(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.pk} ({self.target_kw} kW, {self.status})"
+
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields dispatch and measurement compute with that break their bounds (empty: none)."""
+        return _bounds_errors(self, ["target_kw", "start", "end", "baseline_method"])
 
     def clean(self) -> None:
         """The window rules."""
@@ -425,6 +457,22 @@ class AutoResponsePolicy(models.Model):
 
     def __str__(self) -> str:
         return "auto-response policy"
+
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The rules that break their bounds (empty: none): such a policy answers nothing."""
+        return _bounds_errors(
+            self,
+            [
+                "allowed_days",
+                "allowed_from_hour",
+                "allowed_until_hour",
+                "max_duration_minutes",
+                "min_notice_minutes",
+                "max_share",
+                "excluded_devices",
+            ],
+        )
 
     def clean(self) -> None:
         """The allowed hours in order."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Model, ProtectedError, Q
 from django.utils import timezone
 
@@ -78,6 +79,23 @@ def _validated(row: Model, *, exclude: Iterable[str] = ()) -> None:
         row.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         raise DRError.of(exc.message_dict) from exc
+
+
+# What a row the periodic jobs cannot handle raises: its values (an overflow, a type, a value
+# the database refuses) or a refusal of the services. Anything else (a lost connection to the
+# broker, Celery's soft time limit) still stops the job, as it should.
+_ROW_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, DatabaseError, ValidationError, DRError)
+
+
+@contextmanager
+def _skipping(done: dict[str, int], row: str, doing: str) -> Iterator[None]:
+    """One row's step of a periodic job: a row it cannot handle is named in a warning, counted in
+    done["errors"] and skipped, so that it never stops the job for the other rows."""
+    try:
+        yield
+    except _ROW_ERRORS as exc:
+        logger.warning("%s skipped while %s: %s", row, doing, exc)
+        done["errors"] += 1
 
 
 class Conflict(DRError):
@@ -194,6 +212,9 @@ class DeviceFlexibility:
     reading_at: datetime | None
     flexible_kw: float
     reason: str | None  # None when flexible_kw > 0
+    # Its stored settings are out of bounds (a row written around the validation): no
+    # flexibility, and the jobs report it.
+    out_of_bounds: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,25 +328,9 @@ def flexibility_compute(
     for device in sorted(chosen, key=lambda d: (d.priority, d.name)):
         reading = latest.get(device.sensor_id)
         current_kw = None if reading is None else reading[1] / 1000.0
-        reason: str | None = None
+        reason = _unavailable(device, reading, now=now, max_age=max_age, minutes=minutes, busy=busy)
         kw = 0.0
-        if not device.enabled:
-            reason = "disabled"
-        elif reading is None:
-            reason = "no reading"
-        elif now - reading[0] > max_age:
-            reason = f"reading {int((now - reading[0]).total_seconds() // 60)} min old"
-        elif minutes is not None and minutes < device.min_event_minutes:
-            reason = f"the window is shorter than the device's minimum of {device.min_event_minutes} min"
-        elif (
-            minutes is not None
-            and device.max_event_minutes is not None
-            and minutes > device.max_event_minutes
-        ):
-            reason = f"the window is longer than the device's maximum of {device.max_event_minutes} min"
-        elif device.pk in busy:
-            reason = f"committed to event {busy[device.pk]}"
-        else:
+        if reason is None:
             assert current_kw is not None
             kw = _shed_limit(device, current_kw)
             if kw <= 0:
@@ -340,9 +345,37 @@ def flexibility_compute(
                 reading_at=None if reading is None else reading[0],
                 flexible_kw=kw,
                 reason=reason,
+                out_of_bounds=bool(device.enabled and device.out_of_bounds),
             )
         )
     return Flexibility(at=now, start=start, end=end, devices=out)
+
+
+def _unavailable(  # noqa: PLR0911 (one return per reason, in the order they are reported)
+    device: FlexibleDevice,
+    reading: tuple[datetime, float] | None,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    minutes: float | None,
+    busy: Mapping[int, int],
+) -> str | None:
+    """Why the device has no flexibility whatever its load, or None."""
+    if not device.enabled:
+        return "disabled"
+    if device.out_of_bounds:
+        return f"settings out of bounds: {_describe(device.out_of_bounds)}"
+    if reading is None:
+        return "no reading"
+    if now - reading[0] > max_age:
+        return f"reading {int((now - reading[0]).total_seconds() // 60)} min old"
+    if minutes is not None and minutes < device.min_event_minutes:
+        return f"the window is shorter than the device's minimum of {device.min_event_minutes} min"
+    if minutes is not None and device.max_event_minutes is not None and minutes > device.max_event_minutes:
+        return f"the window is longer than the device's maximum of {device.max_event_minutes} min"
+    if device.pk in busy:
+        return f"committed to event {busy[device.pk]}"
+    return None
 
 
 def _plan(flexibility: Flexibility, target_kw: float) -> list[dict[str, Any]]:
@@ -553,12 +586,14 @@ def invitation_decline(
         )
 
 
-def invitations_expire(*, now: datetime | None = None) -> int:
-    """Expire pending invitations past their deadline (compare-and-swap each); returns how many."""
+def invitations_expire(*, now: datetime | None = None) -> dict[str, int]:
+    """Expire pending invitations past their deadline (compare-and-swap each): how many were
+    expired, and how many could not be ("errors", each named in a warning)."""
     now = _now(now)
-    expired = 0
+    done = {"expired": 0, "errors": 0}
     for invitation in Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__lt=now):
-        with transaction.atomic(using=DB):
+        # Expiring computes nothing with the row's values, so even a row out of bounds expires.
+        with _skipping(done, f"invitation {invitation.pk}", "expiring"), transaction.atomic(using=DB):
             try:
                 _answer(
                     invitation,
@@ -570,8 +605,8 @@ def invitations_expire(*, now: datetime | None = None) -> int:
                 )
             except Conflict:
                 continue
-        expired += 1
-    return expired
+            done["expired"] += 1
+    return done
 
 
 def invitations_unreported(*, source: str) -> list[Invitation]:
@@ -709,9 +744,19 @@ def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
     at the same moment) never answers an invitation twice.
     """
     now = _now(now)
-    done = {"expired": invitations_expire(now=now), "accepted": 0, "declined": 0}
+    expiry = invitations_expire(now=now)
+    done = {"expired": expiry["expired"], "accepted": 0, "declined": 0, "errors": expiry["errors"]}
     policy = policy_get()
     if not policy.enabled:
+        return done
+    if policy.out_of_bounds:
+        # A rule past its bounds would decline (or accept) every invitation for a reason nobody
+        # chose: answer nothing until the policy is corrected, and leave them to the operators.
+        logger.warning(
+            "auto-response policy not applied, pending invitations are left to operators: %s",
+            _describe(policy.out_of_bounds),
+        )
+        done["errors"] += 1
         return done
     pending = list(
         Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__gte=now).order_by(
@@ -722,31 +767,60 @@ def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
         return done
     # One read of the devices and their readings for the whole run (bench/dr.py: 50 invitations
     # x 1,000 devices re-read them 50 times).
-    candidates = _policy_candidates(policy)
+    candidates = []
+    for device in _policy_candidates(policy):
+        if device.enabled and device.out_of_bounds:
+            logger.warning(
+                "device %s left out of the auto-response: %s", device.name, _describe(device.out_of_bounds)
+            )
+            done["errors"] += 1
+        else:
+            candidates.append(device)
     latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in candidates}))
     for invitation in pending:
-        decision = policy_evaluate(
-            policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest
-        )
-        try:
-            if decision.accept:
-                invitation_accept(
-                    invitation=invitation,
-                    answered_by="policy",
-                    reason=decision.reason,
-                    plan=decision.plan,
-                    now=now,
-                )
-                done["accepted"] += 1
-            else:
-                invitation_decline(
-                    invitation=invitation, answered_by="policy", reason=decision.reason, now=now
-                )
-                done["declined"] += 1
-        except DRError as exc:
-            # Answered by someone else meanwhile, or its devices were taken: next tick decides.
-            logger.info("auto-response skipped invitation %s: %s", invitation.pk, exc)
+        if invitation.out_of_bounds:
+            logger.warning(
+                "invitation %s skipped by the auto-response, left to operators: %s",
+                invitation.pk,
+                _describe(invitation.out_of_bounds),
+            )
+            done["errors"] += 1
+            continue
+        with _skipping(done, f"invitation {invitation.pk}", "answering it by the policy"):
+            _answer_by_policy(
+                policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest, done=done
+            )
     return done
+
+
+def _answer_by_policy(
+    *,
+    policy: AutoResponsePolicy,
+    invitation: Invitation,
+    now: datetime,
+    candidates: Sequence[FlexibleDevice],
+    latest: Mapping[str, tuple[datetime, float]],
+    done: dict[str, int],
+) -> None:
+    decision = policy_evaluate(
+        policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest
+    )
+    try:
+        if decision.accept:
+            invitation_accept(
+                invitation=invitation,
+                answered_by="policy",
+                reason=decision.reason,
+                plan=decision.plan,
+                now=now,
+            )
+            done["accepted"] += 1
+        else:
+            invitation_decline(invitation=invitation, answered_by="policy", reason=decision.reason, now=now)
+            done["declined"] += 1
+    except DRError as exc:
+        # Answered by someone else meanwhile, or its devices were taken: next tick decides.
+        logger.info("auto-response skipped invitation %s: %s", invitation.pk, exc)
 
 
 # --- Events ----------------------------------------------------------------------------------
@@ -859,12 +933,24 @@ def _command(event: DREvent, row: EventDevice, action: str, kw: float, now: date
 
 def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
     """Start a scheduled event and dispatch it: its devices in priority order, each shedding what
-    it can now, until the target is covered. False if it was not scheduled any more."""
-    now = _now(now)
+    it can now, until the target is covered. False if it was not scheduled any more.
+
+    An event out of bounds (a row written around the validation) is refused with DRError and
+    stays scheduled; a device out of bounds is skipped, its note says why.
+    """
+    return _activate(event, _now(now)) is not None
+
+
+def _activate(event: DREvent, now: datetime) -> list[str] | None:
+    """event_activate's work: the devices skipped for settings out of bounds, None if the event
+    was not scheduled any more."""
+    if event.out_of_bounds:
+        raise DRError.of(event.out_of_bounds, prefix="out of bounds: ")
     commands: list[DispatchCommand] = []
+    note_length = EventDevice._meta.get_field("note").max_length
     with transaction.atomic(using=DB):
         if not _transition(event, DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE, activated_at=now):
-            return False
+            return None
         rows = list(event.dispatches.select_related("device"))
         flex = flexibility_compute(now=now, devices=[r.device for r in rows], exclude_event=event.pk)
         by_name = {d.device: d for d in flex.devices}
@@ -874,7 +960,9 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
             if remaining <= EPSILON_KW:
                 row.status, row.note = EventDevice.Status.SKIPPED, "target already covered"
             elif available.flexible_kw <= 0:
-                row.status, row.note = EventDevice.Status.SKIPPED, available.reason or "no flexibility"
+                # Cut to the column: a reason quoting a huge stored number must not fail the save.
+                reason = (available.reason or "no flexibility")[:note_length]
+                row.status, row.note = EventDevice.Status.SKIPPED, reason
             else:
                 kw = min(available.flexible_kw, remaining)
                 remaining -= kw
@@ -889,7 +977,7 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
         event.dispatched_kw, event.note = dispatched, note
         _event_changed(event, DREvent.Status.SCHEDULED)
     actuators.publish(commands)
-    return True
+    return [d.device for d in flex.devices if d.out_of_bounds]
 
 
 def _dispatch_changed(row: EventDevice, previous: str) -> None:
@@ -950,35 +1038,56 @@ def events_tick(*, now: datetime | None = None) -> dict[str, int]:
     note says so) rather than started late.
     """
     now = _now(now)
-    done = {"activated": 0, "completed": 0, "missed": 0}
+    done = {"activated": 0, "completed": 0, "missed": 0, "errors": 0}
     # Ended events first: with back-to-back events on a device, its restore must go out before
     # the next event's shed (a controller obeys the last command), and the next event's
-    # activation must not find the device still held.
+    # activation must not find the device still held. Completing (restoring the devices) needs
+    # none of the row's values, so an event out of bounds is completed too: only its
+    # measurement is refused.
     for event in DREvent.objects.filter(status=DREvent.Status.ACTIVE, end__lte=now).order_by("end"):
-        if event_complete(event=event, now=now, measure=False):
-            done["completed"] += 1
-            _measure_logged(event)
+        with _skipping(done, f"event {event.pk}", "completing it"):
+            if event_complete(event=event, now=now, measure=False):
+                done["completed"] += 1
+                _measure_counted(event, done)
     for event in DREvent.objects.filter(status=DREvent.Status.SCHEDULED, start__lte=now).order_by("start"):
-        if event.end <= now:
-            with transaction.atomic(using=DB):
-                note = "not dispatched: its window passed before the scheduler ran"
-                if _transition(
-                    event, DREvent.Status.SCHEDULED, DREvent.Status.COMPLETED, finished_at=now, note=note
-                ):
-                    _event_changed(event, DREvent.Status.SCHEDULED)
+        with _skipping(done, f"event {event.pk}", "starting it"):
+            if event.end <= now:
+                if _miss(event, now):
                     done["missed"] += 1
-                    transaction.on_commit(lambda e=event: _measure_logged(e), using=DB)
-        elif event_activate(event=event, now=now):
-            done["activated"] += 1
+                    _measure_counted(event, done)
+                continue
+            unusable = _activate(event, now)
+            if unusable is not None:
+                done["activated"] += 1
+                for name in unusable:
+                    logger.warning(
+                        "device %s skipped in event %s: its settings are out of bounds", name, event.pk
+                    )
+                done["errors"] += len(unusable)
     return done
 
 
-def _measure_logged(event: DREvent) -> None:
-    # A measurement that fails must not undo the completion: log it, the operator can re-run it.
+def _miss(event: DREvent, now: datetime) -> bool:
+    """Complete a scheduled event whose window passed unseen, without dispatch."""
+    with transaction.atomic(using=DB):
+        note = "not dispatched: its window passed before the scheduler ran"
+        if not _transition(
+            event, DREvent.Status.SCHEDULED, DREvent.Status.COMPLETED, finished_at=now, note=note
+        ):
+            return False
+        _event_changed(event, DREvent.Status.SCHEDULED)
+    return True
+
+
+def _measure_counted(event: DREvent, done: dict[str, int]) -> None:
+    # Measured once the completion committed: a measurement that fails must not undo it, nor
+    # stop the scheduler, whatever it raised (it also runs the sensors module's rollups and
+    # cache). It is named and counted; an operator can measure again (POST /events/{id}/measure).
     try:
         event_measure(event=event)
-    except Exception:
-        logger.exception("measuring event %s failed", event.pk)
+    except Exception as exc:
+        logger.warning("event %s not measured: %s", event.pk, exc)
+        done["errors"] += 1
 
 
 # --- Delivery measurement -----------------------------------------------------------------------
@@ -1006,8 +1115,11 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
     Measured over the quarter-hours that cover the event. Days of other events that were
     activated (whatever their status now) are excluded from the baseline. Stores the report
     (or the reason there is none, such as "not enough data") in `performance`; repeatable,
-    e.g. after late data arrived.
+    e.g. after late data arrived. An event out of bounds (a row written around the
+    validation) is refused with DRError naming the fields.
     """
+    if event.out_of_bounds:
+        raise DRError.of(event.out_of_bounds, prefix=f"Event {event.pk} cannot be measured: ")
     now = _now(now)
     tz = _tz()
     rows = list(event.dispatches.select_related("device"))
@@ -1034,7 +1146,9 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
         .exclude(pk=event.pk)
         .values_list("start", "end")
     ):
-        excluded |= _event_days(start, end, tz)
+        # Only the days the baseline looks at: another row's start far in the past (out of
+        # bounds) must not walk the calendar off its end, nor stop this measurement.
+        excluded |= _event_days(max(start, history_start), min(end, q_end), tz)
     excluded.discard(request.event_day)
     request = baselines.BaselineRequest(
         method=request.method, event_start=q_start, event_end=q_end, tz=tz, excluded_days=frozenset(excluded)
