@@ -38,7 +38,8 @@ def _who(request: HttpRequest) -> str:
 
 
 class FlexibleDeviceForm(forms.ModelForm):
-    """The device form; refuses what the service would refuse, so the form shows why."""
+    """The device form: the model's bounds and rules (its validators and clean(), run by the
+    form), and the service's check of the sensor and room, so the form shows every refusal."""
 
     class Meta:
         model = FlexibleDevice
@@ -47,18 +48,17 @@ class FlexibleDeviceForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         # Only when the fields themselves are valid: otherwise their own errors say enough.
-        if not any(field in self.errors for field in DEVICE_FIELDS):
+        if "sensor_id" in cleaned and "room" not in self.errors:
             try:
-                services.device_check(
+                services.device_check_references(
                     sensor_id=cleaned["sensor_id"],
                     room=cleaned.get("room") or "",
-                    max_shed_kw=cleaned.get("max_shed_kw"),
-                    max_shed_share=cleaned.get("max_shed_share"),
-                    min_event_minutes=cleaned.get("min_event_minutes") or 0,
-                    max_event_minutes=cleaned.get("max_event_minutes"),
+                    unchanged_from=self.instance if self.instance.pk else None,
                 )
             except services.DRError as exc:
-                raise forms.ValidationError(str(exc)) from exc
+                for field, messages in exc.errors.items():
+                    for message in messages:
+                        self.add_error(field if field in self.fields else None, message)
         return cleaned
 
 

@@ -4,11 +4,115 @@ never by foreign keys: they live in another module's database."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
+
+from energy_dashboard import limits
+
+# --- Bounds (docs/demand-response.md, "Bounds") ------------------------------------------------
+# What the API, the admin and the OpenADR VEN accept, so that every value stored can be computed
+# with by the services and the periodic jobs: dates within the product's horizon
+# (energy_dashboard/limits.py), durations and counts with an explicit maximum.
+
+# An event (or invitation) lasts at most this: beyond it a request is a mistake (a unit slip,
+# a typo) rather than a programme's ask.
+MAX_DURATION = timedelta(days=7)
+MAX_DURATION_MINUTES = int(MAX_DURATION.total_seconds() // 60)
+# 1 GW: far above any one building's load, well below a unit error (W sent as kW).
+MAX_KW = 1_000_000.0
+# 1 W: a smaller reduction or target is no request (and falls below the dispatch's rounding).
+MIN_KW = 0.001
+# Priorities only order devices; a bound keeps them inside every database's integer column.
+MAX_PRIORITY = 1_000_000
+# No invitation starts further ahead than SCHEDULE_AHEAD: a longer notice could never be met.
+MAX_NOTICE_MINUTES = int(limits.SCHEDULE_AHEAD.total_seconds() // 60)
+# Device names in one list (excluded devices, an acceptance's or an event's devices).
+MAX_DEVICE_NAMES = 1000
+
+
+def validate_finite(value: float) -> None:
+    """A number, not NaN or an infinity (both compare false, or true, with every bound)."""
+    if not math.isfinite(value):
+        raise ValidationError("Must be a finite number.", code="not_finite")
+
+
+def validate_share(value: float) -> None:
+    """A share in (0, 1]."""
+    if not 0 < value <= 1:
+        raise ValidationError("Must be in (0, 1].", code="share")
+
+
+def validate_in_horizon(value: datetime) -> None:
+    """An instant between limits.EARLIEST (included) and limits.LATEST (excluded)."""
+    if not limits.within_horizon(value):
+        raise ValidationError(
+            f"Must lie between {limits.EARLIEST:%Y-%m-%d} and {limits.LATEST:%Y-%m-%d} (UTC).",
+            code="horizon",
+        )
+
+
+def validate_weekdays(value: Any) -> None:
+    """A non-empty list of weekdays, 0 (Monday) to 6 (Sunday)."""
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in value)
+    ):
+        raise ValidationError(
+            "A non-empty list of weekdays, 0 (Monday) to 6 (Sunday); to answer nothing, disable the policy.",
+            code="weekdays",
+        )
+
+
+def validate_device_names(value: Any) -> None:
+    """A list of at most MAX_DEVICE_NAMES device names."""
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise ValidationError("A list of device names.", code="device_names")
+    if len(value) > MAX_DEVICE_NAMES:
+        raise ValidationError(f"At most {MAX_DEVICE_NAMES} device names.", code="device_names")
+
+
+def _bounds_errors(instance: models.Model, fields: Sequence[str]) -> dict[str, list[str]]:
+    """What breaks the bounds or rules among a stored row's `fields` (the validators and clean()
+    that a new row passes): field -> messages, empty when nothing does. For the periodic jobs,
+    which must not compute with a row written around the validation."""
+    exclude = [f.name for f in instance._meta.fields if f.name not in fields]
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        return exc.message_dict
+    return {}
+
+
+KW_VALIDATORS = [validate_finite, MinValueValidator(MIN_KW), MaxValueValidator(MAX_KW)]
+
+
+def _check_window(instance: Invitation | DREvent, what: str, errors: dict[str, list[str]]) -> None:
+    """The window rules of a new or stored invitation or event: end after start, at most
+    MAX_DURATION; a new one starts no further ahead than SCHEDULE_AHEAD."""
+    start, end = instance.start, instance.end
+    if not isinstance(start, datetime) or not isinstance(end, datetime):
+        return  # the fields' own errors say why
+    if end <= start:
+        errors.setdefault("end", []).append(f"{what} ends before it starts: end must be after start.")
+    elif end - start > MAX_DURATION:
+        errors.setdefault("end", []).append(
+            f"{what} lasts at most {MAX_DURATION.days} days ({MAX_DURATION_MINUTES} min)."
+        )
+    # Only for a new row: a stored one is not refused later because time moved on.
+    if instance._state.adding and start - timezone.now() > limits.SCHEDULE_AHEAD:
+        errors.setdefault("start", []).append(
+            f"{what} starts at most {limits.SCHEDULE_AHEAD.days} days ahead."
+        )
 
 
 class BaselineMethod(models.TextChoices):
@@ -32,13 +136,27 @@ class FlexibleDevice(models.Model):
     sensor_id = models.SlugField(max_length=64, help_text="The sensor that meters the device.")
     room = models.CharField(max_length=64, blank=True, help_text="The room's name.")
     category = models.CharField(max_length=16, choices=Category.choices, default=Category.OTHER)
-    max_shed_kw = models.FloatField(null=True, blank=True, help_text="At most this many kW.")
-    max_shed_share = models.FloatField(
-        null=True, blank=True, help_text="At most this share (0-1] of its current load."
+    max_shed_kw = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[validate_finite, MinValueValidator(0), MaxValueValidator(MAX_KW)],
+        help_text="At most this many kW.",
     )
-    priority = models.PositiveIntegerField(default=100, help_text="Lower numbers shed first.")
-    min_event_minutes = models.PositiveIntegerField(default=0)
-    max_event_minutes = models.PositiveIntegerField(null=True, blank=True)
+    max_shed_share = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[validate_finite, validate_share],
+        help_text="At most this share (0-1] of its current load.",
+    )
+    priority = models.PositiveIntegerField(
+        default=100, validators=[MaxValueValidator(MAX_PRIORITY)], help_text="Lower numbers shed first."
+    )
+    min_event_minutes = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(MAX_DURATION_MINUTES)]
+    )
+    max_event_minutes = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_DURATION_MINUTES)]
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -69,6 +187,28 @@ class FlexibleDevice(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields flexibility is computed with that break their bounds (empty: none); once per
+        loaded row, as a job asks it for every invitation it answers."""
+        return _bounds_errors(
+            self, ["max_shed_kw", "max_shed_share", "priority", "min_event_minutes", "max_event_minutes"]
+        )
+
+    def clean(self) -> None:
+        """The rules across fields: at least one limit, a maximum length not below the minimum."""
+        errors: dict[str, list[str]] = {}
+        if self.max_shed_kw is None and self.max_shed_share is None:
+            errors["max_shed_kw"] = ["Give max_shed_kw, max_shed_share or both."]
+        if (
+            isinstance(self.max_event_minutes, int)
+            and isinstance(self.min_event_minutes, int)
+            and self.max_event_minutes < self.min_event_minutes
+        ):
+            errors["max_event_minutes"] = ["max_event_minutes must not be below min_event_minutes."]
+        if errors:
+            raise ValidationError(errors)
+
 
 class Invitation(models.Model):
     """A request from the grid (or an aggregator) to cut load for a period, and its answer."""
@@ -88,10 +228,10 @@ class Invitation(models.Model):
     baseline_method = models.CharField(
         max_length=16, choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
     )
-    reduction_kw = models.FloatField(help_text="Requested reduction.")
-    start = models.DateTimeField()
-    end = models.DateTimeField()
-    response_deadline = models.DateTimeField()
+    reduction_kw = models.FloatField(validators=KW_VALIDATORS, help_text="Requested reduction.")
+    start = models.DateTimeField(validators=[validate_in_horizon])
+    end = models.DateTimeField(validators=[validate_in_horizon])
+    response_deadline = models.DateTimeField(validators=[validate_in_horizon])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     answered_by = models.CharField(max_length=150, blank=True, help_text="operator:<name>, policy or system.")
     answered_at = models.DateTimeField(null=True, blank=True)
@@ -121,6 +261,26 @@ class Invitation(models.Model):
     def __str__(self) -> str:
         return f"invitation {self.pk} ({self.reduction_kw} kW, {self.status})"
 
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields the auto-response computes with that break their bounds (empty: none)."""
+        return _bounds_errors(self, ["reduction_kw", "start", "end", "response_deadline", "baseline_method"])
+
+    def clean(self) -> None:
+        """The window rules, and a response deadline at or before the start."""
+        errors: dict[str, list[str]] = {}
+        _check_window(self, "The invitation", errors)
+        if (
+            isinstance(self.response_deadline, datetime)
+            and isinstance(self.start, datetime)
+            and self.response_deadline > self.start
+        ):
+            errors["response_deadline"] = [
+                "The response deadline is after the start: it must be at or before the start."
+            ]
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def duration(self) -> timedelta:
         """How long the requested reduction lasts."""
@@ -146,9 +306,9 @@ class DREvent(models.Model):
     )
     name = models.CharField(max_length=128, blank=True)
     programme = models.CharField(max_length=64, blank=True)
-    target_kw = models.FloatField()
-    start = models.DateTimeField()
-    end = models.DateTimeField()
+    target_kw = models.FloatField(validators=KW_VALIDATORS)
+    start = models.DateTimeField(validators=[validate_in_horizon])
+    end = models.DateTimeField(validators=[validate_in_horizon])
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SCHEDULED)
     baseline_method = models.CharField(
         max_length=16, choices=BaselineMethod.choices, default=BaselineMethod.CAISO_10OF10
@@ -174,6 +334,18 @@ class DREvent(models.Model):
 
     def __str__(self) -> str:
         return f"event {self.pk} ({self.target_kw} kW, {self.status})"
+
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The fields dispatch and measurement compute with that break their bounds (empty: none)."""
+        return _bounds_errors(self, ["target_kw", "start", "end", "baseline_method"])
+
+    def clean(self) -> None:
+        """The window rules."""
+        errors: dict[str, list[str]] = {}
+        _check_window(self, "The event", errors)
+        if errors:
+            raise ValidationError(errors)
 
 
 class EventDevice(models.Model):
@@ -244,13 +416,29 @@ class AutoResponsePolicy(models.Model):
     """How invitations are answered without an operator (one row, pk 1)."""
 
     enabled = models.BooleanField(default=False)
-    allowed_days = models.JSONField(default=_weekdays, help_text="Local weekdays, 0 = Monday.")
-    allowed_from_hour = models.PositiveSmallIntegerField(default=0, help_text="Local hour, 0-23.")
-    allowed_until_hour = models.PositiveSmallIntegerField(default=24, help_text="Local hour, 1-24.")
-    max_duration_minutes = models.PositiveIntegerField(default=240)
-    min_notice_minutes = models.PositiveIntegerField(default=60)
-    max_share = models.FloatField(default=0.8, help_text="Share (0-1] of the flexibility to commit.")
-    excluded_devices = models.JSONField(default=list, blank=True, help_text="Device names.")
+    allowed_days = models.JSONField(
+        default=_weekdays, validators=[validate_weekdays], help_text="Local weekdays, 0 = Monday."
+    )
+    allowed_from_hour = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(23)], help_text="Local hour, 0-23."
+    )
+    allowed_until_hour = models.PositiveSmallIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(24)], help_text="Local hour, 1-24."
+    )
+    max_duration_minutes = models.PositiveIntegerField(
+        default=240, validators=[MinValueValidator(1), MaxValueValidator(MAX_DURATION_MINUTES)]
+    )
+    min_notice_minutes = models.PositiveIntegerField(
+        default=60, validators=[MaxValueValidator(MAX_NOTICE_MINUTES)]
+    )
+    max_share = models.FloatField(
+        default=0.8,
+        validators=[validate_finite, validate_share],
+        help_text="Share (0-1] of the flexibility to commit.",
+    )
+    excluded_devices = models.JSONField(
+        default=list, blank=True, validators=[validate_device_names], help_text="Device names."
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.CharField(max_length=150, blank=True)
 
@@ -269,3 +457,27 @@ class AutoResponsePolicy(models.Model):
 
     def __str__(self) -> str:
         return "auto-response policy"
+
+    @cached_property
+    def out_of_bounds(self) -> dict[str, list[str]]:
+        """The rules that break their bounds (empty: none): such a policy answers nothing."""
+        return _bounds_errors(
+            self,
+            [
+                "allowed_days",
+                "allowed_from_hour",
+                "allowed_until_hour",
+                "max_duration_minutes",
+                "min_notice_minutes",
+                "max_share",
+                "excluded_devices",
+            ],
+        )
+
+    def clean(self) -> None:
+        """The allowed hours in order."""
+        start, end = self.allowed_from_hour, self.allowed_until_hour
+        if isinstance(start, int) and isinstance(end, int) and not start < end:
+            raise ValidationError(
+                {"allowed_until_hour": ["The allowed hours need allowed_from_hour < allowed_until_hour."]}
+            )

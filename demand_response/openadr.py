@@ -138,6 +138,8 @@ def requested_reduction_kw(
             reductions += [-v * factor for v in values if v < 0]
         elif name in ("SIMPLE", "simple") and kind == "level":
             for value in values:
+                if not math.isfinite(value):
+                    raise EventNotUnderstood(f"SIMPLE level {value} is not a level")
                 level = int(value)
                 if level == 0:
                     continue
@@ -173,11 +175,17 @@ def invitation_fields(
     if duration <= timedelta(0):
         raise EventNotUnderstood("open-ended events (duration 0) are not supported")
     ramp_up = period.get("ramp_up_period")
-    deadline = start - ramp_up if isinstance(ramp_up, timedelta) else start
+    try:
+        end = start + duration
+        deadline = start - ramp_up if isinstance(ramp_up, timedelta) else start
+    except OverflowError as exc:
+        # Past year 9999 (or before year 1): no date at all. Dates within the calendar but
+        # beyond the product's horizon are refused by invitation_create, naming the field.
+        raise EventNotUnderstood(f"the event's period leaves the calendar ({exc})") from exc
     return {
         "reduction_kw": requested_reduction_kw(_signals(event), simple_level_kw=simple_level_kw),
         "start": start,
-        "end": start + duration,
+        "end": end,
         "response_deadline": deadline,
         "programme": str(descriptor.get("market_context") or "")[:64],
         "baseline_method": baseline_method,

@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from demand_response.models import (
+    MAX_DEVICE_NAMES,
+    MAX_DURATION_MINUTES,
+    MAX_KW,
+    MIN_KW,
     AutoResponsePolicy,
     BaselineMethod,
     DREvent,
     EventDevice,
     FlexibleDevice,
     Invitation,
+    validate_in_horizon,
 )
 
 
@@ -82,31 +88,52 @@ class InvitationSerializer(serializers.ModelSerializer[Invitation]):
         return invitation.duration.total_seconds() / 60
 
 
-# Upper bounds of API input. Beyond them a request is a mistake (a unit slip, a typo) rather
-# than a programme's ask, and a huge duration would overflow the date arithmetic (a 500).
-MAX_DURATION = timedelta(days=7)
-MAX_DURATION_MINUTES = int(MAX_DURATION.total_seconds() // 60)
-# 1 GW: far above any one building's load, well below a unit error (W sent as kW).
-MAX_KW = 1_000_000.0
+# The bounds live beside the model's fields (demand_response/models.py, docs/demand-response.md
+# "Bounds"); the write serializers that are not ModelSerializers repeat them field by field, and
+# run the model's clean() for the rules across fields, so both name the field at fault.
 
 
-def _check_window(attrs: dict[str, Any], what: str) -> None:
-    if "start" in attrs and "end" in attrs and attrs["end"] - attrs["start"] > MAX_DURATION:
+def _kw_field(**kwargs: Any) -> serializers.FloatField:
+    return serializers.FloatField(min_value=MIN_KW, max_value=MAX_KW, **kwargs)
+
+
+def _instant_field(**kwargs: Any) -> serializers.DateTimeField:
+    return serializers.DateTimeField(validators=[validate_in_horizon], **kwargs)
+
+
+def _device_names(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.SlugField(max_length=64), max_length=MAX_DEVICE_NAMES, **kwargs
+    )
+
+
+def _positive(value: float) -> None:
+    if value <= 0:  # also -0.0
+        raise serializers.ValidationError("Must be more than 0.")
+
+
+def _clean(row: Invitation | DREvent, renamed: dict[str, str] | None = None) -> None:
+    """Run the model's rules across fields on an unsaved row, as the service will: a 400 naming
+    the field (`renamed` maps a model field to the API's, e.g. end -> duration_minutes)."""
+    try:
+        row.clean()
+    except DjangoValidationError as exc:
+        renamed = renamed or {}
         raise serializers.ValidationError(
-            f"{what} lasts at most {MAX_DURATION.days} days ({MAX_DURATION_MINUTES} min)."
-        )
+            {renamed.get(name, name): messages for name, messages in exc.message_dict.items()}
+        ) from exc
 
 
 class InvitationCreateSerializer(serializers.Serializer[Any]):
     """What an integrator (or the OpenADR VEN) sends to record an invitation."""
 
-    reduction_kw = serializers.FloatField(max_value=MAX_KW)
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField(required=False)
+    reduction_kw = _kw_field()
+    start = _instant_field()
+    end = _instant_field(required=False)
     duration_minutes = serializers.FloatField(
-        required=False, max_value=MAX_DURATION_MINUTES, help_text="Instead of end."
+        required=False, max_value=MAX_DURATION_MINUTES, validators=[_positive], help_text="Instead of end."
     )
-    response_deadline = serializers.DateTimeField()
+    response_deadline = _instant_field()
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
     baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
@@ -114,18 +141,27 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
     external_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The window: `end` from `duration_minutes` when given, then the model's rules."""
         if "end" not in attrs and "duration_minutes" not in attrs:
             raise serializers.ValidationError("Give end or duration_minutes.")
         if "end" in attrs and "duration_minutes" in attrs:
             raise serializers.ValidationError("Give end or duration_minutes, not both.")
-        _check_window(attrs, "An invitation")
+        renamed = {}
+        if "duration_minutes" in attrs:
+            # Bounded above and start within the horizon: this never leaves the calendar.
+            attrs["end"] = attrs["start"] + timedelta(minutes=attrs.pop("duration_minutes"))
+            renamed["end"] = "duration_minutes"
+        _clean(
+            Invitation(start=attrs["start"], end=attrs["end"], response_deadline=attrs["response_deadline"]),
+            renamed,
+        )
         return attrs
 
 
 class AcceptSerializer(serializers.Serializer[Any]):
     """An operator's acceptance: optionally which devices to commit, and why."""
 
-    devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
+    devices = _device_names(required=False, allow_empty=False)
     reason = serializers.CharField(required=False, default="", allow_blank=True)
 
 
@@ -179,17 +215,18 @@ class DREventSerializer(serializers.ModelSerializer[DREvent]):
 class EventCreateSerializer(serializers.Serializer[Any]):
     """A manual event: without devices it takes every enabled device free in the window."""
 
-    target_kw = serializers.FloatField(max_value=MAX_KW)
-    start = serializers.DateTimeField()
-    end = serializers.DateTimeField()
-    devices = serializers.ListField(child=serializers.SlugField(), required=False, allow_empty=False)
+    target_kw = _kw_field()
+    start = _instant_field()
+    end = _instant_field()
+    devices = _device_names(required=False, allow_empty=False)
     name = serializers.CharField(max_length=128, required=False, default="", allow_blank=True)
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
     baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        _check_window(attrs, "An event")
+        """The model's rules on the window."""
+        _clean(DREvent(start=attrs["start"], end=attrs["end"]))
         return attrs
 
 
@@ -202,8 +239,11 @@ class CancelSerializer(serializers.Serializer[Any]):
 class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
     """The auto-response policy."""
 
-    allowed_days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6))
-    excluded_devices = serializers.ListField(child=serializers.SlugField(), required=False)
+    # The model's validators (validate_weekdays, validate_device_names), as list fields.
+    allowed_days = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=6), allow_empty=False, max_length=7
+    )
+    excluded_devices = _device_names(required=False)
 
     class Meta:
         model = AutoResponsePolicy
@@ -226,8 +266,8 @@ class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
 class FlexibilityQuery(serializers.Serializer[Any]):
     """Query of GET /flexibility: now, or a window [start, end)."""
 
-    start = serializers.DateTimeField(required=False)
-    end = serializers.DateTimeField(required=False)
+    start = _instant_field(required=False)
+    end = _instant_field(required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("start" in attrs) != ("end" in attrs):

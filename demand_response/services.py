@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, ProtectedError, Q
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Count, Model, ProtectedError, Q
 from django.utils import timezone
 
 from demand_response import actuators, baselines
@@ -43,9 +45,57 @@ EPSILON_KW = 1e-6
 
 
 class DRError(Exception):
-    """A request the module refuses; the message says why, for people."""
+    """A request the module refuses; the message says why, for people, and `errors` which
+    fields are at fault (field -> messages; empty when no one field is)."""
 
     code = "invalid"
+
+    def __init__(self, message: str, errors: Mapping[str, Sequence[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors: dict[str, list[str]] = {name: list(texts) for name, texts in (errors or {}).items()}
+
+    @classmethod
+    def on(cls, name: str, message: str) -> DRError:
+        """A refusal of one field's value."""
+        return cls(message, {name: [message]})
+
+    @classmethod
+    def of(cls, errors: Mapping[str, Sequence[str]], prefix: str = "") -> DRError:
+        """A refusal of several fields' values (a model's validation errors)."""
+        errors = {("non_field_errors" if k == NON_FIELD_ERRORS else k): v for k, v in errors.items()}
+        return cls(prefix + _describe(errors), errors)
+
+
+def _describe(errors: Mapping[str, Sequence[str]]) -> str:
+    """Field errors as one line: "start: ...; end: ..."."""
+    return "; ".join(f"{name}: {' '.join(texts)}" for name, texts in errors.items())
+
+
+def _validated(row: Model, *, exclude: Iterable[str] = ()) -> None:
+    """Refuse a row about to be saved whose fields break the model's bounds and rules (the same
+    validators and clean() the admin's forms run), naming the fields. The database's unique and
+    check constraints stay the last word; the services check uniqueness themselves."""
+    try:
+        row.full_clean(exclude=list(exclude), validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        raise DRError.of(exc.message_dict) from exc
+
+
+# What a row the periodic jobs cannot handle raises: its values (an overflow, a type, a value
+# the database refuses) or a refusal of the services. Anything else (a lost connection to the
+# broker, Celery's soft time limit) still stops the job, as it should.
+_ROW_ERRORS = (ArithmeticError, LookupError, TypeError, ValueError, DatabaseError, ValidationError, DRError)
+
+
+@contextmanager
+def _skipping(done: dict[str, int], row: str, doing: str) -> Iterator[None]:
+    """One row's step of a periodic job: a row it cannot handle is named in a warning, counted in
+    done["errors"] and skipped, so that it never stops the job for the other rows."""
+    try:
+        yield
+    except _ROW_ERRORS as exc:
+        logger.warning("%s skipped while %s: %s", row, doing, exc)
+        done["errors"] += 1
 
 
 class Conflict(DRError):
@@ -69,35 +119,27 @@ def _tz() -> ZoneInfo:
 # --- Devices ---------------------------------------------------------------------------------
 
 
-def device_check(
-    *,
-    sensor_id: str,
-    room: str = "",
-    max_shed_kw: float | None = None,
-    max_shed_share: float | None = None,
-    min_event_minutes: int = 0,
-    max_event_minutes: int | None = None,
+def device_check_references(
+    *, sensor_id: str, room: str = "", unchanged_from: FlexibleDevice | None = None
 ) -> str:
-    """Validate a device's fields against the rules and the sensors module; returns its room.
+    """Check a device's sensor and room against the sensors module; returns its room.
 
-    Raises DRError with the reason. Public so that forms (the admin) can refuse before saving,
-    with the same message the API gives.
+    A device in no room takes its sensor's room. A sensor or room equal to `unchanged_from`'s
+    (the stored device being changed) is not checked again: a device whose sensor was deleted
+    since can still be disabled or edited. Raises DRError naming the field. Public so that
+    forms (the admin) refuse before saving, with the same message the API gives.
     """
+    keeps_sensor = unchanged_from is not None and sensor_id == unchanged_from.sensor_id
+    keeps_room = unchanged_from is not None and room == unchanged_from.room
     known = sensors_services.sensors_known(sensor_ids=[sensor_id])
-    if sensor_id not in known:
-        raise DRError(f"Unknown sensor {sensor_id!r}: register it in the sensors module first.")
-    if room and room not in sensors_services.room_names():
-        raise DRError(f"Unknown room {room!r}.")
-    if max_shed_kw is None and max_shed_share is None:
-        raise DRError("Give max_shed_kw, max_shed_share or both.")
-    if max_shed_kw is not None and max_shed_kw < 0:
-        raise DRError("max_shed_kw must not be negative.")
-    if max_shed_share is not None and not 0 < max_shed_share <= 1:
-        raise DRError("max_shed_share must be in (0, 1].")
-    if max_event_minutes is not None and max_event_minutes < min_event_minutes:
-        raise DRError("max_event_minutes must not be below min_event_minutes.")
-    # A device in no room takes its sensor's room.
-    return room or (known[sensor_id]["room"] or "")
+    if sensor_id not in known and not keeps_sensor:
+        raise DRError.on(
+            "sensor_id", f"Unknown sensor {sensor_id!r}: register it in the sensors module first."
+        )
+    sensor_room = (known[sensor_id]["room"] or "") if sensor_id in known else ""
+    if room and not keeps_room and room not in sensors_services.room_names():
+        raise DRError.on("room", f"Unknown room {room!r}.")
+    return room or sensor_room
 
 
 def device_create(
@@ -115,16 +157,8 @@ def device_create(
 ) -> FlexibleDevice:
     """Register a flexible device; its sensor must exist in the sensors module."""
     if FlexibleDevice.objects.filter(name=name).exists():
-        raise DRError(f"A device named {name!r} exists already.")
-    room = device_check(
-        sensor_id=sensor_id,
-        room=room,
-        max_shed_kw=max_shed_kw,
-        max_shed_share=max_shed_share,
-        min_event_minutes=min_event_minutes,
-        max_event_minutes=max_event_minutes,
-    )
-    return FlexibleDevice.objects.create(
+        raise DRError.on("name", f"A device named {name!r} exists already.")
+    device = FlexibleDevice(
         name=name,
         sensor_id=sensor_id,
         room=room,
@@ -136,22 +170,21 @@ def device_create(
         max_event_minutes=max_event_minutes,
         enabled=enabled,
     )
+    _validated(device)
+    device.room = device_check_references(sensor_id=sensor_id, room=room)
+    device.save()
+    return device
 
 
 def device_update(*, device: FlexibleDevice, **changes: Any) -> FlexibleDevice:
     """Change a device's fields (its name is its key and stays)."""
     if "name" in changes and changes["name"] != device.name:
-        raise DRError("name is the device's key and cannot change.")
+        raise DRError.on("name", "name is the device's key and cannot change.")
+    stored = FlexibleDevice(sensor_id=device.sensor_id, room=device.room)
     for name, value in changes.items():
         setattr(device, name, value)
-    device.room = device_check(
-        sensor_id=device.sensor_id,
-        room=device.room,
-        max_shed_kw=device.max_shed_kw,
-        max_shed_share=device.max_shed_share,
-        min_event_minutes=device.min_event_minutes,
-        max_event_minutes=device.max_event_minutes,
-    )
+    _validated(device)
+    device.room = device_check_references(sensor_id=device.sensor_id, room=device.room, unchanged_from=stored)
     device.save()
     return device
 
@@ -179,6 +212,9 @@ class DeviceFlexibility:
     reading_at: datetime | None
     flexible_kw: float
     reason: str | None  # None when flexible_kw > 0
+    # Its stored settings are out of bounds (a row written around the validation): no
+    # flexibility, and the jobs report it.
+    out_of_bounds: bool = False
 
 
 @dataclass(frozen=True)
@@ -292,25 +328,9 @@ def flexibility_compute(
     for device in sorted(chosen, key=lambda d: (d.priority, d.name)):
         reading = latest.get(device.sensor_id)
         current_kw = None if reading is None else reading[1] / 1000.0
-        reason: str | None = None
+        reason = _unavailable(device, reading, now=now, max_age=max_age, minutes=minutes, busy=busy)
         kw = 0.0
-        if not device.enabled:
-            reason = "disabled"
-        elif reading is None:
-            reason = "no reading"
-        elif now - reading[0] > max_age:
-            reason = f"reading {int((now - reading[0]).total_seconds() // 60)} min old"
-        elif minutes is not None and minutes < device.min_event_minutes:
-            reason = f"the window is shorter than the device's minimum of {device.min_event_minutes} min"
-        elif (
-            minutes is not None
-            and device.max_event_minutes is not None
-            and minutes > device.max_event_minutes
-        ):
-            reason = f"the window is longer than the device's maximum of {device.max_event_minutes} min"
-        elif device.pk in busy:
-            reason = f"committed to event {busy[device.pk]}"
-        else:
+        if reason is None:
             assert current_kw is not None
             kw = _shed_limit(device, current_kw)
             if kw <= 0:
@@ -325,9 +345,37 @@ def flexibility_compute(
                 reading_at=None if reading is None else reading[0],
                 flexible_kw=kw,
                 reason=reason,
+                out_of_bounds=bool(device.enabled and device.out_of_bounds),
             )
         )
     return Flexibility(at=now, start=start, end=end, devices=out)
+
+
+def _unavailable(  # noqa: PLR0911 (one return per reason, in the order they are reported)
+    device: FlexibleDevice,
+    reading: tuple[datetime, float] | None,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    minutes: float | None,
+    busy: Mapping[int, int],
+) -> str | None:
+    """Why the device has no flexibility whatever its load, or None."""
+    if not device.enabled:
+        return "disabled"
+    if device.out_of_bounds:
+        return f"settings out of bounds: {_describe(device.out_of_bounds)}"
+    if reading is None:
+        return "no reading"
+    if now - reading[0] > max_age:
+        return f"reading {int((now - reading[0]).total_seconds() // 60)} min old"
+    if minutes is not None and minutes < device.min_event_minutes:
+        return f"the window is shorter than the device's minimum of {device.min_event_minutes} min"
+    if minutes is not None and device.max_event_minutes is not None and minutes > device.max_event_minutes:
+        return f"the window is longer than the device's maximum of {device.max_event_minutes} min"
+    if device.pk in busy:
+        return f"committed to event {busy[device.pk]}"
+    return None
 
 
 def _plan(flexibility: Flexibility, target_kw: float) -> list[dict[str, Any]]:
@@ -389,39 +437,42 @@ def invitation_create(
     """Record an invitation from the grid (end, or duration, given); sends `dr_events` (pending).
 
     With an `external_id` already known for that `source` (a VTN sending the same event
-    again), the stored invitation is returned unchanged.
+    again), the stored invitation is returned unchanged, whatever the copy says. Otherwise the
+    invitation must lie within the bounds (docs/demand-response.md, "Bounds"): DRError names
+    the fields that do not.
     """
+    if external_id is not None:
+        existing = Invitation.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            return existing
     if end is None:
         if duration is None:
-            raise DRError("Give the invitation's end or its duration.")
+            raise DRError.on("end", "Give the invitation's end or its duration.")
         try:
             end = start + duration
         except OverflowError as exc:  # past year 9999: not a date, so bad input, not a crash
-            raise DRError("The invitation's duration is too long.") from exc
-    if reduction_kw is None or not math.isfinite(reduction_kw) or reduction_kw <= 0:
-        raise DRError("reduction_kw must be a positive number of kW.")
-    if end <= start:
-        raise DRError("The invitation ends before it starts: end must be after start.")
-    if response_deadline > start:
-        raise DRError("The response deadline is after the start: it must be at or before the start.")
+            raise DRError.on("end", "The invitation's duration is too long.") from exc
     baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
-        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+        raise DRError.on("baseline_method", f"Unknown baseline method {baseline_method!r}.")
+    invitation = Invitation(
+        reduction_kw=reduction_kw,
+        start=start,
+        end=end,
+        response_deadline=response_deadline,
+        programme=programme,
+        baseline_method=baseline_method,
+        source=source,
+        external_id=external_id,
+    )
+    _validated(invitation)
     with transaction.atomic(using=DB):
         if external_id is not None:
+            # Recorded meanwhile (the unique constraint would refuse a second row).
             existing = Invitation.objects.filter(source=source, external_id=external_id).first()
             if existing is not None:
                 return existing
-        invitation = Invitation.objects.create(
-            reduction_kw=reduction_kw,
-            start=start,
-            end=end,
-            response_deadline=response_deadline,
-            programme=programme,
-            baseline_method=baseline_method,
-            source=source,
-            external_id=external_id,
-        )
+        invitation.save()
         _invitation_event(invitation, None)
     return invitation
 
@@ -535,12 +586,14 @@ def invitation_decline(
         )
 
 
-def invitations_expire(*, now: datetime | None = None) -> int:
-    """Expire pending invitations past their deadline (compare-and-swap each); returns how many."""
+def invitations_expire(*, now: datetime | None = None) -> dict[str, int]:
+    """Expire pending invitations past their deadline (compare-and-swap each): how many were
+    expired, and how many could not be ("errors", each named in a warning)."""
     now = _now(now)
-    expired = 0
+    done = {"expired": 0, "errors": 0}
     for invitation in Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__lt=now):
-        with transaction.atomic(using=DB):
+        # Expiring computes nothing with the row's values, so even a row out of bounds expires.
+        with _skipping(done, f"invitation {invitation.pk}", "expiring"), transaction.atomic(using=DB):
             try:
                 _answer(
                     invitation,
@@ -552,8 +605,8 @@ def invitations_expire(*, now: datetime | None = None) -> int:
                 )
             except Conflict:
                 continue
-        expired += 1
-    return expired
+            done["expired"] += 1
+    return done
 
 
 def invitations_unreported(*, source: str) -> list[Invitation]:
@@ -582,25 +635,19 @@ def policy_get() -> AutoResponsePolicy:
 
 
 def policy_update(*, updated_by: str, **changes: Any) -> AutoResponsePolicy:
-    """Change the policy's rules."""
+    """Change the policy's rules; DRError names the fields past their bounds."""
     policy = policy_get()
     for name, value in changes.items():
         setattr(policy, name, value)
-    days = policy.allowed_days
-    if not isinstance(days, list) or not all(isinstance(d, int) and 0 <= d <= 6 for d in days):
-        raise DRError("allowed_days is a list of weekdays, 0 (Monday) to 6 (Sunday).")
-    if not 0 <= policy.allowed_from_hour < policy.allowed_until_hour <= 24:
-        raise DRError("The allowed hours need 0 <= allowed_from_hour < allowed_until_hour <= 24.")
-    if not 0 < policy.max_share <= 1:
-        raise DRError("max_share must be in (0, 1].")
+    _validated(policy, exclude=["updated_at", "updated_by"])
     excluded = policy.excluded_devices
-    if not isinstance(excluded, list):
-        raise DRError("excluded_devices is a list of device names.")
     unknown = set(excluded) - set(
         FlexibleDevice.objects.filter(name__in=excluded).values_list("name", flat=True)
     )
     if unknown:
-        raise DRError(f"Unknown devices in excluded_devices: {', '.join(sorted(unknown))}.")
+        raise DRError.on(
+            "excluded_devices", f"Unknown devices in excluded_devices: {', '.join(sorted(unknown))}."
+        )
     policy.updated_by = updated_by
     policy.save()
     return policy
@@ -697,9 +744,19 @@ def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
     at the same moment) never answers an invitation twice.
     """
     now = _now(now)
-    done = {"expired": invitations_expire(now=now), "accepted": 0, "declined": 0}
+    expiry = invitations_expire(now=now)
+    done = {"expired": expiry["expired"], "accepted": 0, "declined": 0, "errors": expiry["errors"]}
     policy = policy_get()
     if not policy.enabled:
+        return done
+    if policy.out_of_bounds:
+        # A rule past its bounds would decline (or accept) every invitation for a reason nobody
+        # chose: answer nothing until the policy is corrected, and leave them to the operators.
+        logger.warning(
+            "auto-response policy not applied, pending invitations are left to operators: %s",
+            _describe(policy.out_of_bounds),
+        )
+        done["errors"] += 1
         return done
     pending = list(
         Invitation.objects.filter(status=Invitation.Status.PENDING, response_deadline__gte=now).order_by(
@@ -710,31 +767,60 @@ def auto_response_run(*, now: datetime | None = None) -> dict[str, int]:
         return done
     # One read of the devices and their readings for the whole run (bench/dr.py: 50 invitations
     # x 1,000 devices re-read them 50 times).
-    candidates = _policy_candidates(policy)
+    candidates = []
+    for device in _policy_candidates(policy):
+        if device.enabled and device.out_of_bounds:
+            logger.warning(
+                "device %s left out of the auto-response: %s", device.name, _describe(device.out_of_bounds)
+            )
+            done["errors"] += 1
+        else:
+            candidates.append(device)
     latest = sensors_services.power_latest(sensor_ids=sorted({d.sensor_id for d in candidates}))
     for invitation in pending:
-        decision = policy_evaluate(
-            policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest
-        )
-        try:
-            if decision.accept:
-                invitation_accept(
-                    invitation=invitation,
-                    answered_by="policy",
-                    reason=decision.reason,
-                    plan=decision.plan,
-                    now=now,
-                )
-                done["accepted"] += 1
-            else:
-                invitation_decline(
-                    invitation=invitation, answered_by="policy", reason=decision.reason, now=now
-                )
-                done["declined"] += 1
-        except DRError as exc:
-            # Answered by someone else meanwhile, or its devices were taken: next tick decides.
-            logger.info("auto-response skipped invitation %s: %s", invitation.pk, exc)
+        if invitation.out_of_bounds:
+            logger.warning(
+                "invitation %s skipped by the auto-response, left to operators: %s",
+                invitation.pk,
+                _describe(invitation.out_of_bounds),
+            )
+            done["errors"] += 1
+            continue
+        with _skipping(done, f"invitation {invitation.pk}", "answering it by the policy"):
+            _answer_by_policy(
+                policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest, done=done
+            )
     return done
+
+
+def _answer_by_policy(
+    *,
+    policy: AutoResponsePolicy,
+    invitation: Invitation,
+    now: datetime,
+    candidates: Sequence[FlexibleDevice],
+    latest: Mapping[str, tuple[datetime, float]],
+    done: dict[str, int],
+) -> None:
+    decision = policy_evaluate(
+        policy=policy, invitation=invitation, now=now, candidates=candidates, latest=latest
+    )
+    try:
+        if decision.accept:
+            invitation_accept(
+                invitation=invitation,
+                answered_by="policy",
+                reason=decision.reason,
+                plan=decision.plan,
+                now=now,
+            )
+            done["accepted"] += 1
+        else:
+            invitation_decline(invitation=invitation, answered_by="policy", reason=decision.reason, now=now)
+            done["declined"] += 1
+    except DRError as exc:
+        # Answered by someone else meanwhile, or its devices were taken: next tick decides.
+        logger.info("auto-response skipped invitation %s: %s", invitation.pk, exc)
 
 
 # --- Events ----------------------------------------------------------------------------------
@@ -785,15 +871,22 @@ def event_create(
     the event takes every enabled device free in the window (Conflict when all are taken).
     """
     now = _now(now)
-    if target_kw is None or not math.isfinite(target_kw) or target_kw <= 0:
-        raise DRError("target_kw must be a positive number of kW.")
-    if end <= start:
-        raise DRError("The event ends before it starts: end must be after start.")
-    if end <= now:
-        raise DRError("The event would end in the past.")
     baseline_method = baseline_method or programme_baseline(programme)
     if baseline_method not in BaselineMethod.values:
-        raise DRError(f"Unknown baseline method {baseline_method!r}.")
+        raise DRError.on("baseline_method", f"Unknown baseline method {baseline_method!r}.")
+    event = DREvent(
+        target_kw=target_kw,
+        start=start,
+        end=end,
+        name=name,
+        programme=programme,
+        baseline_method=baseline_method,
+        created_by=created_by,
+        invitation=invitation,
+    )
+    _validated(event, exclude=["invitation"])
+    if end <= now:
+        raise DRError.on("end", "The event would end in the past.")
     with transaction.atomic(using=DB):
         if devices:
             chosen = _devices_named(devices)
@@ -814,16 +907,7 @@ def event_create(
             chosen = [d for d in enabled if d.pk not in busy]
             if not chosen:
                 raise Conflict("No enabled device is free in that window.")
-        event = DREvent.objects.create(
-            target_kw=target_kw,
-            start=start,
-            end=end,
-            name=name,
-            programme=programme,
-            baseline_method=baseline_method,
-            created_by=created_by,
-            invitation=invitation,
-        )
+        event.save()
         EventDevice.objects.bulk_create(
             EventDevice(event=event, device=d, planned_kw=(planned_kw or {}).get(d.name)) for d in chosen
         )
@@ -849,12 +933,24 @@ def _command(event: DREvent, row: EventDevice, action: str, kw: float, now: date
 
 def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
     """Start a scheduled event and dispatch it: its devices in priority order, each shedding what
-    it can now, until the target is covered. False if it was not scheduled any more."""
-    now = _now(now)
+    it can now, until the target is covered. False if it was not scheduled any more.
+
+    An event out of bounds (a row written around the validation) is refused with DRError and
+    stays scheduled; a device out of bounds is skipped, its note says why.
+    """
+    return _activate(event, _now(now)) is not None
+
+
+def _activate(event: DREvent, now: datetime) -> list[str] | None:
+    """event_activate's work: the devices skipped for settings out of bounds, None if the event
+    was not scheduled any more."""
+    if event.out_of_bounds:
+        raise DRError.of(event.out_of_bounds, prefix="out of bounds: ")
     commands: list[DispatchCommand] = []
+    note_length = EventDevice._meta.get_field("note").max_length
     with transaction.atomic(using=DB):
         if not _transition(event, DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE, activated_at=now):
-            return False
+            return None
         rows = list(event.dispatches.select_related("device"))
         flex = flexibility_compute(now=now, devices=[r.device for r in rows], exclude_event=event.pk)
         by_name = {d.device: d for d in flex.devices}
@@ -864,7 +960,9 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
             if remaining <= EPSILON_KW:
                 row.status, row.note = EventDevice.Status.SKIPPED, "target already covered"
             elif available.flexible_kw <= 0:
-                row.status, row.note = EventDevice.Status.SKIPPED, available.reason or "no flexibility"
+                # Cut to the column: a reason quoting a huge stored number must not fail the save.
+                reason = (available.reason or "no flexibility")[:note_length]
+                row.status, row.note = EventDevice.Status.SKIPPED, reason
             else:
                 kw = min(available.flexible_kw, remaining)
                 remaining -= kw
@@ -879,7 +977,7 @@ def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
         event.dispatched_kw, event.note = dispatched, note
         _event_changed(event, DREvent.Status.SCHEDULED)
     actuators.publish(commands)
-    return True
+    return [d.device for d in flex.devices if d.out_of_bounds]
 
 
 def _dispatch_changed(row: EventDevice, previous: str) -> None:
@@ -940,35 +1038,56 @@ def events_tick(*, now: datetime | None = None) -> dict[str, int]:
     note says so) rather than started late.
     """
     now = _now(now)
-    done = {"activated": 0, "completed": 0, "missed": 0}
+    done = {"activated": 0, "completed": 0, "missed": 0, "errors": 0}
     # Ended events first: with back-to-back events on a device, its restore must go out before
     # the next event's shed (a controller obeys the last command), and the next event's
-    # activation must not find the device still held.
+    # activation must not find the device still held. Completing (restoring the devices) needs
+    # none of the row's values, so an event out of bounds is completed too: only its
+    # measurement is refused.
     for event in DREvent.objects.filter(status=DREvent.Status.ACTIVE, end__lte=now).order_by("end"):
-        if event_complete(event=event, now=now, measure=False):
-            done["completed"] += 1
-            _measure_logged(event)
+        with _skipping(done, f"event {event.pk}", "completing it"):
+            if event_complete(event=event, now=now, measure=False):
+                done["completed"] += 1
+                _measure_counted(event, done)
     for event in DREvent.objects.filter(status=DREvent.Status.SCHEDULED, start__lte=now).order_by("start"):
-        if event.end <= now:
-            with transaction.atomic(using=DB):
-                note = "not dispatched: its window passed before the scheduler ran"
-                if _transition(
-                    event, DREvent.Status.SCHEDULED, DREvent.Status.COMPLETED, finished_at=now, note=note
-                ):
-                    _event_changed(event, DREvent.Status.SCHEDULED)
+        with _skipping(done, f"event {event.pk}", "starting it"):
+            if event.end <= now:
+                if _miss(event, now):
                     done["missed"] += 1
-                    transaction.on_commit(lambda e=event: _measure_logged(e), using=DB)
-        elif event_activate(event=event, now=now):
-            done["activated"] += 1
+                    _measure_counted(event, done)
+                continue
+            unusable = _activate(event, now)
+            if unusable is not None:
+                done["activated"] += 1
+                for name in unusable:
+                    logger.warning(
+                        "device %s skipped in event %s: its settings are out of bounds", name, event.pk
+                    )
+                done["errors"] += len(unusable)
     return done
 
 
-def _measure_logged(event: DREvent) -> None:
-    # A measurement that fails must not undo the completion: log it, the operator can re-run it.
+def _miss(event: DREvent, now: datetime) -> bool:
+    """Complete a scheduled event whose window passed unseen, without dispatch."""
+    with transaction.atomic(using=DB):
+        note = "not dispatched: its window passed before the scheduler ran"
+        if not _transition(
+            event, DREvent.Status.SCHEDULED, DREvent.Status.COMPLETED, finished_at=now, note=note
+        ):
+            return False
+        _event_changed(event, DREvent.Status.SCHEDULED)
+    return True
+
+
+def _measure_counted(event: DREvent, done: dict[str, int]) -> None:
+    # Measured once the completion committed: a measurement that fails must not undo it, nor
+    # stop the scheduler, whatever it raised (it also runs the sensors module's rollups and
+    # cache). It is named and counted; an operator can measure again (POST /events/{id}/measure).
     try:
         event_measure(event=event)
-    except Exception:
-        logger.exception("measuring event %s failed", event.pk)
+    except Exception as exc:
+        logger.warning("event %s not measured: %s", event.pk, exc)
+        done["errors"] += 1
 
 
 # --- Delivery measurement -----------------------------------------------------------------------
@@ -996,8 +1115,11 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
     Measured over the quarter-hours that cover the event. Days of other events that were
     activated (whatever their status now) are excluded from the baseline. Stores the report
     (or the reason there is none, such as "not enough data") in `performance`; repeatable,
-    e.g. after late data arrived.
+    e.g. after late data arrived. An event out of bounds (a row written around the
+    validation) is refused with DRError naming the fields.
     """
+    if event.out_of_bounds:
+        raise DRError.of(event.out_of_bounds, prefix=f"Event {event.pk} cannot be measured: ")
     now = _now(now)
     tz = _tz()
     rows = list(event.dispatches.select_related("device"))
@@ -1024,7 +1146,9 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
         .exclude(pk=event.pk)
         .values_list("start", "end")
     ):
-        excluded |= _event_days(start, end, tz)
+        # Only the days the baseline looks at: another row's start far in the past (out of
+        # bounds) must not walk the calendar off its end, nor stop this measurement.
+        excluded |= _event_days(max(start, history_start), min(end, q_end), tz)
     excluded.discard(request.event_day)
     request = baselines.BaselineRequest(
         method=request.method, event_start=q_start, event_end=q_end, tz=tz, excluded_days=frozenset(excluded)

@@ -1,7 +1,9 @@
 """Periodic jobs of the demand-response module; thin wrappers around its services.
 
 Both are idempotent (every transition is a compare-and-swap), so an overlapping or repeated
-run does nothing twice.
+run does nothing twice. A row a job cannot handle (out of bounds, written around the
+validation) is skipped, named in a warning and counted in its result as "errors"; the job goes
+on with the other rows (docs/demand-response.md, "Rows the jobs cannot handle").
 """
 
 from __future__ import annotations

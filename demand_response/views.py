@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -51,7 +50,8 @@ def refused() -> Iterator[None]:
     except services.Conflict as exc:
         raise StateConflict(str(exc)) from exc
     except services.DRError as exc:
-        raise ValidationError({"detail": str(exc)}) from exc
+        # Named fields when the refusal is about them (a bound, an unknown sensor...).
+        raise ValidationError(exc.errors or {"detail": str(exc)}) from exc
 
 
 def who(request: Request) -> str:
@@ -100,12 +100,8 @@ class InvitationViewSet(
         """Record an invitation (an `external_id` already known for its source returns the stored one)."""
         query = InvitationCreateSerializer(data=request.data)
         query.is_valid(raise_exception=True)
-        data = dict(query.validated_data)
-        minutes = data.pop("duration_minutes", None)
         with refused():
-            invitation = services.invitation_create(
-                duration=None if minutes is None else timedelta(minutes=minutes), **data
-            )
+            invitation = services.invitation_create(**query.validated_data)
         return Response(self._show(invitation.pk), status=status.HTTP_201_CREATED)
 
     def _show(self, pk: int) -> dict[str, Any]:

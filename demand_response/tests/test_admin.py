@@ -85,7 +85,7 @@ def test_a_device_with_an_unknown_sensor_is_refused_by_the_form(
     )
     # The form comes back with the service's reason, and nothing claims success.
     assert response.status_code == 200
-    assert response.context["adminform"].form.non_field_errors() == [
+    assert response.context["adminform"].form.errors["sensor_id"] == [
         "Unknown sensor 'ghost-power': register it in the sensors module first."
     ]
     assert not [str(m) for m in response.context["messages"]]

@@ -60,13 +60,19 @@ def test_device_crud_by_operators(plant: dict[str, FlexibleDevice], operator_api
     [
         (
             {"sensor_id": "ghost-power", "max_shed_kw": 5},
-            "Unknown sensor 'ghost-power': register it in the sensors module first.",
+            "sensor_id: Unknown sensor 'ghost-power': register it in the sensors module first.",
         ),
-        ({"sensor_id": "ahu-power"}, "Give max_shed_kw, max_shed_share or both."),
-        ({"sensor_id": "ahu-power", "max_shed_kw": -1}, "max_shed_kw must not be negative."),
-        ({"sensor_id": "ahu-power", "max_shed_share": 2}, "max_shed_share must be in (0, 1]."),
-        ({"sensor_id": "ahu-power", "max_shed_kw": 1, "room": "attic"}, "Unknown room 'attic'."),
-        ({"name": "ahu", "sensor_id": "ahu-power", "max_shed_kw": 1}, "A device named 'ahu' exists already."),
+        ({"sensor_id": "ahu-power"}, "max_shed_kw: Give max_shed_kw, max_shed_share or both."),
+        (
+            {"sensor_id": "ahu-power", "max_shed_kw": -1},
+            "max_shed_kw: Ensure this value is greater than or equal to 0.",
+        ),
+        ({"sensor_id": "ahu-power", "max_shed_share": 2}, "max_shed_share: Must be in (0, 1]."),
+        ({"sensor_id": "ahu-power", "max_shed_kw": 1, "room": "attic"}, "room: Unknown room 'attic'."),
+        (
+            {"name": "ahu", "sensor_id": "ahu-power", "max_shed_kw": 1},
+            "name: A device named 'ahu' exists already.",
+        ),
     ],
 )
 def test_bad_devices_are_refused(
@@ -175,19 +181,22 @@ def test_decline_by_api_needs_a_reason(loads: datetime, operator_api: APIClient)
     [
         (
             {"duration_minutes": None, "end": "start-1m"},
-            "The invitation ends before it starts: end must be after start.",
+            "end: The invitation ends before it starts: end must be after start.",
         ),
-        ({"reduction_kw": -3}, "reduction_kw must be a positive number of kW."),
+        ({"reduction_kw": -3}, "reduction_kw: Ensure this value is greater than or equal to 0.001."),
         (
             {"response_deadline": "start+1m"},
-            "The response deadline is after the start: it must be at or before the start.",
+            "response_deadline: The response deadline is after the start: it must be at or before the start.",
         ),
         ({"duration_minutes": None}, "Give end or duration_minutes."),
         ({"reduction_kw": "lots"}, "reduction_kw: A valid number is required."),
         # Once a 500 (OverflowError adding the duration to the start).
         ({"duration_minutes": 1e12}, "duration_minutes: Ensure this value is less than or equal to 10080."),
         ({"duration_minutes": 10081}, "duration_minutes: Ensure this value is less than or equal to 10080."),
-        ({"duration_minutes": None, "end": "start+8d"}, "An invitation lasts at most 7 days (10080 min)."),
+        (
+            {"duration_minutes": None, "end": "start+8d"},
+            "end: The invitation lasts at most 7 days (10080 min).",
+        ),
         ({"reduction_kw": 2e6}, "reduction_kw: Ensure this value is less than or equal to 1000000.0."),
     ],
 )
@@ -223,7 +232,7 @@ def test_a_week_long_invitation_is_accepted_as_input(operator_api: APIClient) ->
     ("changes", "message"),
     [
         ({"target_kw": 1e9}, "target_kw: Ensure this value is less than or equal to 1000000.0."),
-        ({"days": 8}, "An event lasts at most 7 days (10080 min)."),
+        ({"days": 8}, "end: The event lasts at most 7 days (10080 min)."),
     ],
 )
 def test_events_beyond_the_maxima_are_400_with_a_message(
@@ -381,7 +390,7 @@ def test_policy_get_and_put(plant: dict[str, FlexibleDevice], operator_api: APIC
     assert saved.json()["updated_by"] == "operator:op"
     bad = operator_api.patch(f"{BASE}/policy", {"excluded_devices": ["ghost"]}, format="json")
     assert bad.status_code == 400
-    assert bad.json()["message"] == "Unknown devices in excluded_devices: ghost."
+    assert bad.json()["message"] == "excluded_devices: Unknown devices in excluded_devices: ghost."
     assert services.policy_get().excluded_devices == ["lights"]
 
 

@@ -41,7 +41,7 @@ def test_an_event_activated_by_the_scheduler_is_pushed_to_the_live_socket(
         return done, received
 
     done, received = async_to_sync(scenario)()
-    assert done == {"activated": 1, "completed": 0, "missed": 0}
+    assert done == {"activated": 1, "completed": 0, "missed": 0, "errors": 0}
     activated = [m for m in received if m["type"] == "dr_event" and m["kind"] == "event"]
     assert len(activated) == 1, received
     assert {k: activated[0][k] for k in ("id", "status", "previous_status")} == {

@@ -35,7 +35,12 @@ def test_activation_sheds_in_priority_order_until_the_target_is_covered(
 ) -> None:
     event = soon(35)
     at = event.start + timedelta(seconds=1)
-    assert committed(services.events_tick, now=at) == {"activated": 1, "completed": 0, "missed": 0}
+    assert committed(services.events_tick, now=at) == {
+        "activated": 1,
+        "completed": 0,
+        "missed": 0,
+        "errors": 0,
+    }
     event.refresh_from_db()
     assert (event.status, event.activated_at, event.dispatched_kw, event.note) == ("active", at, 35, "")
     assert dispatch(event) == [
@@ -57,7 +62,7 @@ def test_activation_sheds_in_priority_order_until_the_target_is_covered(
         ("event", "scheduled", "active"),
     ]
     # Never twice: another tick, or a direct call, finds nothing to start.
-    assert services.events_tick(now=at) == {"activated": 0, "completed": 0, "missed": 0}
+    assert services.events_tick(now=at) == {"activated": 0, "completed": 0, "missed": 0, "errors": 0}
     assert services.event_activate(event=event, now=at) is False
     assert DispatchCommand.objects.count() == 2
 
@@ -81,7 +86,12 @@ def test_completion_restores_the_shed_devices_once(
     event = soon(12, devices=["ev", "lights"])
     services.events_tick(now=event.start)
     dr_events.clear()
-    assert committed(services.events_tick, now=event.end) == {"activated": 0, "completed": 1, "missed": 0}
+    assert committed(services.events_tick, now=event.end) == {
+        "activated": 0,
+        "completed": 1,
+        "missed": 0,
+        "errors": 0,
+    }
     event.refresh_from_db()
     assert (event.status, event.finished_at) == ("completed", event.end)
     assert [(n, s) for n, s, _, _ in dispatch(event)] == [("ev", "restored"), ("lights", "restored")]
@@ -100,6 +110,7 @@ def test_completion_restores_the_shed_devices_once(
         "activated": 0,
         "completed": 0,
         "missed": 0,
+        "errors": 0,
     }
     assert DispatchCommand.objects.count() == 4
 
@@ -130,7 +141,7 @@ def test_cancel_a_scheduled_or_active_event_and_not_a_finished_one(loads: dateti
     ]
     with pytest.raises(services.Conflict, match="is cancelled; only scheduled or active"):
         services.event_cancel(event=active, cancelled_by="operator:op")
-    assert services.events_tick(now=active.end) == {"activated": 0, "completed": 0, "missed": 0}
+    assert services.events_tick(now=active.end) == {"activated": 0, "completed": 0, "missed": 0, "errors": 0}
 
 
 def z(moment: datetime) -> str:
@@ -301,7 +312,7 @@ def test_back_to_back_events_on_a_device_restore_before_the_next_shed(
         target_kw=20, start=boundary, end=boundary + timedelta(minutes=30), devices=["ahu"], now=boundary
     )
     services.events_tick(now=first.start)
-    assert services.events_tick(now=boundary) == {"activated": 1, "completed": 1, "missed": 0}
+    assert services.events_tick(now=boundary) == {"activated": 1, "completed": 1, "missed": 0, "errors": 0}
     # A controller obeys the last command: the first event's restore must not follow the shed.
     commands = DispatchCommand.objects.order_by("sent_at", "pk")
     assert [(c.event_id, c.action, c.kw) for c in commands] == [
@@ -338,7 +349,7 @@ def test_overlapping_events_on_a_named_device_are_refused(loads: datetime) -> No
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"target_kw": -1}, "target_kw must be a positive number of kW."),
+        ({"target_kw": -1}, "target_kw: Ensure this value is greater than or equal to 0.001."),
         ({"end": -1}, "The event ends before it starts: end must be after start."),
         ({"devices": ["nope"]}, "Unknown devices: nope."),
         ({"past": True}, "The event would end in the past."),
