@@ -74,8 +74,8 @@ test: $(STAMP) $(ASSETS_STAMP) system-deps
 ## in a pytest run of its own (Playwright's event loop and the async tests' do not mix).
 test-browser: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
-	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c browser_tests/pytest.ini \
-	    browser_tests $(BROWSER_PYTEST_ARGS)
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c system_tests/pytest.ini \
+	    system_tests/browser $(BROWSER_PYTEST_ARGS)
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
 test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from browser_tests.conftest import OPERATOR_PASSWORD, Product, Session, sign_in
+from system_tests.conftest import OPERATOR_PASSWORD, Product, Session, sign_in
 
 
 def test_a_browser_at_root_is_sent_to_sign_in_then_sees_the_overview(anonymous: Session) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from browser_tests.conftest import Product, Session
+from system_tests.conftest import Product, Session
 
 
 def _post_power(product: Product, sensor_id: str, watts: float) -> None:

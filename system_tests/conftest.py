@@ -1,4 +1,4 @@
-"""The product as `manage.py run --demo` serves it (gunicorn, daphne, a Celery worker and beat,
+"""Tests against the product as `manage.py run --demo` serves it (gunicorn, daphne, a Celery worker and beat,
 its own embedded Redis or the machine's), and Debian's Chromium driven by Playwright.
 
 One `run` for the whole session, in a folder of its own; each test gets a fresh browser
