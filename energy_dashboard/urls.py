@@ -1,17 +1,18 @@
 """URL map: the service description, /health, the API under /api/v1/, the admin."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from energy_dashboard import views
+from energy_dashboard import pages, views
 
 api_v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
     path("overview", views.OverviewView.as_view(), name="overview"),
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("sensors.urls")),
     path("demand-response/", include("demand_response.urls")),
@@ -21,6 +22,8 @@ api_v1 = [
 urlpatterns = [
     path("", views.service_root, name="service-root"),
     path("health", views.health, name="health"),
+    path("accounts/login/", pages.SignInView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

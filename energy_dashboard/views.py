@@ -26,29 +26,19 @@ from rest_framework.views import APIView
 import energy_dashboard
 from demand_response import services as dr_services
 from energy_dashboard import health as health_checks
+from energy_dashboard import pages
 from energy_dashboard.client_ip import throttle_ident
+from energy_dashboard.web import websocket_url
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 
 
-def websocket_url(request: HttpRequest) -> str:
-    """Where the live WebSocket is, as seen by this client."""
-    scheme = "wss" if request.is_secure() else "ws"
-    if settings.PUBLIC_WS_URL == "same-origin":
-        # Behind a proxy that routes /api/v1/ws to daphne on the page's own origin.
-        return f"{scheme}://{request.get_host()}/api/v1/ws"
-    if settings.PUBLIC_WS_URL:
-        return settings.PUBLIC_WS_URL
-    host = request.get_host()
-    # Strip the HTTP port (keeping an IPv6 literal's brackets): daphne listens on WS_PORT.
-    if not host.endswith("]") and ":" in host:
-        host = host.rsplit(":", 1)[0]
-    return f"{scheme}://{host}:{settings.WS_PORT}/api/v1/ws"
-
-
 @require_GET
-def service_root(request: HttpRequest) -> JsonResponse:
-    """What this service is and where its parts are, for API clients (no authentication)."""
+def service_root(request: HttpRequest) -> HttpResponse:
+    """A browser's overview page; for API clients, what this service is and where its parts
+    are (no authentication)."""
+    if pages.wants_html(request):
+        return pages.overview(request)
     return JsonResponse(
         {
             "name": "Energy Dashboard",
