@@ -10,6 +10,7 @@ no proxy configured (the default) the header is never read.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     # Types only: settings.py validates TRUSTED_PROXIES with this module while it loads.
-    from django.http import HttpRequest
+    from django.http import HttpRequest, HttpResponse
     from rest_framework.request import Request
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -122,3 +123,38 @@ def throttle_ident(request: HttpRequest | Request) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{address}/{IPV6_THROTTLE_PREFIX}", strict=False))
     return str(address)
+
+
+# What a client could write to pass for a proxy's word: the scheme it used (is_secure, the
+# HTTPS redirect), the host and port it asked for, and the hops before it.
+FORWARDED_HEADERS = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_FORWARDED",
+)
+
+
+def peer_is_trusted_proxy(request: HttpRequest | Request) -> bool:
+    """True when the peer that connected is one of TRUSTED_PROXIES."""
+    peer = parse_address(request.META.get("REMOTE_ADDR") or "")
+    networks = _networks(tuple(settings.TRUSTED_PROXIES))
+    return peer is not None and bool(networks) and _trusted(peer, networks)
+
+
+class ForwardedHeadersMiddleware:
+    """Drops X-Forwarded-* (and Forwarded) from peers that are not trusted proxies.
+
+    Django believes `X-Forwarded-Proto` for `request.is_secure()` (SECURE_PROXY_SSL_HEADER)
+    whoever sent it; only a proxy of ours may say how the client connected.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not peer_is_trusted_proxy(request):
+            for name in FORWARDED_HEADERS:
+                request.META.pop(name, None)
+        return self.get_response(request)

@@ -103,6 +103,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: X-Forwarded-* headers from a peer that is not a trusted proxy are dropped before
+    # anything (the HTTPS redirect, is_secure) believes them.
+    "energy_dashboard.client_ip.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -230,6 +233,12 @@ LIVE_CLIENT_BUFFER = env.int("LIVE_CLIENT_BUFFER", default=100)
 # a subscribe is refused with an error naming the limit. Each room is a Redis subscription of
 # the daphne process, joined one after the other.
 LIVE_MAX_SUBSCRIPTIONS = env.int("LIVE_MAX_SUBSCRIPTIONS", default=500)
+for _name, _value in {
+    "LIVE_CLIENT_BUFFER": LIVE_CLIENT_BUFFER,
+    "LIVE_MAX_SUBSCRIPTIONS": LIVE_MAX_SUBSCRIPTIONS,
+}.items():
+    if _value < 1:
+        raise ImproperlyConfigured(f"{_name}={_value}: at least 1.")
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = _kombu_url(REDIS_URL)
@@ -489,6 +498,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Security: production values by default, relaxed only with DEBUG on --------------------
+# Believed only from TRUSTED_PROXIES: ForwardedHeadersMiddleware drops it from other peers.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # /health is probed by load balancers and container runtimes over plain HTTP.

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -13,6 +14,7 @@ from django.test import RequestFactory, override_settings
 
 from energy_dashboard.client_ip import (
     MAX_FORWARDED_HOPS,
+    ForwardedHeadersMiddleware,
     client_ip,
     parse_address,
     parse_trusted_proxies,
@@ -129,3 +131,50 @@ def test_trusting_every_peer_stops_start_up() -> None:
     result = _settings_value({"TRUSTED_PROXIES": "*"}, "s.TRUSTED_PROXIES")
     assert result.returncode != 0
     assert "TRUSTED_PROXIES=*" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_forwarded_scheme_from_an_untrusted_peer_is_not_believed(client: Any, settings: Any) -> None:
+    # With the HTTPS redirect on, a plain-HTTP request is redirected unless a proxy of ours says
+    # the client came over HTTPS; a client saying it of itself is still redirected.
+    settings.SECURE_SSL_REDIRECT = True
+    settings.TRUSTED_PROXIES = ["10.9.0.2"]
+    forged = client.get("/api/v1/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="127.0.0.1")
+    assert forged.status_code == 301
+    assert forged["Location"].startswith("https://")
+    proxied = client.get("/api/v1/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="10.9.0.2")
+    assert proxied.status_code == 401  # past the redirect: the API asks for a user
+
+
+def test_the_middleware_drops_every_forwarded_header_of_an_untrusted_peer() -> None:
+    seen: dict[str, Any] = {}
+
+    def view(request: Any) -> Any:
+        seen.update(request.META)
+        return None
+
+    headers = {
+        "HTTP_X_FORWARDED_FOR": "1.2.3.4",
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "HTTP_X_FORWARDED_HOST": "evil.example",
+        "HTTP_X_FORWARDED_PORT": "443",
+        "HTTP_FORWARDED": "for=1.2.3.4;proto=https",
+    }
+    with override_settings(TRUSTED_PROXIES=["10.9.0.2"]):
+        ForwardedHeadersMiddleware(view)(RequestFactory().get("/", REMOTE_ADDR="127.0.0.1", **headers))
+        assert not set(headers) & set(seen)
+        seen.clear()
+        ForwardedHeadersMiddleware(view)(RequestFactory().get("/", REMOTE_ADDR="10.9.0.2", **headers))
+        assert set(headers) <= set(seen)
+
+
+def test_daphne_reads_proxy_headers_only_behind_trusted_proxies() -> None:
+    from energy_dashboard.management.commands.run import WS_MAX_MESSAGE_BYTES, _daphne_limits
+
+    with override_settings(TRUSTED_PROXIES=[]):
+        args = _daphne_limits()
+        assert "--proxy-headers" not in args
+        assert args[args.index("--websocket-max-message-size") + 1] == str(WS_MAX_MESSAGE_BYTES)
+        assert args[args.index("--websocket-max-frame-size") + 1] == str(WS_MAX_MESSAGE_BYTES)
+    with override_settings(TRUSTED_PROXIES=["10.9.0.2"]):
+        assert "--proxy-headers" in _daphne_limits()

@@ -112,3 +112,10 @@ def test_every_setting_variable_is_documented_in_env_example() -> None:
     }
     missing = sorted(n for n in names if f"\n{n}=" not in example)
     assert not missing, f"not in .env.example: {missing}"
+
+
+@pytest.mark.parametrize("variable", ["LIVE_MAX_SUBSCRIPTIONS", "LIVE_CLIENT_BUFFER"])
+def test_live_feed_limits_below_one_stop_start_up(variable: str) -> None:
+    result = _manage("check", env={"DEBUG": "true", variable: "0"})
+    assert result.returncode != 0
+    assert f"{variable}=0: at least 1." in result.stderr

@@ -30,6 +30,23 @@ from sensors import services as sensors_services
 logger = logging.getLogger(__name__)
 
 
+# A live client's message is at most 65,536 characters (the consumer refuses more): 256 KiB
+# covers that in UTF-8; autobahn refuses anything bigger before it is read into memory.
+WS_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def _daphne_limits() -> list[str]:
+    """daphne's frame and message limits, and proxy headers only behind a trusted proxy
+    (daphne would take the client's address from any peer's X-Forwarded-For)."""
+    limits = [
+        "--websocket-max-message-size",
+        str(WS_MAX_MESSAGE_BYTES),
+        "--websocket-max-frame-size",
+        str(WS_MAX_MESSAGE_BYTES),
+    ]
+    return [*limits, "--proxy-headers"] if settings.TRUSTED_PROXIES else limits
+
+
 class Command(BaseCommand):
     help = (
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
@@ -190,7 +207,7 @@ class Command(BaseCommand):
                         "daphne",
                         "--fd",
                         str(ws_sock.fileno()),
-                        "--proxy-headers",
+                        *_daphne_limits(),
                         "energy_dashboard.asgi:application",
                     ),
                     pass_fds=(ws_sock.fileno(),),
