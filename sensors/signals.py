@@ -30,6 +30,39 @@ def forward_readings(sender: Any, *, readings: list[dict[str, Any]], source: str
     live.publish_readings(readings)
 
 
+@receiver(events.room_metrics, dispatch_uid="sensors.live.room_metrics")
+def forward_room_metrics(
+    sender: Any,
+    *,
+    room: str,
+    bucket: str,
+    energy_kwh: float | None = None,
+    power_w: float | None = None,
+    co2_ppm: float | None = None,
+    temperature_c: float | None = None,
+    humidity_pct: float | None = None,
+    occupancy: float | None = None,
+    sensors_reporting: int = 0,
+    **kwargs: Any,
+) -> None:
+    """Push a room's newest 5-minute figures to its followers."""
+    live.publish(
+        {
+            "type": "room_metrics",
+            "room": room,
+            "bucket": bucket,
+            "energy_kwh": energy_kwh,
+            "power_w": power_w,
+            "co2_ppm": co2_ppm,
+            "temperature_c": temperature_c,
+            "humidity_pct": humidity_pct,
+            "occupancy": occupancy,
+            "sensors_reporting": sensors_reporting,
+        },
+        rooms=[room],
+    )
+
+
 @receiver(events.dr_events, dispatch_uid="sensors.live.dr_events")
 def forward_dr_event(
     sender: Any,

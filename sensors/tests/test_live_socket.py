@@ -234,6 +234,86 @@ def test_bus_events_reach_the_socket_after_commit(viewer: Any) -> None:
     assert ingestion["type"] == "ingestion" and ingestion["counts"]["inserted"] == 96
 
 
+ROOM_METRICS = {
+    "bucket": "2026-11-02T10:00:00Z",
+    "energy_kwh": 0.25,
+    "power_w": 3000.0,
+    "co2_ppm": 640.0,
+    "temperature_c": 21.5,
+    "humidity_pct": None,
+    "occupancy": None,
+    "sensors_reporting": 3,
+}
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_room_metrics_on_the_bus_reach_the_rooms_followers(viewer: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> tuple[list[Any], bool]:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "rooms": ["lab"]})
+        await ws.receive_json_from(timeout=2)
+
+        def emit() -> None:
+            for room in ("office", "lab"):
+                events.send_on_commit(
+                    events.room_metrics, sender=None, using="sensors", room=room, **ROOM_METRICS
+                )
+
+        await sync_to_async(emit)()
+        received = [await ws.receive_json_from(timeout=3)]
+        quiet = await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+        return received, quiet
+
+    received, quiet = run(scenario)
+    assert received == [{"type": "room_metrics", "room": "lab", **ROOM_METRICS}]
+    assert quiet is True  # not the office's
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_room_metrics_computed_by_the_aggregation_job_reach_the_socket(viewer: Any) -> None:
+    from sensors import services
+
+    services.room_create(name="lab")
+    services.sensor_register(sensor_id="lab-power", kind="power", room_name="lab")
+    stored = services.readings_ingest(
+        readings=[
+            {"sensor_id": "lab-power", "metric": "power", "timestamp": "2026-11-02T10:01:00Z", "value": 800}
+        ]
+    )
+    assert stored["accepted"] == 1
+    headers = token_header(viewer)
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "rooms": ["lab"]})
+        await ws.receive_json_from(timeout=2)
+        await sync_to_async(services.aggregates_compute)()
+        pushed = await ws.receive_json_from(timeout=5)
+        await ws.disconnect()
+        return pushed
+
+    pushed = run(scenario)
+    assert pushed == {
+        "type": "room_metrics",
+        "room": "lab",
+        "bucket": "2026-11-02T10:00:00Z",
+        "energy_kwh": None,
+        "power_w": 800.0,
+        "co2_ppm": None,
+        "temperature_c": None,
+        "humidity_pct": None,
+        "occupancy": None,
+        "sensors_reporting": 1,
+    }
+
+
 def test_publish_without_redis_logs_a_warning_and_does_not_raise(
     settings: Any, caplog: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
