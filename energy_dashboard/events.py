@@ -3,8 +3,9 @@
 Modules publish facts here and other modules react, without importing each other. Send with
 `send_on_commit` so that no receiver ever sees data that could still roll back. Receivers must
 be quick and idempotent (a periodic job may publish the same fact twice); anything slow
-becomes a Celery task. Signals stay in one process: `sensors` forwards what the dashboard
-needs to the Channels layer, the one bridge to other processes.
+becomes a Celery task. Signals stay in one process: the live feed (energy_dashboard/live) hears
+the topics the dashboard shows and publishes them on Redis for the browsers, the one bridge to
+other processes; it knows of a payload only what its topic's keyword arguments say.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Event bus receivers of the sensors module: forward what the dashboard shows to the live feed."""
+"""The live feed's receivers on the event bus: each topic the dashboard shows becomes a message
+to the browsers that follow it.
+
+Everything a message needs (a reading's room, a sensor's status) comes in the topic's keyword
+arguments (energy_dashboard/events.py): the feed imports no module. A message that names a room
+is published to that room's group and to the all-group; one that names no room and no sensor
+(`dr_event`, `ingestion`) reaches followers of everything only (see `consumers.LiveConsumer`).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +15,29 @@ from typing import Any
 from django.dispatch import receiver
 
 from energy_dashboard import events
-from sensors import live
+from energy_dashboard.live import groups
 
 logger = logging.getLogger(__name__)
 
 
-@receiver(events.sensor_events, dispatch_uid="sensors.live.sensor_events")
+@receiver(events.sensor_events, dispatch_uid="live.sensor_events")
 def forward_sensor_event(
     sender: Any, *, sensor_id: str, event: str, status: str, room: str | None = None, **kwargs: Any
 ) -> None:
     """Push a sensor's status change to its followers."""
-    live.publish(
+    groups.publish(
         {"type": "sensor_status", "sensor_id": sensor_id, "event": event, "status": status, "room": room},
         rooms=[room] if room else [],
     )
 
 
-@receiver(events.energy_data, dispatch_uid="sensors.live.energy_data")
+@receiver(events.energy_data, dispatch_uid="live.energy_data")
 def forward_readings(sender: Any, *, readings: list[dict[str, Any]], source: str = "", **kwargs: Any) -> None:
     """Push a stored batch to the live feed: one message per group, each with its readings."""
-    live.publish_readings(readings)
+    groups.publish_readings(readings)
 
 
-@receiver(events.room_metrics, dispatch_uid="sensors.live.room_metrics")
+@receiver(events.room_metrics, dispatch_uid="live.room_metrics")
 def forward_room_metrics(
     sender: Any,
     *,
@@ -46,7 +53,7 @@ def forward_room_metrics(
     **kwargs: Any,
 ) -> None:
     """Push a room's newest 5-minute figures to its followers."""
-    live.publish(
+    groups.publish(
         {
             "type": "room_metrics",
             "room": room,
@@ -63,7 +70,7 @@ def forward_room_metrics(
     )
 
 
-@receiver(events.dr_events, dispatch_uid="sensors.live.dr_events")
+@receiver(events.dr_events, dispatch_uid="live.dr_events")
 def forward_dr_event(
     sender: Any,
     *,
@@ -74,8 +81,8 @@ def forward_dr_event(
     detail: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Push a demand-response state change to everyone."""
-    live.publish(
+    """Push a demand-response state change to followers of everything."""
+    groups.publish(
         {
             "type": "dr_event",
             "kind": kind,
@@ -87,7 +94,7 @@ def forward_dr_event(
     )
 
 
-@receiver(events.data_ingestion, dispatch_uid="sensors.live.data_ingestion")
+@receiver(events.data_ingestion, dispatch_uid="live.data_ingestion")
 def forward_ingestion(
     sender: Any,
     *,
@@ -98,8 +105,8 @@ def forward_ingestion(
     counts: dict[str, int] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Push a processed meter file's outcome to everyone."""
-    live.publish(
+    """Push a processed meter file's outcome to followers of everything."""
+    groups.publish(
         {
             "type": "ingestion",
             "file_id": file_id,
