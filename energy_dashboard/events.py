@@ -3,8 +3,9 @@
 Modules publish facts here and other modules react, without importing each other. Send with
 `send_on_commit` so that no receiver ever sees data that could still roll back. Receivers must
 be quick and idempotent (a periodic job may publish the same fact twice); anything slow
-becomes a Celery task. Signals stay in one process: `sensors` forwards what the dashboard
-needs to the Channels layer, the one bridge to other processes.
+becomes a Celery task. Signals stay in one process: the live feed (energy_dashboard/live) hears
+the topics the dashboard shows and publishes them on Redis for the browsers, the one bridge to
+other processes; it knows of a payload only what its topic's keyword arguments say.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ energy_data = Signal()
 """Readings were stored.
 
 Keyword arguments:
-    readings: a sequence of dicts ``{sensor_id, metric, timestamp (ISO 8601 UTC), value,
-        quality}``, one batch per ingest call, never one signal per point. The ingest's is
-        built on first use and also names its rooms (``readings.rooms``).
+    readings: a sequence of dicts ``{sensor_id, room (its name, or None), metric, timestamp
+        (ISO 8601 UTC), value, quality}``, one batch per ingest call, never one signal per
+        point. The ingest's is built on first use and also names its rooms (``readings.rooms``,
+        a set of names): a receiver that needs only those never has the dicts built.
     source: str, where they came from (``"api"``, ``"ingestion"``, ``"simulator"``, ...).
 """
 
@@ -61,6 +63,18 @@ Keyword arguments:
     counts: dict, ``{records, inserted, duplicates, conflicts}``.
 """
 
+room_metrics = Signal()
+"""A room's newest 5-minute figures were computed (the aggregation job, a backfill): one signal
+per room and run, for the window the room's latest readings fall in.
+
+Keyword arguments:
+    room: str, the room's name.
+    bucket: str, the window's start (ISO 8601 UTC, ``Z``).
+    energy_kwh, power_w, co2_ppm, temperature_c, humidity_pct, occupancy: float | None, the
+        window's figures (None when none of the room's sensors measures it).
+    sensors_reporting: int, how many of the room's sensors sent readings in the window.
+"""
+
 system_events = Signal()
 """Something about the platform itself: start-up, a dependency going down or coming back.
 
@@ -74,6 +88,7 @@ TOPICS: dict[str, Signal] = {
     "sensor_events": sensor_events,
     "dr_events": dr_events,
     "data_ingestion": data_ingestion,
+    "room_metrics": room_metrics,
     "system_events": system_events,
 }
 

@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "channels",
     "axes",
     "energy_dashboard.apps.EnergyDashboardConfig",
+    "energy_dashboard.live.apps.LiveConfig",
     "sensors.apps.SensorsConfig",
     "demand_response.apps.DemandResponseConfig",
     "ingestion.apps.IngestionConfig",

@@ -1,4 +1,4 @@
-"""Rooms, sensors, readings, analytics and the live feed."""
+"""Rooms, sensors, readings and analytics."""
 
 from django.apps import AppConfig
 
@@ -8,6 +8,3 @@ class SensorsConfig(AppConfig):
 
     name = "sensors"
     verbose_name = "Sensors"
-
-    def ready(self) -> None:
-        from sensors import signals  # noqa: F401  (connects the event bus receivers)

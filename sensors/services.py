@@ -13,10 +13,10 @@ from django.db import connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from energy_dashboard.events import energy_data, send_on_commit, sensor_events
+from energy_dashboard.events import energy_data, room_metrics, send_on_commit, sensor_events
 from energy_dashboard.limits import EARLIEST
 from energy_dashboard.startup import gc_paused
-from sensors import aggregation, analytics, analytics_cache, ingest, live, simulation
+from sensors import aggregation, analytics, analytics_cache, ingest, simulation
 from sensors.ingest import IngestResult
 from sensors.models import MAX_EXPECTED_INTERVAL_S, Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -274,7 +274,7 @@ def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
 def aggregates_compute(*, limit: int = 5_000) -> dict[str, int]:
     """Bring rollups and room metrics up to date with what arrived (incremental, idempotent).
 
-    Pushes each touched room's latest window to the live feed. `skipped` counts the dirty marks
+    Announces each touched room's newest window (`room_metrics`). `skipped` counts the dirty marks
     and days it could not compute with (each logged as a warning; see
     aggregation.recompute_dirty).
     """
@@ -285,6 +285,7 @@ def aggregates_compute(*, limit: int = 5_000) -> dict[str, int]:
 
 
 def _publish_latest_room_metrics(room_pks: set[int]) -> None:
+    """Send `room_metrics` for each room's newest window, once what computed it commits."""
     if not room_pks:
         return
     latest = (
@@ -295,13 +296,12 @@ def _publish_latest_room_metrics(room_pks: set[int]) -> None:
         if metrics.room_id in seen:
             continue
         seen.add(metrics.room_id)
-        live.publish(room_metrics_payload(metrics), rooms=[metrics.room.name])
+        send_on_commit(room_metrics, sender=RoomMetrics, using=DB, **room_metrics_payload(metrics))
 
 
 def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:
-    """A room's 5-minute figures as the live feed and the API show them."""
+    """A room's 5-minute figures as the `room_metrics` topic carries them."""
     return {
-        "type": "room_metrics",
         "room": metrics.room.name,
         "bucket": metrics.bucket.isoformat().replace("+00:00", "Z"),
         "energy_kwh": metrics.energy_kwh,
@@ -320,7 +320,8 @@ def rollups_backfill(
     """Recompute rollups and room metrics over a range (repairs, imports of history).
 
     Set-based, one local day per transaction (see `aggregation.backfill`): the same rows as the
-    incremental job would write for those readings. Pushes each touched room's latest window.
+    incremental job would write for those readings. Announces each touched room's newest window
+    (`room_metrics`).
     """
     pks = (
         list(Sensor.objects.filter(sensor_id__in=sensor_ids).values_list("pk", flat=True))

@@ -34,6 +34,7 @@ def test_every_seed_topic_is_a_signal_with_documented_arguments() -> None:
         "sensor_events",
         "dr_events",
         "data_ingestion",
+        "room_metrics",
         "system_events",
     }
     source = Path(events.__file__).read_text()

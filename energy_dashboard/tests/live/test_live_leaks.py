@@ -29,9 +29,9 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from energy_dashboard.asgi import application
+from energy_dashboard.live import groups
+from energy_dashboard.live.consumers import LiveConsumer
 from energy_dashboard.testing import free_port, subprocess_env
-from sensors import live
-from sensors.consumers import LiveConsumer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -47,7 +47,7 @@ def rooms(n: int) -> list[str]:
 
 
 def channels_of(names: Iterable[str]) -> list[str]:
-    return [live.channel(live.room_group(name)) for name in names]
+    return [groups.channel(groups.room_group(name)) for name in names]
 
 
 def numsub(names: Iterable[str]) -> dict[str, int]:
@@ -132,7 +132,7 @@ def test_a_malformed_frame_gets_an_error_and_the_connection_lives(
         await ws.send_json_to({"type": "ping"})
         pong = await ws.receive_json_from(timeout=2)
         # Still subscribed, still delivered to.
-        await sync_to_async(live.publish)({"type": "room_metrics", "room": room}, rooms=[room])
+        await sync_to_async(groups.publish)({"type": "room_metrics", "room": room}, rooms=[room])
         pushed = await ws.receive_json_from(timeout=5)
         await ws.disconnect()
         return error, pong, pushed
@@ -144,7 +144,7 @@ def test_a_malformed_frame_gets_an_error_and_the_connection_lives(
 
 
 def test_a_message_just_under_the_size_limit_is_read(viewer: Any) -> None:
-    from energy_dashboard.ws import MAX_CLIENT_MESSAGE_CHARS
+    from energy_dashboard.live.transport import MAX_CLIENT_MESSAGE_CHARS
 
     assert MAX_CLIENT_MESSAGE_CHARS == 64 * 1024 < len(OVERSIZED)
     text = json.dumps({"type": "ping", "pad": "x" * (MAX_CLIENT_MESSAGE_CHARS - 40)})
@@ -278,16 +278,16 @@ def test_a_connection_closed_after_a_malformed_frame_leaves_no_member(viewer: An
 def test_an_exception_in_a_handler_leaves_no_member(viewer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     headers = token_header(viewer)
     names = rooms(1)
-    real = live.subscription
+    real = groups.subscription
     calls: list[int] = []
 
-    def fails_the_second_time(message: dict[str, Any], **kwargs: Any) -> live.Subscription:
+    def fails_the_second_time(message: dict[str, Any], **kwargs: Any) -> groups.Subscription:
         calls.append(1)
         if len(calls) > 1:
             raise RuntimeError("a bug in a handler")
         return real(message, **kwargs)
 
-    monkeypatch.setattr(live, "subscription", fails_the_second_time)
+    monkeypatch.setattr(groups, "subscription", fails_the_second_time)
 
     async def scenario() -> tuple[str, dict[str, int]]:
         ws = await connected(headers)
@@ -324,7 +324,7 @@ def test_a_failing_writer_closes_the_connection_and_leaves_no_member(
         ws = await connected(headers)
         await subscribed(ws, rooms=names)
         broken.set()
-        await sync_to_async(live.publish)({"type": "room_metrics", "room": names[0]}, rooms=names)
+        await sync_to_async(groups.publish)({"type": "room_metrics", "room": names[0]}, rooms=names)
         closed = await ws.receive_output(timeout=5)
         left = await sync_to_async(wait_numsub_zero)(names, 5)
         await ws.disconnect()
@@ -351,7 +351,7 @@ def test_a_member_whose_delivery_raises_is_dropped_and_logged_once(
         await subscribed(ws, rooms=names)
         monkeypatch.setattr(LiveConsumer, "deliver", deliver)
         for _ in range(3):
-            await sync_to_async(live.publish)({"type": "room_metrics", "room": names[0]}, rooms=names)
+            await sync_to_async(groups.publish)({"type": "room_metrics", "room": names[0]}, rooms=names)
             await asyncio.sleep(0.2)
         closed = await ws.receive_output(timeout=5)
         left = await sync_to_async(wait_numsub_zero)(names, 5)
@@ -390,7 +390,7 @@ def test_a_frame_written_to_a_closing_or_closed_protocol_is_dropped(state: str) 
     from daphne.ws_protocol import WebSocketProtocol
     from twisted.internet.testing import StringTransport
 
-    from energy_dashboard.ws import _write_frame
+    from energy_dashboard.live.transport import _write_frame
 
     protocol = WebSocketProtocol()  # daphne's protocol, as the hub finds it after the client left
     protocol.client_addr = None
@@ -494,7 +494,7 @@ def test_fifty_clients_ending_badly_leave_no_member_and_no_traceback_on_daphne(
         for _ in range(3000):
             if stop.is_set():
                 return
-            live.publish_readings(batch)
+            groups.publish_readings(batch)
             time.sleep(0.005)
 
     async def scenario() -> list[str]:
@@ -509,7 +509,7 @@ def test_fifty_clients_ending_badly_leave_no_member_and_no_traceback_on_daphne(
     left = wait_numsub_zero(names, 20)
     assert left == {}, f"members left in the hub: {left}"
     # A batch more for any member still there, then the log is read.
-    live.publish_readings(batch)
+    groups.publish_readings(batch)
     time.sleep(1.5)
     log = daphne.output()
     assert "Traceback" not in log and "Exception inside application" not in log, log[-6000:]

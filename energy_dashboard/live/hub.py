@@ -1,10 +1,10 @@
 """The live feed's fan-out inside one daphne process (ADR 0007).
 
 Each process (each event loop) has one hub: one Redis pub/sub connection, subscribed to the
-groups (sensors.live.channel) that its clients follow, and the set of its clients per group.
+groups (`groups.channel`) that its clients follow, and the set of its clients per group.
 A published message is read and decoded once, then handed to every local member with a plain
 call (`Member.deliver`), which writes it to the client's socket at once when it can
-(energy_dashboard.ws.Outbox). Channels' group machinery did the same job at a cost per client
+(`transport.Outbox`). Channels' group machinery did the same job at a cost per client
 per message of a msgpack decode, a queue, two task wake-ups and the framing of the same text:
 with 500 clients it was most of the p99 of bench/live.py.
 
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from sensors import live
+from energy_dashboard.live import groups
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Hub:
 
     async def join(self, group: str, member: Member) -> None:
         """Add `member` to `group`; subscribes the process when it is the group's first."""
-        name = live.channel(group)
+        name = groups.channel(group)
         async with self._lock:
             members = self._members.get(name)
             if members is None:
@@ -81,7 +81,7 @@ class Hub:
     async def leave(self, group: str, member: Member) -> None:
         """Remove `member` from `group`; the last member out unsubscribes, and the last of all
         closes the connection (a test's event loop ends with nothing left running)."""
-        name = live.channel(group)
+        name = groups.channel(group)
         if self._remove(member, name):
             await self._settle()
 
@@ -170,7 +170,7 @@ class Hub:
             if not members:
                 continue
             try:
-                event = live.decode(message["data"])
+                event = groups.decode(message["data"])
             except ValueError:
                 logger.warning("live feed: undecodable message on %s dropped", name)
                 continue

@@ -1,4 +1,5 @@
-"""Publishing to the live WebSocket: group names and the one helper every push goes through."""
+"""The live feed's groups: their names and Redis channels, what a client may follow, the message
+format, and the one helper every push goes through (ADR 0004, 0007)."""
 
 from __future__ import annotations
 
@@ -82,10 +83,10 @@ def subscription(message: dict[str, Any], *, limit: int) -> Subscription:
     return Subscription(follow_all, keys["rooms"], keys["sensors"])
 
 
-# Redis pub/sub channels of the live groups; the hub (sensors.live_hub) of each daphne process
-# subscribes to those its clients follow. Pub/sub ignores Redis' database number, so the names
-# carry it: deployments (or test runs) sharing a Redis server, each on its own database, would
-# otherwise hear each other's live feed and count each other's listeners.
+# Redis pub/sub channels of the live groups; the hub (energy_dashboard.live.hub) of each daphne
+# process subscribes to those its clients follow. Pub/sub ignores Redis' database number, so the
+# names carry it: deployments (or test runs) sharing a Redis server, each on its own database,
+# would otherwise hear each other's live feed and count each other's listeners.
 CHANNEL_PREFIX = "ed:live:"
 
 

@@ -13,9 +13,9 @@ import pytest
 import websockets
 from rest_framework.authtoken.models import Token
 
+from energy_dashboard.live import groups
+from energy_dashboard.live.transport import Outbox
 from energy_dashboard.testing import free_port, subprocess_env
-from energy_dashboard.ws import Outbox
-from sensors import live
 
 
 def test_outbox_drops_the_oldest_frames_and_reports_them_before_the_next() -> None:
@@ -122,7 +122,7 @@ def test_a_client_that_stops_reading_loses_old_frames_while_another_gets_everyth
                     return
                 time.sleep(0.0005)
             batch[0]["timestamp"] = f"T{n}"
-            live.publish_readings(batch)
+            groups.publish_readings(batch)
 
     async def scenario() -> tuple[list[int], list[dict[str, Any]], dict[str, Any]]:
         fast, slow = await connect(False), await connect(True)

@@ -1,4 +1,5 @@
-"""The live feed at /api/v1/ws: readings, room metrics, sensor status, DR and ingestion news."""
+"""The live feed's WebSocket consumer at /api/v1/ws: what the bus's topics say, to the clients that
+follow it (the topics and their messages: energy_dashboard.live.receivers)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from energy_dashboard.ws import (
+from energy_dashboard.live import groups
+from energy_dashboard.live.hub import Hub, hub
+from energy_dashboard.live.transport import (
     CLOSE_INTERNAL_ERROR,
     AuthenticatedJsonConsumer,
     ErrorMessage,
@@ -18,8 +21,6 @@ from energy_dashboard.ws import (
     attach_flow_control,
     error_message,
 )
-from sensors import live
-from sensors.live_hub import Hub, hub
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,9 @@ class LiveConsumer(AuthenticatedJsonConsumer):
     Client messages: ``{"type": "subscribe"|"unsubscribe", "all": true}``,
     ``{"type": "subscribe", "rooms": [...]}``, ``{"type": "subscribe", "sensors": [...]}``,
     ``{"type": "ping"}``. Each answer and each pushed message has a ``type``; a message that
-    cannot be taken is answered with an `ErrorMessage` (energy_dashboard.ws) and the connection
-    goes on. Followers of everything also get `dr_event` and `ingestion` messages. One
-    connection follows at most LIVE_MAX_SUBSCRIPTIONS rooms and sensors in all.
+    cannot be taken is answered with an `ErrorMessage` (`transport`) and the connection goes
+    on. A pushed message that names no room and no sensor reaches followers of everything
+    only. One connection follows at most LIVE_MAX_SUBSCRIPTIONS rooms and sensors in all.
 
     Everything this consumer sends goes through one bounded `Outbox` (LIVE_CLIENT_BUFFER
     frames): a client that reads too slowly loses its oldest frames and gets a `lagging`
@@ -98,11 +99,11 @@ class LiveConsumer(AuthenticatedJsonConsumer):
     async def _change(self, kind: str, content: dict[str, Any]) -> None:
         limit = settings.LIVE_MAX_SUBSCRIPTIONS
         try:
-            wanted = live.subscription(content, limit=limit)
-        except live.TooManySubscriptions as exc:
+            wanted = groups.subscription(content, limit=limit)
+        except groups.TooManySubscriptions as exc:
             await self.refuse(exc.code, str(exc), limit=exc.limit)
             return
-        except live.SubscriptionError as exc:
+        except groups.SubscriptionError as exc:
             await self.refuse(exc.code, str(exc), field=exc.field)
             return
         adding = kind == "subscribe"
@@ -110,7 +111,7 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         rooms = self.rooms | wanted.rooms if adding else self.rooms - wanted.rooms
         sensors = self.sensors | wanted.sensors if adding else self.sensors - wanted.sensors
         if adding and len(rooms) + len(sensors) > limit:  # before any group is joined
-            exc = live.TooManySubscriptions(limit=limit, wanted=len(rooms) + len(sensors))
+            exc = groups.TooManySubscriptions(limit=limit, wanted=len(rooms) + len(sensors))
             await self.refuse(exc.code, str(exc), limit=limit)
             return
         if wanted.follow_all:
@@ -131,10 +132,10 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         return {"all": self.follow_all, "rooms": sorted(self.rooms), "sensors": sorted(self.sensors)}
 
     async def _sync_groups(self) -> None:
-        # Sensor followers listen on the all-group and filter (see live.publish_readings).
-        target = {live.room_group(r) for r in self.rooms}
+        # Sensor followers listen on the all-group and filter (see groups.publish_readings).
+        target = {groups.room_group(r) for r in self.rooms}
         if self.follow_all or self.sensors:
-            target.add(live.ALL)
+            target.add(groups.ALL)
         if self._hub is None:
             self._hub = hub()
         for group in target - self.joined:
@@ -197,8 +198,8 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         return sensor_id in self.sensors and (room is None or room not in self.rooms)
 
     def deliver(self, event: dict[str, Any]) -> None:
-        """A message published to one of this client's groups (see sensors.live), handed over
-        by the process's hub (sensors.live_hub).
+        """A message published to one of this client's groups (see `groups`), handed over by
+        the process's hub (`hub`).
 
         A message goes to the all-group and to the group of each room it concerns; this
         client may be in several. Followers of everything take it from the all-group only;
@@ -206,7 +207,7 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         their sensors in rooms they do not follow. So each reaches the client once, and the
         common cases forward the text encoded once by the publisher.
         """
-        from_all = event["group"] == live.ALL
+        from_all = event["group"] == groups.ALL
         if self.follow_all:
             if from_all:
                 self.outbox.put(event["text"])

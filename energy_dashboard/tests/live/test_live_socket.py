@@ -13,7 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from energy_dashboard import events
 from energy_dashboard.asgi import application
-from sensors import live
+from energy_dashboard.live import groups
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -127,7 +127,7 @@ def test_subscriptions_filter_what_a_client_receives(viewer: Any) -> None:
         await all_ws.send_json_to({"type": "subscribe", "all": True, "rooms": ["lab"]})
         await all_ws.receive_json_from(timeout=2)
 
-        publish = sync_to_async(live.publish)
+        publish = sync_to_async(groups.publish)
         await publish({"type": "room_metrics", "room": "office"}, rooms=["office"])
         await publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
         got_room = await room_ws.receive_json_from(timeout=2)
@@ -234,15 +234,95 @@ def test_bus_events_reach_the_socket_after_commit(viewer: Any) -> None:
     assert ingestion["type"] == "ingestion" and ingestion["counts"]["inserted"] == 96
 
 
+ROOM_METRICS = {
+    "bucket": "2026-11-02T10:00:00Z",
+    "energy_kwh": 0.25,
+    "power_w": 3000.0,
+    "co2_ppm": 640.0,
+    "temperature_c": 21.5,
+    "humidity_pct": None,
+    "occupancy": None,
+    "sensors_reporting": 3,
+}
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_room_metrics_on_the_bus_reach_the_rooms_followers(viewer: Any) -> None:
+    headers = token_header(viewer)
+
+    async def scenario() -> tuple[list[Any], bool]:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "rooms": ["lab"]})
+        await ws.receive_json_from(timeout=2)
+
+        def emit() -> None:
+            for room in ("office", "lab"):
+                events.send_on_commit(
+                    events.room_metrics, sender=None, using="sensors", room=room, **ROOM_METRICS
+                )
+
+        await sync_to_async(emit)()
+        received = [await ws.receive_json_from(timeout=3)]
+        quiet = await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+        return received, quiet
+
+    received, quiet = run(scenario)
+    assert received == [{"type": "room_metrics", "room": "lab", **ROOM_METRICS}]
+    assert quiet is True  # not the office's
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_room_metrics_computed_by_the_aggregation_job_reach_the_socket(viewer: Any) -> None:
+    from sensors import services
+
+    services.room_create(name="lab")
+    services.sensor_register(sensor_id="lab-power", kind="power", room_name="lab")
+    stored = services.readings_ingest(
+        readings=[
+            {"sensor_id": "lab-power", "metric": "power", "timestamp": "2026-11-02T10:01:00Z", "value": 800}
+        ]
+    )
+    assert stored["accepted"] == 1
+    headers = token_header(viewer)
+
+    async def scenario() -> Any:
+        ws = communicator(headers)
+        await ws.connect()
+        await ws.receive_json_from(timeout=2)
+        await ws.send_json_to({"type": "subscribe", "rooms": ["lab"]})
+        await ws.receive_json_from(timeout=2)
+        await sync_to_async(services.aggregates_compute)()
+        pushed = await ws.receive_json_from(timeout=5)
+        await ws.disconnect()
+        return pushed
+
+    pushed = run(scenario)
+    assert pushed == {
+        "type": "room_metrics",
+        "room": "lab",
+        "bucket": "2026-11-02T10:00:00Z",
+        "energy_kwh": None,
+        "power_w": 800.0,
+        "co2_ppm": None,
+        "temperature_c": None,
+        "humidity_pct": None,
+        "occupancy": None,
+        "sensors_reporting": 1,
+    }
+
+
 def test_publish_without_redis_logs_a_warning_and_does_not_raise(
     settings: Any, caplog: Any, tmp_path: Any, monkeypatch: Any
 ) -> None:
     settings.REDIS_URL = f"unix://{tmp_path}/none.sock"
-    monkeypatch.setattr(live, "_redis", None)  # the process's client, made anew for that URL
+    monkeypatch.setattr(groups, "_redis", None)  # the process's client, made anew for that URL
     try:
-        live.publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
+        groups.publish({"type": "room_metrics", "room": "lab"}, rooms=["lab"])
     finally:
-        live._redis = None
+        groups._redis = None
     assert "live feed unavailable, room_metrics not pushed" in caplog.text
 
 
@@ -285,10 +365,10 @@ def test_sensor_followers_get_only_their_sensors(viewer: Any) -> None:
         await ws.receive_json_from(timeout=2)
         await ws.send_json_to({"type": "subscribe", "sensors": ["a", "c"], "rooms": ["lab"]})
         await ws.receive_json_from(timeout=2)
-        await sync_to_async(live.publish_readings)(batch)
-        await sync_to_async(live.publish)({"type": "sensor_status", "sensor_id": "z", "room": None})
-        await sync_to_async(live.publish)({"type": "dr_event", "id": 1})
-        await sync_to_async(live.publish)({"type": "sensor_status", "sensor_id": "c", "room": None})
+        await sync_to_async(groups.publish_readings)(batch)
+        await sync_to_async(groups.publish)({"type": "sensor_status", "sensor_id": "z", "room": None})
+        await sync_to_async(groups.publish)({"type": "dr_event", "id": 1})
+        await sync_to_async(groups.publish)({"type": "sensor_status", "sensor_id": "c", "room": None})
         received = []
         while not await ws.receive_nothing(timeout=0.5):
             received.append(await ws.receive_json_from(timeout=1))
@@ -306,17 +386,17 @@ def test_sensor_followers_get_only_their_sensors(viewer: Any) -> None:
 
 def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) -> None:
     built: list[str] = []
-    real = live._envelope
+    real = groups._envelope
 
     def counting(group: str, message_id: str, payload: dict[str, Any]) -> bytes:
         built.append(group)
         return real(group, message_id, payload)
 
-    monkeypatch.setattr(live, "_envelope", counting)
-    live.publish_readings(
+    monkeypatch.setattr(groups, "_envelope", counting)
+    groups.publish_readings(
         [{"sensor_id": "a", "room": "lab", "metric": "power", "timestamp": "T", "value": 1.0}]
     )
-    live.publish({"type": "sensor_status", "sensor_id": "a", "room": "lab"}, rooms=["lab"])
+    groups.publish({"type": "sensor_status", "sensor_id": "a", "room": "lab"}, rooms=["lab"])
     assert built == []  # no client on any daphne process: one NUMSUB round trip, nothing else
 
 
@@ -351,7 +431,7 @@ def test_live_channels_are_named_for_the_redis_database(settings: Any) -> None:
     names: dict[str, str] = {}
     for url in ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/3", "unix:///r.sock?db=2", "redis://h"):
         settings.REDIS_URL = url
-        names[url] = live.channel(live.ALL)
+        names[url] = groups.channel(groups.ALL)
     assert names["redis://127.0.0.1:6379/2"] == "ed:live:2:live.all" == names["unix:///r.sock?db=2"]
     assert names["redis://127.0.0.1:6379/3"] == "ed:live:3:live.all"
     assert names["redis://h"] == "ed:live:0:live.all"

@@ -1,4 +1,6 @@
-"""WebSocket plumbing shared by every consumer: authentication, origin check, close codes."""
+"""The live feed's WebSocket transport: authentication, origin check and close codes; a bounded
+outbox per connection, paused by the socket's flow control; and frames built once per process and
+written to the socket at once (ADR 0004, 0007)."""
 
 from __future__ import annotations
 
