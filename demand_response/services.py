@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from demand_response import actuators, baselines
 from demand_response.models import (
+    OPEN_EVENT,
     AutoResponsePolicy,
     BaselineMethod,
     DispatchCommand,
@@ -38,8 +39,6 @@ logger = logging.getLogger(__name__)
 
 DB = "demand_response"
 QUARTER = timedelta(minutes=15)
-# Events whose devices are taken: a device is in at most one of these at any instant.
-OPEN_EVENT = (DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE)
 # Below this a remaining target counts as covered (float sums of kW).
 EPSILON_KW = 1e-6
 
@@ -263,38 +262,6 @@ def _shed_limit(device: FlexibleDevice, current_kw: float) -> float:
     return max(min(limits), 0.0)
 
 
-def _busy_devices(
-    device_pks: Iterable[int], start: datetime, end: datetime, exclude_event: int | None = None
-) -> dict[int, int]:
-    """Devices in an open event overlapping [start, end): device pk -> that event's id."""
-    rows = EventDevice.objects.filter(
-        device_id__in=list(device_pks),
-        event__status__in=OPEN_EVENT,
-        event__start__lt=end,
-        event__end__gt=start,
-    )
-    if exclude_event is not None:
-        rows = rows.exclude(event_id=exclude_event)
-    return dict(rows.values_list("device_id", "event_id"))
-
-
-def _busy_devices_now(
-    device_pks: Iterable[int], now: datetime, exclude_event: int | None = None
-) -> dict[int, int]:
-    """Devices held by an event at `now`: device pk -> that event's id.
-
-    An active event holds its devices until the scheduler completes it (they stay shed past
-    its end until then); a scheduled one whose start has come holds them too (the next tick
-    sheds them).
-    """
-    rows = EventDevice.objects.filter(device_id__in=list(device_pks), event__start__lte=now).filter(
-        Q(event__status=DREvent.Status.ACTIVE) | Q(event__status=DREvent.Status.SCHEDULED, event__end__gt=now)
-    )
-    if exclude_event is not None:
-        rows = rows.exclude(event_id=exclude_event)
-    return dict(rows.values_list("device_id", "event_id"))
-
-
 def flexibility_compute(
     *,
     now: datetime | None = None,
@@ -320,10 +287,10 @@ def flexibility_compute(
     max_age = timedelta(seconds=settings.DR_READING_MAX_AGE)
     minutes: float | None = None
     if start is not None and end is not None:
-        busy = _busy_devices((d.pk for d in chosen), start, end, exclude_event)
+        busy = EventDevice.objects.overlapping(start, end).taken((d.pk for d in chosen), exclude_event)
         minutes = (end - start).total_seconds() / 60
     else:
-        busy = _busy_devices_now((d.pk for d in chosen), now, exclude_event)
+        busy = EventDevice.objects.holding_at(now).taken((d.pk for d in chosen), exclude_event)
     out: list[DeviceFlexibility] = []
     for device in sorted(chosen, key=lambda d: (d.priority, d.name)):
         reading = latest.get(device.sensor_id)
@@ -866,9 +833,10 @@ def event_create(
 ) -> DREvent:
     """Schedule an event; sends `dr_events` (scheduled).
 
-    Overlap rule: a device is in at most one scheduled or active event at any instant. Named
-    devices that are taken in [start, end) refuse the event (Conflict); with no devices named,
-    the event takes every enabled device free in the window (Conflict when all are taken).
+    Overlap rule (`EventDevice.objects.overlapping`): a device is in at most one scheduled or
+    active event at any instant. Named devices that are taken in [start, end) refuse the event
+    (Conflict); with no devices named, the event takes every enabled device free in the window
+    (Conflict when all are taken).
     """
     now = _now(now)
     baseline_method = baseline_method or programme_baseline(programme)
@@ -893,7 +861,7 @@ def event_create(
             # Row locks (PostgreSQL) serialise two events claiming the same device; SQLite's
             # IMMEDIATE transactions already serialise writers.
             list(FlexibleDevice.objects.select_for_update().filter(pk__in=[d.pk for d in chosen]))
-            busy = _busy_devices((d.pk for d in chosen), start, end)
+            busy = EventDevice.objects.overlapping(start, end).taken(d.pk for d in chosen)
             if busy:
                 taken = ", ".join(f"{d.name} (event {busy[d.pk]})" for d in chosen if d.pk in busy)
                 # A conflict with the current state (HTTP 409), not bad input: the same request
@@ -903,7 +871,7 @@ def event_create(
             enabled = list(FlexibleDevice.objects.select_for_update().filter(enabled=True))
             if not enabled:
                 raise DRError("No device is enabled.")
-            busy = _busy_devices((d.pk for d in enabled), start, end)
+            busy = EventDevice.objects.overlapping(start, end).taken(d.pk for d in enabled)
             chosen = [d for d in enabled if d.pk not in busy]
             if not chosen:
                 raise Conflict("No enabled device is free in that window.")
