@@ -2,7 +2,8 @@
 complete or cancel them (restoring their devices), and the scheduler's tick that does each
 transition once (docs/demand-response.md, "Dispatch rule").
 
-The commands a dispatch sends are recorded and delivered by `demand_response/actuators.py`.
+The commands a dispatch sends are recorded and delivered by `demand_response/actuators.py`;
+the state changes are announced here, through `_announce`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from demand_response.models import (
     FlexibleDevice,
     Invitation,
 )
-from demand_response.services._announce import dispatch_skipped, event_changed
+from demand_response.services._announce import dispatch_commanded, dispatch_skipped, event_changed
 from demand_response.services._common import (
     DB,
     EPSILON_KW,
@@ -118,9 +119,12 @@ def _transition(event: DREvent, old: str, new: str, **fields: Any) -> bool:
 
 
 def _command(event: DREvent, row: EventDevice, action: str, kw: float, now: datetime) -> DispatchCommand:
-    return actuators.RecordingActuator().send(
+    """Record the command that follows `row`'s change, and announce the change with it."""
+    command = actuators.RecordingActuator().send(
         event=event, row=row, action=action, kw=kw, until=event.end, now=now
     )
+    dispatch_commanded(row, command)
+    return command
 
 
 def event_activate(*, event: DREvent, now: datetime | None = None) -> bool:
