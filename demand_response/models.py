@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -160,6 +160,21 @@ class FlexibleDevice(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Its settings: what an operator writes besides the name (the key, given once), in the order
+    # the admin's form and the API show them. The admin, the serializer and device_create's
+    # keywords all follow this one list.
+    SETTINGS: ClassVar[tuple[str, ...]] = (
+        "sensor_id",
+        "room",
+        "category",
+        "max_shed_kw",
+        "max_shed_share",
+        "priority",
+        "min_event_minutes",
+        "max_event_minutes",
+        "enabled",
+    )
 
     class Meta:
         ordering = ["priority", "name"]

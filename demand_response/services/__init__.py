@@ -28,7 +28,7 @@ one sends `dr_events` after its transaction commits. See docs/demand-response.md
 from __future__ import annotations
 
 from demand_response.models import OPEN_EVENT
-from demand_response.services._common import Conflict, DRError
+from demand_response.services._common import Conflict, DRError, as_operator
 from demand_response.services.devices import (
     device_check_references,
     device_create,
@@ -68,6 +68,7 @@ __all__ = [
     "Decision",
     "DeviceFlexibility",
     "Flexibility",
+    "as_operator",
     "auto_response_run",
     "device_check_references",
     "device_create",

@@ -1,5 +1,5 @@
 """What every subject of the services shares: the module's database alias, its refusals
-(`DRError`, `Conflict`), the check of a row before it is saved,
+(`DRError`, `Conflict`), how an operator is recorded, the check of a row before it is saved,
 how a periodic job skips a row it cannot handle, and the clock, the ISO "Z" format and the
 building's zone (`iso_z`, `building_tz`: this module's copies, to be replaced by a shared helper).
 
@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -20,6 +21,10 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DatabaseError
 from django.db.models import Model
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +108,9 @@ def iso_z(moment: datetime | None) -> str | None:
 def building_tz() -> ZoneInfo:
     """The building's zone (TIME_ZONE): local days and hours of the policy and the baselines."""
     return ZoneInfo(settings.TIME_ZONE)
+
+
+def as_operator(user: AbstractBaseUser | AnonymousUser) -> str:
+    """How an operator's action is recorded (`answered_by`, `created_by`, `cancelled_by`,
+    `updated_by`), from the API and the admin alike: "operator:<username>"."""
+    return f"operator:{user.get_username()}"
