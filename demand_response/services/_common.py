@@ -28,9 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The module's database alias: its transactions and on-commit messages run there.
 DB = "demand_response"
-
-
 # Below this a remaining target counts as covered (float sums of kW).
 EPSILON_KW = 1e-6
 
@@ -55,6 +54,12 @@ class DRError(Exception):
         """A refusal of several fields' values (a model's validation errors)."""
         errors = {("non_field_errors" if k == NON_FIELD_ERRORS else k): v for k, v in errors.items()}
         return cls(prefix + describe(errors), errors)
+
+
+class Conflict(DRError):
+    """The object is no longer in the state the request needs (already answered, finished...)."""
+
+    code = "conflict"
 
 
 def describe(errors: Mapping[str, Sequence[str]]) -> str:
@@ -87,12 +92,6 @@ def skipping(done: dict[str, int], row: str, doing: str) -> Iterator[None]:
     except ROW_ERRORS as exc:
         logger.warning("%s skipped while %s: %s", row, doing, exc)
         done["errors"] += 1
-
-
-class Conflict(DRError):
-    """The object is no longer in the state the request needs (already answered, finished...)."""
-
-    code = "conflict"
 
 
 def or_now(now: datetime | None) -> datetime:
