@@ -1,10 +1,14 @@
 """How dispatch commands reach devices.
 
 `RecordingActuator` always runs, inside the dispatch transaction: it stores each command
-(`DispatchCommand`) and sends `dr_events` (kind ``dispatch``) once that commits. With MQTT_URL
-set, `MqttActuator` also publishes each command, after the commit, to
-``{MQTT_TOPIC_PREFIX}/{device}/command`` at QoS 1 (payload: `DispatchCommand.payload()`), and
-records on the command whether the broker took it.
+(`DispatchCommand`). With MQTT_URL set, `MqttActuator` also publishes each command, after the
+commit, to ``{MQTT_TOPIC_PREFIX}/{device}/command`` at QoS 1 (payload:
+`DispatchCommand.payload()`), and records on the command whether the broker took it.
+
+The state changes a command follows from (a device shed or restored) are announced on the bus
+by the services that make them (`demand_response/services/_announce.py`), like every other
+change of an invitation or an event: this file knows commands and their delivery, not the
+state machines, and the services import it, never the other way round.
 """
 
 from __future__ import annotations
@@ -14,17 +18,15 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from demand_response.models import DispatchCommand, DREvent, EventDevice, Invitation
-from energy_dashboard import events
+from demand_response.models import DispatchCommand, DREvent, EventDevice
 
 logger = logging.getLogger(__name__)
 
-DB = "demand_response"
 PUBLISH_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 
@@ -38,39 +40,15 @@ class Publisher(Protocol):
 
 
 class RecordingActuator:
-    """Stores each command and announces it on the event bus (always on)."""
+    """Stores each command: the command log (always on)."""
 
     def send(
         self, *, event: DREvent, row: EventDevice, action: str, kw: float, until: datetime, now: datetime
     ) -> DispatchCommand:
-        """Record one command for `row`'s device; `dr_events` goes out when the transaction commits."""
-        command = DispatchCommand.objects.create(
+        """Record one command for `row`'s device, in the caller's transaction."""
+        return DispatchCommand.objects.create(
             event=event, device=row.device, action=action, kw=kw, until=until, sent_at=now
         )
-        previous = (
-            EventDevice.Status.PLANNED if action == DispatchCommand.Action.SHED else EventDevice.Status.SHED
-        )
-        announce(
-            "dispatch", row, previous, {"event_id": event.pk, "command_id": command.pk, **command.payload()}
-        )
-        return command
-
-
-def announce(
-    kind: str, row: Invitation | DREvent | EventDevice, previous: str | None, detail: dict[str, Any]
-) -> None:
-    """Send `dr_events` for one state change of `row` once the transaction commits; every
-    announcement of the module goes through here."""
-    events.send_on_commit(
-        events.dr_events,
-        sender=type(row),
-        using=DB,
-        kind=kind,
-        id=row.pk,
-        status=row.status,
-        previous_status=previous,
-        detail=detail,
-    )
 
 
 def topic(prefix: str, device: str) -> str:

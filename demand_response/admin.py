@@ -20,22 +20,6 @@ from demand_response.models import (
     Invitation,
 )
 
-DEVICE_FIELDS = [
-    "sensor_id",
-    "room",
-    "category",
-    "max_shed_kw",
-    "max_shed_share",
-    "priority",
-    "min_event_minutes",
-    "max_event_minutes",
-    "enabled",
-]
-
-
-def _who(request: HttpRequest) -> str:
-    return f"operator:{request.user.get_username()}"
-
 
 class FlexibleDeviceForm(forms.ModelForm):
     """The device form: the model's bounds and rules (its validators and clean(), run by the
@@ -43,7 +27,7 @@ class FlexibleDeviceForm(forms.ModelForm):
 
     class Meta:
         model = FlexibleDevice
-        fields = ["name", *DEVICE_FIELDS]
+        fields = ["name", *FlexibleDevice.SETTINGS]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -88,7 +72,7 @@ class FlexibleDeviceAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: FlexibleDevice, form: Any, change: bool) -> None:
         # Through the service: it checks the sensor and room against the sensors module. The
         # form ran the same check; a refusal here means the sensors changed in between.
-        values = {field: getattr(obj, field) for field in DEVICE_FIELDS}
+        values = {field: getattr(obj, field) for field in FlexibleDevice.SETTINGS}
         try:
             if change:
                 services.device_update(device=FlexibleDevice.objects.get(pk=obj.pk), **values)
@@ -150,13 +134,13 @@ class InvitationAdmin(admin.ModelAdmin):
                 if accept:
                     services.invitation_accept(
                         invitation=invitation,
-                        answered_by=_who(request),
+                        answered_by=services.as_operator(request.user),
                         reason=f"accepted by operator {user} in the admin",
                     )
                 else:
                     services.invitation_decline(
                         invitation=invitation,
-                        answered_by=_who(request),
+                        answered_by=services.as_operator(request.user),
                         reason=f"declined by operator {user} in the admin",
                     )
                 done += 1
@@ -204,7 +188,9 @@ class DREventAdmin(admin.ModelAdmin):
         done = 0
         for event in queryset:
             try:
-                services.event_cancel(event=event, cancelled_by=_who(request), reason="in the admin")
+                services.event_cancel(
+                    event=event, cancelled_by=services.as_operator(request.user), reason="in the admin"
+                )
                 done += 1
             except services.DRError as exc:
                 self.message_user(request, f"Event {event.pk}: {exc}", messages.ERROR)
@@ -226,7 +212,7 @@ class AutoResponsePolicyAdmin(admin.ModelAdmin):
         obj.pk = 1
         fields = {f: getattr(obj, f) for f in form.changed_data if f not in ("updated_at", "updated_by")}
         try:
-            services.policy_update(updated_by=_who(request), **fields)
+            services.policy_update(updated_by=services.as_operator(request.user), **fields)
         except services.DRError as exc:
             self.message_user(request, str(exc), messages.ERROR)
 

@@ -5,10 +5,10 @@ never by foreign keys: they live in another module's database."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -160,6 +160,21 @@ class FlexibleDevice(models.Model):
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Its settings: what an operator writes besides the name (the key, given once), in the order
+    # the admin's form and the API show them. The admin, the serializer and device_create's
+    # keywords all follow this one list.
+    SETTINGS: ClassVar[tuple[str, ...]] = (
+        "sensor_id",
+        "room",
+        "category",
+        "max_shed_kw",
+        "max_shed_share",
+        "priority",
+        "min_event_minutes",
+        "max_event_minutes",
+        "enabled",
+    )
 
     class Meta:
         ordering = ["priority", "name"]
@@ -348,6 +363,39 @@ class DREvent(models.Model):
             raise ValidationError(errors)
 
 
+# Events whose devices are taken: a device is in at most one of these at any instant. Completed
+# and cancelled events hold nothing.
+OPEN_EVENT = (DREvent.Status.SCHEDULED, DREvent.Status.ACTIVE)
+
+
+class EventDeviceQuerySet(models.QuerySet["EventDevice"]):
+    """Devices' parts in events, and the two rules of when an event takes a device."""
+
+    def overlapping(self, start: datetime, end: datetime) -> EventDeviceQuerySet:
+        """The overlap rule, stated once: the parts whose event is open (scheduled or active) and
+        whose window overlaps [start, end). Windows are half-open, so back-to-back windows (one's
+        end is the other's start) do not overlap. What flexibility over a window and a new
+        event's claim on its devices both ask."""
+        return self.filter(event__status__in=OPEN_EVENT, event__start__lt=end, event__end__gt=start)
+
+    def holding_at(self, now: datetime) -> EventDeviceQuerySet:
+        """The parts whose event holds its device at `now`: an active event until the scheduler
+        completes it (the device stays shed past the event's end until then), a scheduled one
+        whose start has come and whose end has not (the next tick sheds it). What flexibility
+        now asks."""
+        active = Q(event__status=DREvent.Status.ACTIVE)
+        started = Q(event__status=DREvent.Status.SCHEDULED, event__end__gt=now)
+        return self.filter(event__start__lte=now).filter(active | started)
+
+    def taken(self, device_pks: Iterable[int], exclude_event: int | None = None) -> dict[int, int]:
+        """Which of the devices these parts take: device pk -> its event's id. `exclude_event`
+        is the event asking: its own devices are not taken from it."""
+        rows = self.filter(device_id__in=list(device_pks))
+        if exclude_event is not None:
+            rows = rows.exclude(event_id=exclude_event)
+        return dict(rows.values_list("device_id", "event_id"))
+
+
 class EventDevice(models.Model):
     """One device's part in an event: what was planned, what was dispatched, its state."""
 
@@ -365,6 +413,8 @@ class EventDevice(models.Model):
     note = models.CharField(max_length=200, blank=True)
     shed_at = models.DateTimeField(null=True, blank=True)
     restored_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EventDeviceQuerySet.as_manager()
 
     class Meta:
         ordering = ["event", "device__priority", "device__name"]

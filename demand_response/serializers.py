@@ -28,20 +28,7 @@ class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
 
     class Meta:
         model = FlexibleDevice
-        fields = [
-            "name",
-            "sensor_id",
-            "room",
-            "category",
-            "max_shed_kw",
-            "max_shed_share",
-            "priority",
-            "min_event_minutes",
-            "max_event_minutes",
-            "enabled",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["name", *FlexibleDevice.SETTINGS, "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
         # Uniqueness and limits are the service's checks, with the module's own messages.
         validators: list[Any] = []

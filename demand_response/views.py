@@ -54,11 +54,6 @@ def refused() -> Iterator[None]:
         raise ValidationError(exc.errors or {"detail": str(exc)}) from exc
 
 
-def who(request: Request) -> str:
-    """How an answer made through the API is recorded."""
-    return f"operator:{request.user.get_username()}"
-
-
 class FlexibleDeviceViewSet(viewsets.ModelViewSet[FlexibleDevice]):
     """Flexible devices: CRUD by name."""
 
@@ -117,7 +112,7 @@ class InvitationViewSet(
         with refused():
             services.invitation_accept(
                 invitation=invitation,
-                answered_by=who(request),
+                answered_by=services.as_operator(request.user),
                 reason=body.validated_data["reason"],
                 devices=body.validated_data.get("devices"),
             )
@@ -132,7 +127,9 @@ class InvitationViewSet(
         body.is_valid(raise_exception=True)
         with refused():
             services.invitation_decline(
-                invitation=invitation, answered_by=who(request), reason=body.validated_data["reason"]
+                invitation=invitation,
+                answered_by=services.as_operator(request.user),
+                reason=body.validated_data["reason"],
             )
         return Response(self._show(invitation.pk))
 
@@ -157,7 +154,9 @@ class DREventViewSet(
         body = EventCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         with refused():
-            event = services.event_create(created_by=who(request), **body.validated_data)
+            event = services.event_create(
+                created_by=services.as_operator(request.user), **body.validated_data
+            )
         return Response(
             DREventSerializer(self.get_queryset().get(pk=event.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -171,7 +170,9 @@ class DREventViewSet(
         body.is_valid(raise_exception=True)
         with refused():
             services.event_cancel(
-                event=event, cancelled_by=who(request), reason=body.validated_data["reason"]
+                event=event,
+                cancelled_by=services.as_operator(request.user),
+                reason=body.validated_data["reason"],
             )
         return Response(DREventSerializer(self.get_queryset().get(pk=event.pk)).data)
 
@@ -227,7 +228,9 @@ class PolicyView(APIView):
         body = PolicySerializer(services.policy_get(), data=request.data, partial=partial)
         body.is_valid(raise_exception=True)
         with refused():
-            policy = services.policy_update(updated_by=who(request), **body.validated_data)
+            policy = services.policy_update(
+                updated_by=services.as_operator(request.user), **body.validated_data
+            )
         return Response(PolicySerializer(policy).data)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from demand_response import services
+from demand_response.admin import FlexibleDeviceForm
 from demand_response.models import DREvent, FlexibleDevice, Invitation
+from demand_response.serializers import FlexibleDeviceSerializer
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -20,6 +23,18 @@ def operator_client(operator: Any) -> Client:
     client = Client()
     client.force_login(operator)
     return client
+
+
+def test_the_admin_form_the_api_and_the_service_take_the_one_list_of_device_settings() -> None:
+    # The admin saves through device_create(name=..., **settings) and the API passes its
+    # validated data: a setting missing from one of them would fail there, not here.
+    settings = ["name", *FlexibleDevice.SETTINGS]
+    assert FlexibleDeviceForm._meta.fields == settings
+    assert [n for n, f in FlexibleDeviceSerializer().fields.items() if not f.read_only] == settings
+    assert list(inspect.signature(services.device_create).parameters) == settings
+    # Every field an operator may write is in it.
+    editable = {f.name for f in FlexibleDevice._meta.concrete_fields if f.editable and not f.primary_key}
+    assert editable == set(settings)
 
 
 def invite() -> Invitation:

@@ -284,7 +284,8 @@ def test_an_operator_answering_while_the_policy_decides_wins_and_the_policy_answ
         services.invitation_accept(invitation=invitation.pk, answered_by="operator:op", reason="mine")
         return evaluate(**kwargs)
 
-    monkeypatch.setattr(services, "policy_evaluate", operator_meanwhile)
+    # Where the policy's run looks the evaluation up: its subject file.
+    monkeypatch.setattr("demand_response.services.policy.policy_evaluate", operator_meanwhile)
     assert services.auto_response_run() == {"expired": 0, "accepted": 0, "declined": 0, "errors": 0}
     assert answer(invitation) == ("accepted", "operator:op", "mine")
     assert DREvent.objects.get().created_by == "operator:op"
@@ -296,10 +297,12 @@ def test_two_accepts_past_the_pending_check_give_one_answer_and_one_event(
     # Both read the invitation as pending before either wrote: the compare-and-swap decides.
     invitation = invite(10)
     stale = Invitation.objects.get(pk=invitation.pk)
-    monkeypatch.setattr(services, "_pending", lambda _invitation: Invitation.objects.get(pk=stale.pk))
+    # The pending check of the invitations' subject file, as both answers ran it before either wrote.
+    pending = "demand_response.services.invitations._pending"
+    monkeypatch.setattr(pending, lambda _invitation: Invitation.objects.get(pk=stale.pk))
     decision = services.policy_evaluate(policy=services.policy_get(), invitation=stale, now=timezone.now())
     services.invitation_accept(invitation=invitation, answered_by="operator:op", reason="mine")
-    monkeypatch.setattr(services, "_pending", lambda _invitation: stale)
+    monkeypatch.setattr(pending, lambda _invitation: stale)
     with pytest.raises(services.Conflict, match="was answered meanwhile"):
         services.invitation_accept(
             invitation=stale, answered_by="policy", reason="policy", plan=decision.plan

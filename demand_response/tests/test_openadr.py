@@ -247,7 +247,9 @@ def test_an_event_the_policy_covers_is_opted_in_runs_and_completes(
 ) -> None:
     run_ven()
     assert vtn.registrations[0]["ven_name"] == "test-ven"
-    assert vtn.report_offers == [("building", "RealPower", "k W")]
+    # openleadr offers the reports after the registration, which is all run_ven waits for.
+    offers = until(lambda: vtn.report_offers, 15, "the VEN offering its report")
+    assert offers == [("building", "RealPower", "k W")]
     start = a_start(minutes=3)
 
     event_id = vtn.add_event(-20.0, start, minutes=3)
