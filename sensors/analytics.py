@@ -19,11 +19,11 @@ from django.db import connections
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from energy_dashboard.clock import building_tz, iso_z
 from sensors import analytics_cache
 from sensors.aggregation import (
     as_datetime,
     bucket_sql,
-    building_tz,
     local_day_bounds,
     local_days,
     local_period_sql,
@@ -56,11 +56,6 @@ COMFORT = {
 }
 
 
-def iso(moment: datetime) -> str:
-    """UTC ISO 8601 with Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def local_iso(moment: datetime) -> str:
     """ISO 8601 in the building's time zone, with its offset."""
     return moment.astimezone(building_tz()).isoformat()
@@ -91,7 +86,7 @@ def raw_series(
         queryset = queryset.filter(timestamp__gt=after)
     rows = queryset.values_list("timestamp", "value", "estimated")
     for ts, value, estimated in _chunked(rows, limit):
-        yield {"timestamp": iso(ts), "value": value, "quality": "estimated" if estimated else "measured"}
+        yield {"timestamp": iso_z(ts), "value": value, "quality": "estimated" if estimated else "measured"}
 
 
 def rollup_series(
@@ -115,7 +110,7 @@ def rollup_series(
     rows = queryset.values_list("bucket", "count", "sum", "min", "max", "mean")
     for bucket, count, total, low, high, mean in _chunked(rows, limit):
         yield {
-            "timestamp": iso(bucket),
+            "timestamp": iso_z(bucket),
             "value": total if summed else mean,
             "count": count,
             "sum": total,
@@ -313,8 +308,8 @@ def energy_report(
     return {
         "interval": interval,
         "timezone": settings.TIME_ZONE,
-        "start": iso(start),
-        "end": iso(end),
+        "start": iso_z(start),
+        "end": iso_z(end),
         "scope": "selection" if rooms or sensor_ids else "building",
         "series": [
             {
@@ -333,7 +328,7 @@ def energy_report_json(
     """`energy_report` as JSON, from the analytics cache while its days' data is unchanged
     (sensors.analytics_cache). The cache reads one version per local day of the range: the
     API bounds the range (ANALYTICS_MAX_RANGE_DAYS)."""
-    request = "|".join([",".join(rooms), ",".join(sensor_ids), iso(start), iso(end), interval])
+    request = "|".join([",".join(rooms), ",".join(sensor_ids), iso_z(start), iso_z(end), interval])
 
     def compute() -> bytes:
         report = energy_report(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
@@ -467,7 +462,7 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
             "co2_ppm": value_of.get(Metric.CO2),
             "temperature_c": value_of.get(Metric.TEMPERATURE),
             "humidity_pct": value_of.get(Metric.HUMIDITY),
-            "as_of": iso(max(bucket for bucket, _ in known.values())) if known else None,
+            "as_of": iso_z(max(bucket for bucket, _ in known.values())) if known else None,
         }
         flags = [
             metric
@@ -478,7 +473,7 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
         outside += bool(flags)
         comfort[name] = figures
     return {
-        "as_of": iso(now),
+        "as_of": iso_z(now),
         "timezone": str(building_tz()),
         "current_power_w": power_total,
         "current_power_by_room_w": dict(power_by_room),
@@ -548,7 +543,7 @@ def query_rows(
                 "sensor_id": sensor_id,
                 "room": room,
                 "metric": metric,
-                "timestamp": iso(ts),
+                "timestamp": iso_z(ts),
                 "value": value,
                 "quality": "estimated" if estimated else "measured",
             }
@@ -566,7 +561,7 @@ def query_rows(
             "sensor_id": sensor_id,
             "room": room,
             "metric": metric,
-            "timestamp": iso(bucket),
+            "timestamp": iso_z(bucket),
             "value": value,
         }
 
@@ -584,14 +579,14 @@ def room_latest(room: Room) -> dict[str, Any]:
             .first()
         )
         latest[sensor.sensor_id] = (
-            {"metric": DEFAULT_METRIC[sensor.kind], "timestamp": iso(reading[0]), "value": reading[1]}
+            {"metric": DEFAULT_METRIC[sensor.kind], "timestamp": iso_z(reading[0]), "value": reading[1]}
             if reading
             else None
         )
     return {
         "metrics": (
             {
-                "bucket": iso(window.bucket),
+                "bucket": iso_z(window.bucket),
                 "energy_kwh": window.energy_kwh,
                 "power_w": window.power_w,
                 "co2_ppm": window.co2_ppm,

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from energy_dashboard.clock import iso_z
 from energy_dashboard.limits import EARLIEST
 from sensors.aggregation import MARK_WINDOW_S, bucket_sql, sensor_ids_sql
 from sensors.models import (
@@ -174,7 +175,7 @@ def parse_timestamp(raw: Any, now: datetime) -> datetime:
     else:
         raise PointError("timestamp must be ISO 8601 with an offset, or epoch seconds")
     if moment > now + FUTURE_SKEW:
-        raise PointError(f"timestamp {moment:%Y-%m-%dT%H:%M:%SZ} is in the future")
+        raise PointError(f"timestamp {iso_z(moment, timespec='seconds')} is in the future")
     if moment < EARLIEST:
         raise PointError("timestamp is before 1971")
     return moment
@@ -854,7 +855,7 @@ def ingest_rows(rows: Sequence[TypedRow]) -> Outcome:
             reason = f"{metric} {value:g} is outside the physical range {bounds[0]:g}..{bounds[1]:g}"
             rejected.append({"index": index, "reason": reason})
         elif moment > latest:
-            reason = f"timestamp {moment:%Y-%m-%dT%H:%M:%SZ} is in the future"
+            reason = f"timestamp {iso_z(moment, timespec='seconds')} is in the future"
             rejected.append({"index": index, "reason": reason})
         elif moment < EARLIEST:
             rejected.append({"index": index, "reason": "timestamp is before 1971"})

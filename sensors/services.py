@@ -13,6 +13,7 @@ from django.db import connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from energy_dashboard.clock import iso_z
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
 from energy_dashboard.limits import EARLIEST
 from energy_dashboard.startup import gc_paused
@@ -253,7 +254,7 @@ def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
     for pk, metric, moment, value, estimated in outcome.inserted:
         stamp = stamps.get(moment)
         if stamp is None:
-            stamp = stamps[moment] = moment.isoformat().replace("+00:00", "Z")
+            stamp = stamps[moment] = iso_z(moment)
         ident = who.get(pk)
         if ident is None:
             sensor = outcome.sensors[pk]
@@ -303,7 +304,7 @@ def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:
     return {
         "type": "room_metrics",
         "room": metrics.room.name,
-        "bucket": metrics.bucket.isoformat().replace("+00:00", "Z"),
+        "bucket": iso_z(metrics.bucket),
         "energy_kwh": metrics.energy_kwh,
         "power_w": metrics.power_w,
         "co2_ppm": metrics.co2_ppm,
