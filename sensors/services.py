@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, TypedDict, overload
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -17,13 +18,32 @@ from energy_dashboard.clock import iso_z
 from energy_dashboard.events import energy_data, send_on_commit, sensor_events
 from energy_dashboard.limits import EARLIEST
 from energy_dashboard.startup import gc_paused
-from sensors import aggregation, analytics, analytics_cache, ingest, live, simulation
-from sensors.ingest import IngestResult
+from sensors import aggregation, analytics, analytics_cache, live, rules, simulation, storage
 from sensors.models import MAX_EXPECTED_INTERVAL_S, Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.rules import Point, Rejection, TypedRow
+from sensors.storage import Row, SensorRef, Written
 
 logger = logging.getLogger(__name__)
 
 DB = "sensors"
+
+
+class IngestResult(TypedDict):
+    """What happened to a batch."""
+
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: list[Rejection]
+
+
+@dataclass
+class Outcome:
+    """A stored batch: the summary for the client and what the events need."""
+
+    result: IngestResult
+    inserted: list[Row]
+    sensors: dict[int, SensorRef]
 
 
 def room_create(
@@ -78,7 +98,7 @@ def sensor_register(
     return sensor
 
 
-def _sensor_event(sensor: Sensor, event: str) -> None:
+def _sensor_event(sensor: Sensor | SensorRef, event: str) -> None:
     send_on_commit(
         sensor_events,
         sender=Sensor,
@@ -86,7 +106,7 @@ def _sensor_event(sensor: Sensor, event: str) -> None:
         sensor_id=sensor.sensor_id,
         event=event,
         status=sensor.status,
-        room=sensor.room.name if sensor.room_id else None,
+        room=sensor.room.name if sensor.room_id and sensor.room else None,
     )
 
 
@@ -109,7 +129,7 @@ def sensor_delete(*, sensor: Sensor) -> None:
     """Remove a sensor, its readings and aggregates; sends `sensor_events` (deleted).
 
     The sensor's row is locked first: that waits for every ingest holding it (see
-    ingest.touch_sensors) to commit, and an ingest that comes later finds the sensor gone and
+    storage.touch_sensors) to commit, and an ingest that comes later finds the sensor gone and
     rolls back, so the readings deleted next are all there are. The readings table has no
     database foreign key to do this (ADR 0006).
     """
@@ -169,7 +189,7 @@ def readings_ingest(
     """
     try:
         return _ingest_batch(readings, source, sensor_id, announce)
-    except ingest.SensorsGone:
+    except storage.SensorsGone:
         # A sensor was deleted while the batch was stored, and the batch rolled back (events
         # included). Once more: its points are now refused as readings of an unknown sensor.
         return _ingest_batch(readings, source, sensor_id, announce)
@@ -179,35 +199,77 @@ def _ingest_batch(
     readings: Sequence[Any], source: str, sensor_id: str | None, announce: bool
 ) -> IngestResult:
     with gc_paused(), transaction.atomic(using=DB):
-        outcome = ingest.ingest(readings, default_sensor=sensor_id)
+        outcome = _store_items(readings, sensor_id)
         if outcome.inserted and announce:
             send_on_commit(energy_data, sender=Reading, using=DB, source=source, readings=_Announced(outcome))
         # Last, so the sensors' rows are locked only for the commit: concurrent batches of the
         # same sensors do not queue behind each other's whole ingest. Also when nothing new was
         # stored: a register's first value still writes the sensor's counter state.
-        for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+        for sensor in storage.touch_sensors(outcome.sensors, outcome.inserted):
             _sensor_event(sensor, "recovered")
     return outcome.result
 
 
-def readings_import(*, rows: Sequence[ingest.TypedRow], source: str = "import") -> IngestResult:
+def _store_items(items: Sequence[Any], default_sensor: str | None) -> Outcome:
+    """Validate and store a batch of items; the caller holds the transaction."""
+    sensors = storage.sensor_refs(rules.named_sensors(items, default_sensor))
+    batch = rules.validate(items, sensors, default_sensor=default_sensor)
+    rejected = batch.rejected
+    points = batch.points
+    counter_bases = counter_repeats = 0
+    if batch.counters:
+        intervals, counter_bases, counter_repeats = storage.counters_to_intervals(batch.counters, rejected)
+        points = points + intervals
+    written = storage.write(points)
+    result: IngestResult = {
+        "accepted": len(written.inserted) + counter_bases,
+        "duplicates": _duplicates(points, written) + counter_repeats,
+        "conflicts": written.repeat_conflicts + written.conflicts,
+        "rejected": sorted(rejected, key=lambda r: r["index"]),
+    }
+    return Outcome(result, written.inserted, {s.pk: s for s in sensors.values()})
+
+
+def readings_import(*, rows: Sequence[TypedRow], source: str = "import") -> IngestResult:
     """Store readings a trusted parser has already typed (sensor_id, metric, aware timestamp,
     value in the canonical unit, estimated): the bulk path for history such as meter files.
 
-    The same guarantees as `readings_ingest` (range and future checks, duplicates skipped,
-    conflicts counted, dirty marks for the rollups, last_seen) without per-item parsing, and
-    without `energy_data`: an import announces itself (see `readings_ingest`'s `announce`).
+    The same guarantees as `readings_ingest` (the same rules, with the same reasons: see
+    `sensors.rules.check_rows`; duplicates skipped, conflicts counted, dirty marks for the
+    rollups, last_seen) without per-item parsing, and without `energy_data`: an import
+    announces itself (see `readings_ingest`'s `announce`).
     """
     # No savepoint of its own: inside a caller's transaction (a meter file is one) any error
     # fails the whole import anyway, and PostgreSQL slows down once a transaction holds more
     # than 64 subtransactions (the fast path already takes one per call).
     with gc_paused(), transaction.atomic(using=DB, savepoint=False):
-        outcome = ingest.ingest_rows(rows)
-        # Also locks the sensors (ingest.touch_sensors): a meter deleted meanwhile raises
+        outcome = _store_rows(rows)
+        # Also locks the sensors (storage.touch_sensors): a meter deleted meanwhile raises
         # SensorsGone, which fails the caller's whole import; its file can be processed again.
-        for sensor in ingest.touch_sensors(outcome.sensors, outcome.inserted):
+        for sensor in storage.touch_sensors(outcome.sensors, outcome.inserted):
             _sensor_event(sensor, "recovered")
     return outcome.result
+
+
+def _store_rows(rows: Sequence[TypedRow]) -> Outcome:
+    """Check and store typed rows; the caller holds the transaction."""
+    sensors = storage.sensor_refs(sorted({row[0] for row in rows}))
+    batch = rules.check_rows(rows, sensors)
+    written = storage.write(batch.points)
+    result: IngestResult = {
+        "accepted": len(written.inserted),
+        "duplicates": _duplicates(batch.points, written),
+        "conflicts": written.repeat_conflicts + written.conflicts,
+        "rejected": batch.rejected,
+    }
+    return Outcome(result, written.inserted, {ref.pk: ref for ref in sensors.values()})
+
+
+def _duplicates(points: list[Point], written: Written) -> int:
+    """Points left out as already there with the same value: repeats inside the batch, and
+    points stored before (those not inserted and not conflicting)."""
+    unique = len(points) - written.repeats - written.repeat_conflicts
+    return written.repeats + unique - len(written.inserted) - written.conflicts
 
 
 class _Announced(Sequence[dict[str, Any]]):
@@ -215,7 +277,7 @@ class _Announced(Sequence[dict[str, Any]]):
     only when some client follows the batch's groups, and names the groups from `rooms`
     (a 5,000-reading batch is 5,000 dicts, for nobody when nobody watches)."""
 
-    def __init__(self, outcome: ingest.Outcome) -> None:
+    def __init__(self, outcome: Outcome) -> None:
         self._outcome = outcome
         self._items: list[dict[str, Any]] | None = None
 
@@ -245,7 +307,7 @@ class _Announced(Sequence[dict[str, Any]]):
         return self._items
 
 
-def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
+def _announced(outcome: Outcome) -> list[dict[str, Any]]:
     """The `energy_data` payload of a stored batch; each timestamp and sensor is formatted once
     (a 5,000-reading batch has a few hundred of each)."""
     stamps: dict[datetime, str] = {}
@@ -258,7 +320,7 @@ def _announced(outcome: ingest.Outcome) -> list[dict[str, Any]]:
         ident = who.get(pk)
         if ident is None:
             sensor = outcome.sensors[pk]
-            ident = who[pk] = (sensor.sensor_id, sensor.room.name if sensor.room_id else None)
+            ident = who[pk] = (sensor.sensor_id, sensor.room.name if sensor.room_id and sensor.room else None)
         payload.append(
             {
                 "sensor_id": ident[0],
@@ -566,7 +628,7 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
     with transaction.atomic(using=DB):
         known = _meters(wanted)
         new = [external_id for external_id in wanted if external_id not in known]
-        for sensor in _register_meters(new, source) if new else []:
+        for sensor in storage.sensors_insert([_new_meter(external_id, source) for external_id in new]):
             _sensor_event(sensor, "registered")
             known[sensor.external_id] = sensor.sensor_id  # type: ignore[index]
         # Not created here: registered meanwhile by another import, or the id is taken.
@@ -590,50 +652,17 @@ def _meters(external_ids: Sequence[str]) -> dict[str, str]:
     return dict(Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id"))
 
 
-def _register_meters(external_ids: Sequence[str], source: str) -> list[Sensor]:
-    """Insert a meter per external id in one statement per 500; the ones this call created.
-
-    A file of new meters used to register them one `get_or_create` at a time: six round trips
-    each, and in an import each waited for the parser thread to hand the GIL back (~40 ms a
-    meter, 8 s of a 2,000,000-reading file of 200 meters; bench/ingest_files.py). An id some
-    other transaction registered meanwhile is skipped (ON CONFLICT DO NOTHING), not created
-    twice.
-    """
-    connection = connections[DB]
-    fields = [f for f in Sensor._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    created: list[Sensor] = []
-    for start in range(0, len(external_ids), 500):
-        sensors = {
-            external_id: Sensor(
-                sensor_id=_meter_id(external_id),
-                kind=Sensor.Kind.ENERGY_METER,
-                name=f"Meter {external_id}",
-                external_id=external_id,
-                expected_interval_s=900,
-                metadata={"registered_by": source},
-            )
-            for external_id in external_ids[start : start + 500]
-        }
-        params = [
-            # pre_save sets created_at/updated_at as save() would; the field prepares the value.
-            f.get_db_prep_save(f.pre_save(sensor, add=True), connection)
-            for sensor in sensors.values()
-            for f in fields
-        ]
-        values = ", ".join([row] * len(sensors))
-        with connection.cursor() as cursor:
-            cursor.execute(  # identifiers are the model's own; every value is a parameter
-                f"INSERT INTO {Sensor._meta.db_table} ({columns}) VALUES {values} "  # noqa: S608
-                "ON CONFLICT DO NOTHING RETURNING id, external_id",
-                params,
-            )
-            for pk, external_id in cursor.fetchall():
-                sensor = sensors[external_id]
-                sensor.pk = pk
-                created.append(sensor)
-    return created
+def _new_meter(external_id: str, source: str) -> Sensor:
+    """The sensor an import registers for a meter it has not seen: no room, a quarter-hour
+    interval, and who registered it."""
+    return Sensor(
+        sensor_id=_meter_id(external_id),
+        kind=Sensor.Kind.ENERGY_METER,
+        name=f"Meter {external_id}",
+        external_id=external_id,
+        expected_interval_s=900,
+        metadata={"registered_by": source},
+    )
 
 
 # --- reads for demand_response ---
