@@ -98,7 +98,7 @@ def main() -> None:
             lambda: services.readings_cleanup(batch_size=10_000, max_batches=1),
             writes=True,
         )
-    explain("Summary (GET /analytics/summary)", analytics.summary)
+    explain("Summary (GET /analytics/summary)", analytics.analytics_summary)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
+from energy_dashboard.clock import building_tz
 from energy_dashboard.limits import within_horizon
 from sensors.models import DirtyBucket, Metric, Reading, Rollup, RoomMetrics, Sensor, parse_pks
 
@@ -27,11 +26,6 @@ DB = "sensors"
 # Dirty marks cover an hour of one sensor's metric: one mark per hour of a 1-minute stream
 # instead of sixty; the job then recomputes that hour's twelve 5-minute room windows.
 MARK_WINDOW_S = 3600
-
-
-def building_tz() -> ZoneInfo:
-    """The building's time zone (TIME_ZONE)."""
-    return ZoneInfo(settings.TIME_ZONE)
 
 
 def local_day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -1,14 +1,16 @@
-"""Read-side queries: series of one sensor, energy per interval, the summary, free queries.
+"""The read side of the sensors module: every query that answers a question about the data.
 
-Aggregates come from the rollups (15m, 1h, local 1d), which the room-metrics job keeps up to
-date every 5 minutes; raw readings answer `resolution=raw`. Internal to the sensors module;
-`sensors.services` re-exports what other modules and the views use.
+One sensor's series, energy per interval, the summary, free queries, a room's latest figures,
+and what other modules read (latest power, quarter-hour load). Aggregates come from the
+rollups (15m, 1h, local 1d), which the room-metrics job keeps up to date every 5 minutes; raw
+readings answer `resolution=raw`. Internal to the sensors module: `sensors.services` gives the
+reads that other modules and the views use, under the names they have here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,14 +18,14 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connections
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
+from energy_dashboard.clock import building_tz, iso_z
 from sensors import analytics_cache
 from sensors.aggregation import (
     as_datetime,
     bucket_sql,
-    building_tz,
     local_day_bounds,
     local_days,
     local_period_sql,
@@ -36,7 +38,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # streams its range holding one chunk, never the range.
 CHUNK_ROWS = 2_000
 
-DEFAULT_METRIC = {
+# The metric each kind of sensor reports, which its series shows when none is asked (named in
+# lower case as the public face gives it: `sensors.services.default_metric`).
+default_metric: dict[str, str] = {
     Sensor.Kind.ENERGY_METER: Metric.ENERGY,
     Sensor.Kind.POWER: Metric.POWER,
     Sensor.Kind.CO2: Metric.CO2,
@@ -54,11 +58,6 @@ COMFORT = {
     Metric.TEMPERATURE: (20.0, 26.0),
     Metric.HUMIDITY: (30.0, 60.0),
 }
-
-
-def iso(moment: datetime) -> str:
-    """UTC ISO 8601 with Z."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def local_iso(moment: datetime) -> str:
@@ -91,7 +90,7 @@ def raw_series(
         queryset = queryset.filter(timestamp__gt=after)
     rows = queryset.values_list("timestamp", "value", "estimated")
     for ts, value, estimated in _chunked(rows, limit):
-        yield {"timestamp": iso(ts), "value": value, "quality": "estimated" if estimated else "measured"}
+        yield {"timestamp": iso_z(ts), "value": value, "quality": "estimated" if estimated else "measured"}
 
 
 def rollup_series(
@@ -115,7 +114,7 @@ def rollup_series(
     rows = queryset.values_list("bucket", "count", "sum", "min", "max", "mean")
     for bucket, count, total, low, high, mean in _chunked(rows, limit):
         yield {
-            "timestamp": iso(bucket),
+            "timestamp": iso_z(bucket),
             "value": total if summed else mean,
             "count": count,
             "sum": total,
@@ -123,6 +122,51 @@ def rollup_series(
             "max": high,
             "mean": mean,
         }
+
+
+def sensor_series_rows(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None = None,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """One sensor's points, oldest first, after `after` (keyset cursor): raw readings
+    (`resolution="raw"`) or rollup buckets; read from the database in chunks while they are
+    consumed (an export streams its range), every row when `limit` is None."""
+    if resolution == "raw":
+        return raw_series(sensor=sensor, metric=metric, start=start, end=end, after=after, limit=limit)
+    return rollup_series(
+        sensor=sensor, metric=metric, resolution=resolution, start=start, end=end, after=after, limit=limit
+    )
+
+
+def sensor_series(
+    *,
+    sensor: Sensor,
+    metric: str,
+    resolution: str,
+    start: datetime,
+    end: datetime,
+    after: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """A page of one sensor's points (at most `limit`) as a list: `sensor_series_rows`' first
+    `limit` rows, for an answer that is sent whole."""
+    return list(
+        sensor_series_rows(
+            sensor=sensor,
+            metric=metric,
+            resolution=resolution,
+            start=start,
+            end=end,
+            after=after,
+            limit=limit,
+        )
+    )
 
 
 # --- Energy per interval --------------------------------------------------------------------
@@ -313,8 +357,8 @@ def energy_report(
     return {
         "interval": interval,
         "timezone": settings.TIME_ZONE,
-        "start": iso(start),
-        "end": iso(end),
+        "start": iso_z(start),
+        "end": iso_z(end),
         "scope": "selection" if rooms or sensor_ids else "building",
         "series": [
             {
@@ -333,7 +377,7 @@ def energy_report_json(
     """`energy_report` as JSON, from the analytics cache while its days' data is unchanged
     (sensors.analytics_cache). The cache reads one version per local day of the range: the
     API bounds the range (ANALYTICS_MAX_RANGE_DAYS)."""
-    request = "|".join([",".join(rooms), ",".join(sensor_ids), iso(start), iso(end), interval])
+    request = "|".join([",".join(rooms), ",".join(sensor_ids), iso_z(start), iso_z(end), interval])
 
     def compute() -> bytes:
         report = energy_report(rooms=rooms, sensor_ids=sensor_ids, start=start, end=end, interval=interval)
@@ -412,7 +456,7 @@ def _totals(
     return dict(totals)
 
 
-def summary(now: datetime | None = None) -> dict[str, Any]:
+def analytics_summary(now: datetime | None = None) -> dict[str, Any]:
     """Current power, energy today / this week / this month (per room and per kind), top
     consumers this week and comfort figures per room."""
     now = now or timezone.now()
@@ -467,7 +511,7 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
             "co2_ppm": value_of.get(Metric.CO2),
             "temperature_c": value_of.get(Metric.TEMPERATURE),
             "humidity_pct": value_of.get(Metric.HUMIDITY),
-            "as_of": iso(max(bucket for bucket, _ in known.values())) if known else None,
+            "as_of": iso_z(max(bucket for bucket, _ in known.values())) if known else None,
         }
         flags = [
             metric
@@ -478,7 +522,7 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
         outside += bool(flags)
         comfort[name] = figures
     return {
-        "as_of": iso(now),
+        "as_of": iso_z(now),
         "timezone": str(building_tz()),
         "current_power_w": power_total,
         "current_power_by_room_w": dict(power_by_room),
@@ -499,23 +543,23 @@ def summary(now: datetime | None = None) -> dict[str, Any]:
 AGGREGATIONS = ("raw", "avg", "sum", "min", "max", "count")
 
 
-def summary_json() -> bytes:
-    """`summary` as JSON, computed at most once per ANALYTICS_SUMMARY_MAX_AGE seconds (and
-    again as soon as this month's aggregates or the registry change): every dashboard polls
-    it, and its "current power" is the newest reading of the last 15 minutes anyway. Its
-    `as_of` says when it was computed."""
+def analytics_summary_json() -> bytes:
+    """`analytics_summary` as JSON, computed at most once per ANALYTICS_SUMMARY_MAX_AGE
+    seconds (and again as soon as this month's aggregates or the registry change): every
+    dashboard polls it, and its "current power" is the newest reading of the last 15 minutes
+    anyway. Its `as_of` says when it was computed."""
     now = timezone.now()
     max_age = settings.ANALYTICS_SUMMARY_MAX_AGE_S
     if max_age <= 0:
-        return orjson.dumps(summary(now))
+        return orjson.dumps(analytics_summary(now))
     today = now.astimezone(building_tz()).date()
     first = min(today.replace(day=1), today - timedelta(days=today.weekday()))
     days = local_days(local_day_bounds(first)[0], now)  # this week's and this month's
     slot = str(int(now.timestamp() // max_age))
-    return analytics_cache.cached("summary", slot, days, lambda: orjson.dumps(summary(now)))
+    return analytics_cache.cached("summary", slot, days, lambda: orjson.dumps(analytics_summary(now)))
 
 
-def query_rows(
+def data_query(
     *,
     sensor_ids: list[str],
     rooms: list[str],
@@ -548,7 +592,7 @@ def query_rows(
                 "sensor_id": sensor_id,
                 "room": room,
                 "metric": metric,
-                "timestamp": iso(ts),
+                "timestamp": iso_z(ts),
                 "value": value,
                 "quality": "estimated" if estimated else "measured",
             }
@@ -566,7 +610,7 @@ def query_rows(
             "sensor_id": sensor_id,
             "room": room,
             "metric": metric,
-            "timestamp": iso(bucket),
+            "timestamp": iso_z(bucket),
             "value": value,
         }
 
@@ -578,20 +622,20 @@ def room_latest(room: Room) -> dict[str, Any]:
     latest: dict[str, Any] = {}
     for sensor in sensors:
         reading = (
-            Reading.objects.filter(sensor=sensor, metric=DEFAULT_METRIC[sensor.kind])
+            Reading.objects.filter(sensor=sensor, metric=default_metric[sensor.kind])
             .order_by("-timestamp")
             .values_list("timestamp", "value")
             .first()
         )
         latest[sensor.sensor_id] = (
-            {"metric": DEFAULT_METRIC[sensor.kind], "timestamp": iso(reading[0]), "value": reading[1]}
+            {"metric": default_metric[sensor.kind], "timestamp": iso_z(reading[0]), "value": reading[1]}
             if reading
             else None
         )
     return {
         "metrics": (
             {
-                "bucket": iso(window.bucket),
+                "bucket": iso_z(window.bucket),
                 "energy_kwh": window.energy_kwh,
                 "power_w": window.power_w,
                 "co2_ppm": window.co2_ppm,
@@ -607,17 +651,53 @@ def room_latest(room: Room) -> dict[str, Any]:
     }
 
 
-def latest_value(sensor_id: str, metric: str, *, max_age: timedelta) -> tuple[datetime, float] | None:
-    """A sensor's newest value of a metric if younger than `max_age` (for other modules)."""
-    row = (
-        Reading.objects.filter(
-            sensor__sensor_id=sensor_id, metric=metric, timestamp__gte=timezone.now() - max_age
+# --- Reads other modules make ---------------------------------------------------------------
+
+
+def power_latest(*, sensor_ids: Sequence[str]) -> dict[str, tuple[datetime, float]]:
+    """Each sensor's newest power reading, whatever its age: sensor_id -> (timestamp, W).
+
+    One query however many sensors (a correlated subquery per column, served by the readings'
+    (sensor, metric, timestamp) index); sensors without a power reading are absent.
+    """
+    newest = Reading.objects.filter(sensor=OuterRef("pk"), metric=Metric.POWER).order_by("-timestamp")
+    rows = (
+        Sensor.objects.filter(sensor_id__in=list(sensor_ids))
+        .annotate(
+            latest_at=Subquery(newest.values("timestamp")[:1]),
+            latest_value=Subquery(newest.values("value")[:1]),
         )
-        .order_by("-timestamp")
-        .values_list("timestamp", "value")
-        .first()
+        .filter(latest_at__isnull=False)
+        .values_list("sensor_id", "latest_at", "latest_value")
     )
-    return (row[0], row[1]) if row else None
+    return {sensor_id: (moment, value) for sensor_id, moment, value in rows}
+
+
+def load_kw_quarter_hours(
+    *, sensor_ids: Sequence[str], start: datetime, end: datetime
+) -> dict[str, dict[datetime, float]]:
+    """Each sensor's average load in kW per 15-minute bucket starting in [start, end), from the
+    quarter-hour rollups: the power mean (W / 1000) or, for a sensor with no power rollups in
+    the range, its interval energy (kWh in 15 minutes x 4). Buckets without data are absent."""
+    wanted = list(sensor_ids)
+    rollups = Rollup.objects.filter(
+        sensor__sensor_id__in=wanted,
+        resolution=Rollup.Resolution.QUARTER_HOUR,
+        bucket__gte=start,
+        bucket__lt=end,
+    )
+    out: dict[str, dict[datetime, float]] = {sensor_id: {} for sensor_id in wanted}
+    for sensor_id, bucket, mean in rollups.filter(metric=Metric.POWER).values_list(
+        "sensor__sensor_id", "bucket", "mean"
+    ):
+        out[sensor_id][bucket] = mean / 1000.0
+    without_power = [sensor_id for sensor_id, series in out.items() if not series]
+    if without_power:
+        for sensor_id, bucket, total in rollups.filter(
+            metric=Metric.ENERGY, sensor__sensor_id__in=without_power
+        ).values_list("sensor__sensor_id", "bucket", "sum"):
+            out[sensor_id][bucket] = total * 4.0
+    return out
 
 
 def local_day(moment: datetime) -> date:

@@ -12,8 +12,8 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sensors.aggregation import building_tz
-from sensors.analytics import DEFAULT_METRIC
+from energy_dashboard.clock import building_tz
+from sensors.analytics import default_metric
 from sensors.models import Metric, Sensor
 
 
@@ -56,21 +56,18 @@ def value_for(sensor: Sensor, metric: str, moment: datetime, interval_s: float, 
     raise ValueError(metric)
 
 
-# Each kind of sensor reports the metric the API shows for it by default.
-SIMULATED = DEFAULT_METRIC
-
-
 def batch(
     sensors: list[Sensor], moment: datetime, interval_s: float, rng: random.Random
 ) -> list[dict[str, Any]]:
-    """One reading per sensor at `moment`, as readings_ingest takes them."""
+    """One reading per sensor at `moment`, as readings_ingest takes them: of the metric the API
+    shows for its kind by default."""
     stamp = moment.isoformat()
     return [
         {
             "sensor_id": sensor.sensor_id,
-            "metric": SIMULATED[sensor.kind],
+            "metric": default_metric[sensor.kind],
             "timestamp": stamp,
-            "value": round(value_for(sensor, SIMULATED[sensor.kind], moment, interval_s, rng), 4),
+            "value": round(value_for(sensor, default_metric[sensor.kind], moment, interval_s, rng), 4),
         }
         for sensor in sensors
     ]

@@ -19,10 +19,11 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from energy_dashboard.api import CSVRenderer, csv_response
+from energy_dashboard.clock import iso_z
 from energy_dashboard.permissions import ReadAny
 from energy_dashboard.startup import gc_paused
 from sensors import services
-from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, iso, local_iso
+from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
 from sensors.serializers import (
@@ -103,8 +104,8 @@ class SensorDataMixin:
                 "sensor_id": sensor.sensor_id,
                 "metric": metric,
                 "resolution": params["resolution"],
-                "start": iso(params["start"]),
-                "end": iso(params["end"]),
+                "start": iso_z(params["start"]),
+                "end": iso_z(params["end"]),
                 "next": following,
                 "points": points,
             }

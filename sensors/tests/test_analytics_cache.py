@@ -152,13 +152,13 @@ def test_the_summary_is_reused_only_within_its_max_age_and_until_todays_data_cha
     viewer_api: APIClient, monkeypatch: Any, settings: Any
 ) -> None:
     computed: list[datetime | None] = []
-    real = analytics.summary
+    real = analytics.analytics_summary
 
     def counting(now: datetime | None = None) -> dict[str, Any]:
         computed.append(now)
         return real(now)
 
-    monkeypatch.setattr(analytics, "summary", counting)
+    monkeypatch.setattr(analytics, "analytics_summary", counting)
     settings.ANALYTICS_SUMMARY_MAX_AGE_S = 3600  # one slot for the whole test
     first = viewer_api.get("/api/v1/analytics/summary")
     assert first.status_code == 200 and first["Content-Type"] == "application/json"

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from energy_dashboard import events
-from sensors import ingest, services
+from sensors import rules, services, storage
 from sensors.models import DirtyBucket, Reading, Sensor, parse_pks
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -30,7 +30,7 @@ def iso(moment: datetime) -> str:
 def postgresql_path(request: Any, monkeypatch: Any) -> str:
     """Each test on both of PostgreSQL's new-batch paths: small batches are one INSERT ...
     ON CONFLICT statement, larger ones COPY (on SQLite both are the staged path)."""
-    monkeypatch.setattr(ingest, "SMALL_BATCH", 10**6 if request.param == "one statement" else 0)
+    monkeypatch.setattr(storage, "SMALL_BATCH", 10**6 if request.param == "one statement" else 0)
     return str(request.param)
 
 
@@ -45,9 +45,7 @@ def pk(sensor_id: str) -> int:
     return Sensor.objects.get(sensor_id=sensor_id).pk
 
 
-def points(
-    sensor_pk: int, values: list[float], step: timedelta = timedelta(minutes=37)
-) -> list[ingest.Point]:
+def points(sensor_pk: int, values: list[float], step: timedelta = timedelta(minutes=37)) -> list[rules.Point]:
     # Microseconds and several hours, so marks of more than one window and exact instants count.
     return [
         (i, sensor_pk, "power", T0 + i * step + timedelta(microseconds=7 * i), value, i % 3 == 0)
@@ -75,9 +73,9 @@ def marks(sensor_pk: int) -> set[tuple[str, datetime]]:
 def test_all_new_batch_stores_and_marks_what_the_staged_path_does() -> None:
     p1, p2 = pk("p1"), pk("p2")
     with transaction.atomic(using="sensors"), connections["sensors"].cursor() as cursor:
-        staged = ingest._write_staged(cursor, points(p1, AWKWARD), connections["sensors"].vendor)
+        staged = storage._write_staged(cursor, points(p1, AWKWARD), connections["sensors"].vendor)
     with transaction.atomic(using="sensors"):
-        fast = ingest.write(points(p2, AWKWARD))
+        fast = storage.write(points(p2, AWKWARD))
 
     assert stored(p2) == stored(p1)
     assert [value for _, value, _ in stored(p2)] == AWKWARD  # bit for bit, not approximately
@@ -92,9 +90,9 @@ def test_all_new_batch_takes_its_fast_path_on_postgresql(postgresql_path: str) -
     connection = connections["sensors"]
     batch = points(pk("p1"), [1.0, 2.0, 3.0])
     with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
-        written = ingest.write(batch)
+        written = storage.write(batch)
     sql = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
-    assert any(ingest.STAGING in q for q in sql) is (connection.vendor != "postgresql")
+    assert any(storage.STAGING in q for q in sql) is (connection.vendor != "postgresql")
     if connection.vendor == "postgresql":
         if postgresql_path == "copy":
             assert any(q.startswith("COPY") for q in sql)
@@ -108,13 +106,13 @@ def test_batch_with_stored_points_falls_back_and_counts_them() -> None:
     p1 = pk("p1")
     first = points(p1, [1.0, 2.0])
     with transaction.atomic(using="sensors"):
-        ingest.write(first)
+        storage.write(first)
     marks_before = DirtyBucket.objects.count()
     # A repeat, a conflicting value and two new points: the COPY fails on the repeat, its
     # savepoint is rolled back, and the staged path stores exactly the new ones.
     again = [first[0], (*first[1][:4], 99.0, first[1][5]), *points(p1, [0, 0, 5.0, 6.0])[2:]]
     with transaction.atomic(using="sensors"):
-        written = ingest.write(again)
+        written = storage.write(again)
 
     assert [row[3] for row in written.inserted] == [5.0, 6.0]
     assert written.conflicts == 1
@@ -127,22 +125,22 @@ def test_batch_with_stored_points_falls_back_and_counts_them() -> None:
 def test_a_copy_sent_in_pieces_stores_every_row_and_falls_back_from_its_last(
     monkeypatch: Any, piece: int
 ) -> None:
-    monkeypatch.setattr(ingest, "COPY_PIECE", piece)
+    monkeypatch.setattr(storage, "COPY_PIECE", piece)
     p1 = pk("p1")
     connection = connections["sensors"]
     with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
-        written = ingest.write(points(p1, AWKWARD))
+        written = storage.write(points(p1, AWKWARD))
     assert [value for _, value, _ in stored(p1)] == AWKWARD
     assert len(written.inserted) == len(AWKWARD)
     # On PostgreSQL the pieces made one valid COPY: the batch did not fall back to staging.
-    staged = any(ingest.STAGING in query["sql"] for query in queries.captured_queries)
+    staged = any(storage.STAGING in query["sql"] for query in queries.captured_queries)
     assert staged is (connection.vendor != "postgresql")
     # Eight new points before T0 and the stored one at T0: in key order the stored point is
     # last, so the COPY fails only after its other pieces were sent; the staged path then
     # stores the eight.
     earlier = [(i, p1, "power", T0 - timedelta(hours=8 - i), float(i), False) for i in range(8)]
     with transaction.atomic(using="sensors"):
-        written = ingest.write([*earlier, points(p1, AWKWARD)[0]])
+        written = storage.write([*earlier, points(p1, AWKWARD)[0]])
     assert [row[3] for row in written.inserted] == [float(i) for i in range(8)]
     assert len(stored(p1)) == len(AWKWARD) + 8
 
@@ -154,17 +152,17 @@ def test_repeats_inside_a_batch_are_left_out_counted_and_the_first_value_kept() 
     batch = [a, b, (9, *a[1:]), (10, *b[1:4], 7.0, b[5]), c]  # a again; b with another value
     connection = connections["sensors"]
     with CaptureQueriesContext(connection) as queries, transaction.atomic(using="sensors"):
-        written = ingest.write(batch)
+        written = storage.write(batch)
     assert [row[3] for row in written.inserted] == [1.0, 2.0, 3.0]
     assert (written.repeats, written.repeat_conflicts, written.conflicts) == (1, 1, 0)
     assert [value for _, value, _ in stored(p1)] == [1.0, 2.0, 3.0]
     # On PostgreSQL's COPY path the COPY itself skips the repeats: a repeat is not taken for
     # a stored point (no staging).
     sql = [query["sql"] for query in queries.captured_queries]
-    assert any(ingest.STAGING in q for q in sql) is (connection.vendor != "postgresql")
+    assert any(storage.STAGING in q for q in sql) is (connection.vendor != "postgresql")
     # A stored point and its repeat: one duplicate of the store, one of the batch.
     with transaction.atomic(using="sensors"):
-        again = ingest.write([a, (11, *a[1:])])
+        again = storage.write([a, (11, *a[1:])])
     assert (again.inserted, again.repeats, again.conflicts) == ([], 1, 0)
     assert services.readings_ingest(
         readings=[
@@ -231,7 +229,7 @@ def test_shared_timestamps_and_units_give_each_item_its_own_verdict() -> None:
         {"sensor_id": "p1", "metric": ["power"], "timestamp": epoch, "value": 1},
         {"sensor_id": "p1", "metric": "power", "timestamp": [epoch], "value": 1},
     ]
-    batch = ingest.validate(items, ingest.sensor_refs(["p1", "p2"]))
+    batch = rules.validate(items, storage.sensor_refs(["p1", "p2"]))
     reasons = {r["index"]: r["reason"] for r in batch.rejected}
 
     assert reasons[0] == reasons[1] and "in the future" in reasons[0]

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from energy_dashboard.limits import EARLIEST
-from sensors import ingest, services
-from sensors.ingest import COUNTER_MAX_KWH, COUNTER_METRIC, FUTURE_SKEW, RANGES, UNITS, PointError, SensorRef
+from sensors import rules, services
 from sensors.models import CounterState, Metric, Reading, Sensor
+from sensors.rules import COUNTER_MAX_KWH, COUNTER_METRIC, FUTURE_SKEW, RANGES, UNITS, PointError
+from sensors.storage import SensorRef
 
 # Bounded: a few seconds for the whole file.
 FAST = settings(max_examples=400, deadline=None, database=None)
@@ -126,7 +127,7 @@ def item(**fields: Any) -> dict[str, Any]:
 @example(batch=[item(metric="energy_total", sensor_id="m1", value=1e308, unit="MWh")])
 def test_every_item_is_accepted_or_rejected_with_a_reason(batch: list[Any]) -> None:
     now = dj_timezone.now()
-    result = ingest.validate(batch, SENSORS)
+    result = rules.validate(batch, SENSORS)
     indexes = (
         [p[0] for p in result.points]
         + [p[0] for p in result.counters]
@@ -156,7 +157,7 @@ def test_every_item_is_accepted_or_rejected_with_a_reason(batch: list[Any]) -> N
 def test_a_timestamp_is_an_instant_within_the_horizon_or_a_point_error(raw: Any) -> None:
     now = dj_timezone.now()
     try:
-        moment = ingest.parse_timestamp(raw, now)
+        moment = rules.parse_timestamp(raw, now)
     except PointError as exc:
         reason = str(exc)
     else:
@@ -175,7 +176,7 @@ def test_convert_gives_a_float_or_a_point_error(metric: str, value: float, unit:
     if unit is not None and not isinstance(unit, str):
         return  # validate refuses a unit that is not a string before converting
     try:
-        converted = ingest.convert(metric, value, unit)
+        converted = rules.convert(metric, value, unit)
     except PointError as exc:
         reason = str(exc)
     else:

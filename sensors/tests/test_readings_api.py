@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from energy_dashboard.parsers import JSONParser
-from sensors import ingest, services
+from sensors import rules, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -75,7 +75,7 @@ def test_a_batch_is_parsed_and_stored_with_the_garbage_collector_off(
     operator_api: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, bool]] = []
-    parse, validate = JSONParser.parse, ingest.validate
+    parse, validate = JSONParser.parse, rules.validate
 
     def parse_watched(self: JSONParser, *args: Any, **kwargs: Any) -> Any:
         seen.append(("parse", gc.isenabled()))
@@ -86,7 +86,7 @@ def test_a_batch_is_parsed_and_stored_with_the_garbage_collector_off(
         return validate(*args, **kwargs)
 
     monkeypatch.setattr(JSONParser, "parse", parse_watched)
-    monkeypatch.setattr(ingest, "validate", validate_watched)
+    monkeypatch.setattr(rules, "validate", validate_watched)
     response = operator_api.post(
         "/api/v1/readings", {"readings": readings("p1", "power", [1])}, format="json"
     )

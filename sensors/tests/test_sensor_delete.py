@@ -11,7 +11,7 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
-from sensors import ingest, services
+from sensors import rules, services, storage
 from sensors.models import DirtyBucket, Reading, Rollup, Sensor
 
 
@@ -114,10 +114,10 @@ def test_a_deletion_that_commits_during_an_ingest_makes_the_batch_refuse_its_poi
     services.sensor_register(sensor_id="racing", kind="power")
     services.sensor_register(sensor_id="staying", kind="power")
     pk = Sensor.objects.get(sensor_id="racing").pk
-    write = ingest.write
+    write = storage.write
     deletions: list[threading.Thread] = []
 
-    def write_then_delete(points: list[ingest.Point]) -> ingest.Written:
+    def write_then_delete(points: list[rules.Point]) -> storage.Written:
         written = write(points)
         if not deletions:
             # The batch's readings are stored but not committed, and its sensors not locked
@@ -134,7 +134,7 @@ def test_a_deletion_that_commits_during_an_ingest_makes_the_batch_refuse_its_poi
             assert not deletions[0].is_alive(), "the deletion waited for the batch"
         return written
 
-    monkeypatch.setattr(ingest, "write", write_then_delete)
+    monkeypatch.setattr(storage, "write", write_then_delete)
     result = services.readings_ingest(readings=batch("racing", 3, 5) + batch("staying", 2, 5))
 
     # The batch rolled back and ran again: the deleted sensor's points are refused.

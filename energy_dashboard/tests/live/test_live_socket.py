@@ -404,15 +404,16 @@ def test_a_stored_batch_nobody_follows_is_never_turned_into_dicts(
     monkeypatch: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
     from sensors import services
+    from sensors.services import readings
 
     built: list[int] = []
-    real = services._announced
+    real = readings._announced
 
     def counting(outcome: Any) -> list[dict[str, Any]]:
         built.append(len(outcome.inserted))
         return real(outcome)
 
-    monkeypatch.setattr(services, "_announced", counting)
+    monkeypatch.setattr(readings, "_announced", counting)
     services.room_create(name="lab")
     services.sensor_register(sensor_id="p1", kind="power", room_name="lab")
     with django_capture_on_commit_callbacks(using="sensors", execute=True) as callbacks:

@@ -1,0 +1,90 @@
+"""The public face of the sensors module: other modules and the project call only this.
+
+Each name is defined, under that name, in the file of its subject:
+
+- `registry`: rooms and sensors, their changes and status, and the meters imports register;
+- `readings`: readings in, as items (`readings_ingest`) or typed rows (`readings_import`),
+  checked by `sensors.rules` and stored by `sensors.storage`;
+- `upkeep`: rollups and room metrics brought up to date, backfills, retention;
+- `demo`: the demo building and its synthetic readings;
+- `sensors.analytics`, the module's read side: series, energy, the summary, free queries, a
+  room's latest figures, and the reads other modules make (latest power, quarter-hour load).
+
+Inside the sensors module its own files import each other freely; import-linter holds every
+other module to this package (pyproject.toml, "other modules reach sensors only through
+sensors.services").
+"""
+
+from sensors.analytics import (
+    analytics_summary,
+    analytics_summary_json,
+    data_query,
+    default_metric,
+    energy_report,
+    energy_report_json,
+    energy_rows,
+    load_kw_quarter_hours,
+    power_latest,
+    room_latest,
+    sensor_series,
+    sensor_series_rows,
+)
+from sensors.services.demo import demo_load, simulate
+from sensors.services.readings import IngestResult, readings_import, readings_ingest, readings_transaction
+from sensors.services.registry import (
+    meters_for_external_ids,
+    overview,
+    room_create,
+    room_delete,
+    room_names,
+    room_update,
+    sensor_delete,
+    sensor_register,
+    sensor_update,
+    sensors_known,
+    sensors_list,
+    sensors_mark_stale,
+)
+from sensors.services.upkeep import (
+    aggregates_compute,
+    readings_cleanup,
+    rollups_backfill,
+    room_metrics_payload,
+)
+
+__all__ = [
+    "IngestResult",
+    "aggregates_compute",
+    "analytics_summary",
+    "analytics_summary_json",
+    "data_query",
+    "default_metric",
+    "demo_load",
+    "energy_report",
+    "energy_report_json",
+    "energy_rows",
+    "load_kw_quarter_hours",
+    "meters_for_external_ids",
+    "overview",
+    "power_latest",
+    "readings_cleanup",
+    "readings_import",
+    "readings_ingest",
+    "readings_transaction",
+    "rollups_backfill",
+    "room_create",
+    "room_delete",
+    "room_latest",
+    "room_metrics_payload",
+    "room_names",
+    "room_update",
+    "sensor_delete",
+    "sensor_register",
+    "sensor_series",
+    "sensor_series_rows",
+    "sensor_update",
+    "sensors_known",
+    "sensors_list",
+    "sensors_mark_stale",
+    "simulate",
+]
