@@ -17,6 +17,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from energy_dashboard import limits
+from energy_dashboard.clock import iso_z
 
 # --- Bounds (docs/demand-response.md, "Bounds") ------------------------------------------------
 # What the API, the admin and the OpenADR VEN accept, so that every value stored can be computed
@@ -453,8 +454,8 @@ class DispatchCommand(models.Model):
             "device": self.device.name,
             "action": self.action,
             "kw": round(self.kw, 3),
-            "until": self.until.isoformat().replace("+00:00", "Z"),
-            "sent_at": self.sent_at.isoformat().replace("+00:00", "Z"),
+            "until": iso_z(self.until),
+            "sent_at": iso_z(self.sent_at),
         }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -698,8 +698,3 @@ def load_kw_quarter_hours(
         ).values_list("sensor__sensor_id", "bucket", "sum"):
             out[sensor_id][bucket] = total * 4.0
     return out
-
-
-def local_day(moment: datetime) -> date:
-    """The building's calendar day of an instant."""
-    return moment.astimezone(building_tz()).date()

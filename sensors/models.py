@@ -10,6 +10,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from energy_dashboard.clock import iso_z
+
 # Bounds of what the registry takes (README, "Limits"): values every job, query and page can
 # compute with. A sensor's expected interval of 2^63-1 s stopped the stale-sensor job for good
 # (its timedelta overflows); a 10 MB metadata value was repeated in every sensor list.
@@ -160,7 +162,7 @@ class Reading(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.sensor_id} {self.metric} {self.timestamp:%Y-%m-%dT%H:%M:%SZ} {self.value}"
+        return f"{self.sensor_id} {self.metric} {iso_z(self.timestamp, timespec='seconds')} {self.value}"
 
 
 class CounterState(models.Model):
@@ -171,7 +173,7 @@ class CounterState(models.Model):
     value = models.FloatField()
 
     def __str__(self) -> str:
-        return f"{self.sensor_id} register {self.value} at {self.timestamp:%Y-%m-%dT%H:%M:%SZ}"
+        return f"{self.sensor_id} register {self.value} at {iso_z(self.timestamp, timespec='seconds')}"
 
 
 class Rollup(models.Model):

@@ -1,7 +1,7 @@
 """What every subject of the services shares: the module's database alias, its refusals
 (`DRError`, `Conflict`), how an operator is recorded, the check of a row before it is saved,
 how a periodic job skips a row it cannot handle, and the clock, the ISO "Z" format and the
-building's zone (`iso_z`, `building_tz`: this module's copies, to be replaced by a shared helper).
+building's zone (`iso_z`, `building_tz`, from energy_dashboard/clock.py).
 
 Private to the package (hence the file's name): other modules use what `services/__init__.py`
 exports. Its names carry no underscore because the subject files import them.
@@ -12,15 +12,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DatabaseError
 from django.db.models import Model
 from django.utils import timezone
+
+from energy_dashboard import clock
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -101,12 +101,7 @@ def or_now(now: datetime | None) -> datetime:
 
 def iso_z(moment: datetime | None) -> str | None:
     """An instant as ISO 8601 in UTC with "Z" (None stays None), as the API and dr_events show it."""
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def building_tz() -> ZoneInfo:
-    """The building's zone (TIME_ZONE): local days and hours of the policy and the baselines."""
-    return ZoneInfo(settings.TIME_ZONE)
+    return None if moment is None else clock.iso_z(moment)
 
 
 def as_operator(user: AbstractBaseUser | AnonymousUser) -> str:
