@@ -14,7 +14,6 @@ from demand_response.models import AutoResponsePolicy, FlexibleDevice, Invitatio
 from demand_response.services._common import (
     EPSILON_KW,
     DRError,
-    building_tz,
     describe,
     or_now,
     skipping,
@@ -26,6 +25,7 @@ from demand_response.services.invitations import (
     invitation_decline,
     invitations_expire,
 )
+from energy_dashboard.clock import building_tz
 from sensors import services as sensors_services
 
 logger = logging.getLogger(__name__)
