@@ -1,7 +1,7 @@
 """What every subject of the services shares: the module's database alias, its refusals
 (`DRError`, `Conflict`), how an operator is recorded, the check of a row before it is saved,
-how a periodic job skips a row it cannot handle, and the clock, the ISO "Z" format and the
-building's zone (`iso_z`, `building_tz`, from energy_dashboard/clock.py).
+how a periodic job skips a row it cannot handle, the clock and the ISO "Z" format (`iso_z`,
+from energy_dashboard/clock.py).
 
 Private to the package (hence the file's name): other modules use what `services/__init__.py`
 exports. Its names carry no underscore because the subject files import them.
