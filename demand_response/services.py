@@ -31,6 +31,7 @@ from demand_response.models import (
     EventDevice,
     FlexibleDevice,
     Invitation,
+    utc,
 )
 from sensors import services as sensors_services
 
@@ -321,7 +322,7 @@ def flexibility_compute(
     minutes: float | None = None
     if start is not None and end is not None:
         busy = _busy_devices((d.pk for d in chosen), start, end, exclude_event)
-        minutes = (end - start).total_seconds() / 60
+        minutes = (utc(end) - utc(start)).total_seconds() / 60
     else:
         busy = _busy_devices_now((d.pk for d in chosen), now, exclude_event)
     out: list[DeviceFlexibility] = []
@@ -449,7 +450,7 @@ def invitation_create(
         if duration is None:
             raise DRError.on("end", "Give the invitation's end or its duration.")
         try:
-            end = start + duration
+            end = utc(start) + duration
         except OverflowError as exc:  # past year 9999: not a date, so bad input, not a crash
             raise DRError.on("end", "The invitation's duration is too long.") from exc
     baseline_method = baseline_method or programme_baseline(programme)
