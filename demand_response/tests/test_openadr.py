@@ -247,6 +247,8 @@ def test_an_event_the_policy_covers_is_opted_in_runs_and_completes(
 ) -> None:
     run_ven()
     assert vtn.registrations[0]["ven_name"] == "test-ven"
+    # The VEN offers its report after the registration, on its own: wait for it, not assume it.
+    until(lambda: vtn.report_offers, 15, "the VEN offering its report")
     assert vtn.report_offers == [("building", "RealPower", "k W")]
     start = a_start(minutes=3)
 
