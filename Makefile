@@ -21,7 +21,7 @@ NODE_STAMP := node_modules/.installed
 ASSETS_STAMP := static/dist/.built
 ASSET_SOURCES := $(shell find assets -type f 2>/dev/null)
 
-.PHONY: run test test-browser test-postgres lint fmt venv clean bench-deps bench lock system-deps assets
+.PHONY: run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -64,11 +64,35 @@ system-deps:
 	  [ -f /run/sshd.pid ] && $$SUDO kill "$$(cat /run/sshd.pid)" 2>/dev/null || true; \
 	fi
 
-## make test: the whole suite on SQLite and an embedded Redis, then the browser tests.
+## make test: the whole suite on SQLite and an embedded Redis; again without the tests that
+## start real processes (e2e) as if it were TEST_CLOCK (pytest --clock: each test starts at
+## 23:59 on the 25-hour autumn day, a Sunday, so the next minute is another day and week;
+## about 3 minutes more); then the browser tests. make test-clock runs more instants.
+TEST_CLOCK ?= 2026-10-25T23:59
 test: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -q -m "not e2e" \
+	    --clock=$(TEST_CLOCK) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-browser
+
+## make test-clock: the whole suite (SQLite, embedded Redis) once per instant in CLOCK_INSTANTS,
+## each test starting at that instant as if it were now (pytest --clock; building-local times,
+## TIME_ZONE, unless an offset is given): a summer midnight (the local date is not the UTC
+## date), a winter 23:59, both sides of the spring-forward gap, the first pass of the repeated
+## autumn hour and the end of that 25-hour day. About 5 minutes a pass, 30 in all on 2 cores;
+## every pass runs, then it fails if any did. One pass: make test-clock CLOCK_INSTANTS=2026-10-25T23:59
+CLOCK_INSTANTS ?= 2026-07-01T00:00 2026-12-02T23:59 2026-03-29T00:30 2026-03-29T02:30 \
+    2026-10-25T01:30+01:00 2026-10-25T23:59
+test-clock: $(STAMP) $(ASSETS_STAMP) system-deps
+	@failed=""; for instant in $(CLOCK_INSTANTS); do \
+	  echo "== pytest --clock=$$instant"; \
+	  env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	      -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -q --clock=$$instant \
+	      $(PYTEST_ARGS) || failed="$$failed $$instant"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test-clock failed at:$$failed"; exit 1; fi
 
 ## make test-browser: Chromium (Playwright) against the product as `manage.py run` serves it,
 ## in a pytest run of its own (Playwright's event loop and the async tests' do not mix).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -97,12 +97,20 @@ def _bounds_errors(instance: models.Model, fields: Sequence[str]) -> dict[str, l
 KW_VALIDATORS = [validate_finite, MinValueValidator(MIN_KW), MaxValueValidator(MAX_KW)]
 
 
+def utc(moment: datetime) -> datetime:
+    """`moment` in UTC, for arithmetic: what the API and the admin read is in the building's
+    zone, and two datetimes of one zone subtract and compare on its wall clock, an hour off
+    (or in the wrong order) across a daylight-saving change."""
+    return moment.astimezone(UTC)
+
+
 def _check_window(instance: Invitation | DREvent, what: str, errors: dict[str, list[str]]) -> None:
     """The window rules of a new or stored invitation or event: end after start, at most
     MAX_DURATION; a new one starts no further ahead than SCHEDULE_AHEAD."""
     start, end = instance.start, instance.end
     if not isinstance(start, datetime) or not isinstance(end, datetime):
         return  # the fields' own errors say why
+    start, end = utc(start), utc(end)
     if end <= start:
         errors.setdefault("end", []).append(f"{what} ends before it starts: end must be after start.")
     elif end - start > MAX_DURATION:
@@ -300,7 +308,7 @@ class Invitation(models.Model):
     @property
     def duration(self) -> timedelta:
         """How long the requested reduction lasts."""
-        return self.end - self.start
+        return utc(self.end) - utc(self.start)
 
     @property
     def committed_kw(self) -> float:

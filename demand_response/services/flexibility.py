@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from demand_response.models import EventDevice, FlexibleDevice
+from demand_response.models import EventDevice, FlexibleDevice, utc
 from demand_response.services._common import EPSILON_KW, describe, iso_z, or_now
 from sensors import services as sensors_services
 
@@ -110,7 +110,7 @@ def flexibility_compute(
     minutes: float | None = None
     if start is not None and end is not None:
         busy = EventDevice.objects.overlapping(start, end).taken((d.pk for d in chosen), exclude_event)
-        minutes = (end - start).total_seconds() / 60
+        minutes = (utc(end) - utc(start)).total_seconds() / 60
     else:
         busy = EventDevice.objects.holding_at(now).taken((d.pk for d in chosen), exclude_event)
     out: list[DeviceFlexibility] = []

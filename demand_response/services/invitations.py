@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from demand_response.models import BaselineMethod, Invitation
+from demand_response.models import BaselineMethod, Invitation, utc
 from demand_response.services._announce import invitation_changed
 from demand_response.services._common import (
     DB,
@@ -56,7 +56,7 @@ def invitation_create(
         if duration is None:
             raise DRError.on("end", "Give the invitation's end or its duration.")
         try:
-            end = start + duration
+            end = utc(start) + duration
         except OverflowError as exc:  # past year 9999: not a date, so bad input, not a crash
             raise DRError.on("end", "The invitation's duration is too long.") from exc
     baseline_method = baseline_method or programme_baseline(programme)

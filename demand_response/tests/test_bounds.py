@@ -321,6 +321,45 @@ def test_an_event_at_its_bounds_is_accepted(loads: datetime, operator_api: APICl
     assert response.status_code == 201, response.json()
 
 
+# An event's length is real time, not the building's wall clock: the API reads datetimes into
+# the building's zone, where Python subtracts and compares wall-clock times. Seen in a
+# `--clock=2026-03-29T00:30` run, where the bound test above spanned 26 March 2028.
+@pytest.mark.clock("2026-03-20T12:00:00+00:00")
+@pytest.mark.parametrize(
+    ("start", "end", "status"),
+    [
+        # 7 days across the spring change (the wall clock says 7 days and an hour).
+        ("2026-03-25T12:00:00Z", "2026-04-01T12:00:00Z", 201),
+        # 7 days and 30 minutes across the autumn change (the wall clock says 6 days 23:30).
+        ("2026-10-21T12:00:00Z", "2026-10-28T12:30:00Z", 400),
+        # 40 minutes in the repeated hour: 01:30 summer time to 01:10 winter time.
+        ("2026-10-25T01:30:00+01:00", "2026-10-25T01:10:00+00:00", 201),
+    ],
+    ids=["7-days-across-spring", "over-7-days-across-autumn", "inside-the-repeated-hour"],
+)
+def test_an_events_length_is_real_time_across_daylight_saving_changes(
+    loads: datetime, operator_api: APIClient, start: str, end: str, status: int
+) -> None:
+    response = operator_api.post(
+        f"{BASE}/events", {"target_kw": 5, "start": start, "end": end}, format="json"
+    )
+    assert response.status_code == status, response.json()
+    if status == 400:
+        assert "end" in response.json()["errors"]
+
+
+@pytest.mark.clock("2026-03-20T12:00:00+00:00")
+def test_an_invitations_duration_is_real_time_across_the_spring_change(
+    loads: datetime, operator_api: APIClient
+) -> None:
+    # 00:30 winter time plus 120 minutes is 03:30 summer time, not 02:30 on the wall clock.
+    body = invitation_body(datetime(2026, 3, 29, 0, 30, tzinfo=UTC), duration_minutes=120)
+    response = operator_api.post(f"{BASE}/invitations", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["duration_minutes"] == 120
+    assert Invitation.objects.get().end == datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+
+
 def test_the_event_service_refuses_what_the_api_refuses(plant: dict[str, FlexibleDevice]) -> None:
     start = soon(1)
     for kw in (float("nan"), float("inf"), 5e6):

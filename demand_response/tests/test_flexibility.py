@@ -152,6 +152,22 @@ def test_flexibility_window_needs_both_ends_in_order(
     assert response.json()["message"] == message
 
 
+@pytest.mark.clock("2026-10-24T12:00:00+00:00")
+def test_a_window_in_the_repeated_hour_is_measured_in_real_time(
+    plant: dict[str, FlexibleDevice], viewer_api: APIClient
+) -> None:
+    # 01:30 summer time to 01:10 winter time is 40 minutes: in order, and within 30..60.
+    services.device_update(device=plant["ahu"], min_event_minutes=30, max_event_minutes=60)
+    power("ahu-power", 40, timezone.now() - timedelta(minutes=1))
+    window = viewer_api.get(
+        "/api/v1/demand-response/flexibility",
+        {"start": "2026-10-25T01:30:00+01:00", "end": "2026-10-25T01:10:00+00:00"},
+    )
+    assert window.status_code == 200, window.json()
+    (ahu,) = [d for d in window.json()["devices"] if d["device"] == "ahu"]
+    assert (ahu["flexible_kw"], ahu["reason"]) == (30.0, None)
+
+
 def test_flexibility_of_many_devices_is_a_few_queries(
     plant: dict[str, FlexibleDevice], django_assert_max_num_queries: Any
 ) -> None:

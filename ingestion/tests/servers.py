@@ -30,13 +30,16 @@ from typing import Any
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 15.0
+# RFC 5280's "no well-defined expiration date" (99991231235959Z), from a start long past.
+CERTIFICATE_NOT_BEFORE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+CERTIFICATE_NOT_AFTER = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 # --------------------------------------------------------------------------- key material
 
 
 def make_certificate(directory: Path, name: str = "ftps") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day: (cert, key) PEM paths."""
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key) PEM paths."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +47,6 @@ def make_certificate(directory: Path, name: str = "ftps") -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"energy-dashboard test {name}")])
-    now = dt.datetime.now(dt.UTC)
     public = key.public_key()
     import ipaddress
 
@@ -54,8 +56,10 @@ def make_certificate(directory: Path, name: str = "ftps") -> tuple[Path, Path]:
         .issuer_name(subject)
         .public_key(public)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        # Valid whatever the date: OpenSSL checks it against the real clock, while the tests' own
+        # clock may be shifted (pytest --clock), so a window around "now" would be expired.
+        .not_valid_before(CERTIFICATE_NOT_BEFORE)
+        .not_valid_after(CERTIFICATE_NOT_AFTER)
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address(HOST)), x509.DNSName("localhost")]

@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from energy_dashboard import events
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from ingestion import services
 from ingestion.models import IngestedFile
 from ingestion.tests.helpers import meter_file, stored_rows
@@ -161,6 +162,7 @@ def test_a_source_may_import_the_valid_records_and_quarantine_the_rest(write: An
     assert done.errors[0]["line"] == 3 and len(stored("cpe-pt0007")) == 3
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 def test_daylight_saving_days_store_100_and_92_quarter_hours(write: Any) -> None:
     back = datetime(2026, 10, 25, tzinfo=LISBON).astimezone(UTC)  # local midnight
     forward = datetime(2026, 3, 29, tzinfo=LISBON).astimezone(UTC)

@@ -19,8 +19,6 @@ from ingestion.tests.helpers import meter_file
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
-NOW = datetime.now(UTC)
-
 
 @pytest.fixture(autouse=True)
 def files_dir(settings: Any, tmp_path: Path) -> Path:
@@ -37,7 +35,7 @@ def kept(name: str, content: bytes, *, status: str | None = None, days_ago: floa
         row = services.file_process(file_id=row.pk)
     else:
         IngestedFile.objects.filter(pk=row.pk).update(status=status)
-    IngestedFile.objects.filter(pk=row.pk).update(finished_at=NOW - timedelta(days=days_ago))
+    IngestedFile.objects.filter(pk=row.pk).update(finished_at=datetime.now(UTC) - timedelta(days=days_ago))
     return IngestedFile.objects.get(pk=row.pk)
 
 

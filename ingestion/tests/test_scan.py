@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
 from ingestion.tests.helpers import DAY, source_for, stored_count
@@ -142,6 +143,7 @@ def test_wrong_credentials_are_a_clear_error_on_the_source(ftp: FtpServer, ftp_s
     assert not IngestedFile.objects.exists() and stored_count("PT1006") == 0
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 def test_a_server_that_goes_away_mid_download_is_retried_and_nothing_partial_is_used(
     tmp_path: Path,
 ) -> None:

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import admin as sensors_admin
 from sensors import services
 from sensors.models import Sensor
@@ -61,6 +62,7 @@ def test_operator_pages_render(operator_client: Client, path: str) -> None:
     assert operator_client.get(path).status_code == 200
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("registry")
 def test_readings_page_counts_nothing_and_is_read_only(
     operator_client: Client, django_assert_max_num_queries: Any
@@ -77,6 +79,7 @@ def test_readings_page_counts_nothing_and_is_read_only(
     assert b"/admin/sensors/reading/add/" not in page.content
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("registry")
 def test_readings_page_filters_and_windows(operator_client: Client) -> None:
     services.readings_ingest(
@@ -112,6 +115,7 @@ def test_readings_page_filters_and_windows(operator_client: Client) -> None:
     assert page.status_code == 200 and page.context["form"].errors
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("registry")
 def test_readings_page_pages_without_counting(
     operator_client: Client, monkeypatch: pytest.MonkeyPatch

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import aggregation, services
 from sensors.aggregation import local_day_bounds
 from sensors.models import DirtyBucket, Reading, Rollup, RoomMetrics, Sensor
@@ -53,6 +54,7 @@ def rollups(
     )
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_rollups_at_each_resolution() -> None:
     for minute, value in [(0, 100), (5, 200), (14, 300), (15, 400), (59, 500), (60, 600)]:
@@ -73,6 +75,7 @@ def test_rollups_at_each_resolution() -> None:
     assert not DirtyBucket.objects.exists()
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_recomputing_is_idempotent() -> None:
     put("p1", "power", 0, 100)
@@ -84,6 +87,7 @@ def test_recomputing_is_idempotent() -> None:
     assert Rollup.objects.filter(resolution="15m").count() == 1
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_late_reading_updates_its_old_buckets() -> None:
     put("p1", "power", 0, 100)
@@ -96,6 +100,7 @@ def test_late_reading_updates_its_old_buckets() -> None:
     assert rollups("p1", "power", "1d")[0][1] == 3
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_reading_arriving_during_a_run_keeps_its_mark() -> None:
     from sensors import aggregation
@@ -118,6 +123,7 @@ def test_reading_arriving_during_a_run_keeps_its_mark() -> None:
     assert not DirtyBucket.objects.exists()
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_room_metrics_per_five_minutes() -> None:
     put("p1", "power", 0, 100)
@@ -148,6 +154,7 @@ def test_local_day_bounds_on_daylight_saving_days(settings: Any) -> None:
     assert start == datetime(2026, 10, 24, 23, 0, tzinfo=UTC)
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_daily_rollup_of_a_25_hour_day() -> None:
     day_start = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)  # local midnight, 25 October
@@ -249,6 +256,7 @@ def ingest_hours(start: datetime, hours: int, step_min: int, part: str = "all") 
 DST_SPANS = [datetime(2026, 3, 28, 0, 0, tzinfo=UTC), datetime(2026, 10, 24, 0, 0, tzinfo=UTC)]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 @pytest.mark.parametrize("span_start", DST_SPANS, ids=["spring-forward", "fall-back"])
 def test_set_based_backfill_writes_the_incremental_rows(span_start: datetime, settings: Any) -> None:
@@ -286,6 +294,7 @@ def test_set_based_backfill_writes_the_incremental_rows(span_start: datetime, se
     assert snapshot() == incremental
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_set_based_backfill_matches_marking_the_range_dirty() -> None:
     ingest_hours(T0 - timedelta(hours=30), 40, 10)
@@ -308,6 +317,7 @@ def test_set_based_backfill_matches_marking_the_range_dirty() -> None:
     assert min(row[1] for row in marked[1]) == since
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_backfill_of_one_sensor_leaves_the_others() -> None:
     ingest_hours(T0, 3, 5)
@@ -327,6 +337,7 @@ def test_backfill_of_one_sensor_leaves_the_others() -> None:
     }
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_backfill_keeps_rollups_of_days_whose_readings_retention_deleted() -> None:
     ingest_hours(T0 - timedelta(days=2), 2, 15)

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import analytics, services
 from sensors.models import Room, Sensor
 
@@ -60,6 +61,7 @@ def lab_total(api: APIClient, query: str = f"rooms=lab&interval=1h&{SPAN}") -> f
     return float(response.json()["series"][0]["total_kwh"])
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_a_repeated_question_is_answered_from_the_cache(viewer_api: APIClient, computed: list[str]) -> None:
     store([1, 2])
@@ -70,6 +72,7 @@ def test_a_repeated_question_is_answered_from_the_cache(viewer_api: APIClient, c
     assert computed == ["1h", "15m"]  # another question is its own entry
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_late_readings_make_the_cached_answer_unreachable(viewer_api: APIClient, computed: list[str]) -> None:
     store([1, 2])
@@ -79,6 +82,7 @@ def test_late_readings_make_the_cached_answer_unreachable(viewer_api: APIClient,
     assert computed == ["1h", "1h"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_data_of_another_day_leaves_the_answer_cached(viewer_api: APIClient, computed: list[str]) -> None:
     store([1, 2])
@@ -88,6 +92,7 @@ def test_data_of_another_day_leaves_the_answer_cached(viewer_api: APIClient, com
     assert computed == ["1h"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_a_backfill_makes_its_days_answers_unreachable(viewer_api: APIClient, computed: list[str]) -> None:
     store([1, 2])
@@ -97,6 +102,7 @@ def test_a_backfill_makes_its_days_answers_unreachable(viewer_api: APIClient, co
     assert computed == ["1h", "1h"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_registry_changes_make_every_answer_unreachable(viewer_api: APIClient, computed: list[str]) -> None:
     store([1, 2])
@@ -114,6 +120,7 @@ def test_registry_changes_make_every_answer_unreachable(viewer_api: APIClient, c
     assert len(computed) == 4
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_without_redis_answers_are_computed(
     viewer_api: APIClient, computed: list[str], settings: Any, tmp_path: Any
@@ -131,6 +138,7 @@ def test_without_redis_answers_are_computed(
     assert computed == ["1h", "1h"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_a_ttl_of_zero_turns_the_cache_off(viewer_api: APIClient, computed: list[str], settings: Any) -> None:
     settings.ANALYTICS_CACHE_TTL_S = 0
@@ -140,6 +148,7 @@ def test_a_ttl_of_zero_turns_the_cache_off(viewer_api: APIClient, computed: list
     assert computed == ["1h", "1h"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_the_browsable_api_is_answered_as_before(viewer_api: APIClient) -> None:
     store([1, 2])

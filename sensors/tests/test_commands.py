@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services
 from sensors.models import Reading, Rollup, RoomMetrics
 
@@ -57,6 +58,7 @@ def test_simulated_office_uses_more_power_in_working_hours() -> None:
     assert working > 2 * night and working > 2 * weekend
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("demo")
 def test_import_then_export_round_trips(tmp_path: Path) -> None:
     source = tmp_path / "history.csv"
@@ -113,6 +115,7 @@ def test_import_refuses_a_file_without_the_columns(tmp_path: Path) -> None:
         call_command("import_readings_csv", str(bad))
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("demo")
 def test_backfill_rollups_recomputes_a_range() -> None:
     t0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)

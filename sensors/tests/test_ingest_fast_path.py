@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from energy_dashboard import events
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import rules, services, storage
 from sensors.models import DirtyBucket, Reading, Sensor, parse_pks
 
@@ -145,6 +146,7 @@ def test_a_copy_sent_in_pieces_stores_every_row_and_falls_back_from_its_last(
     assert len(stored(p1)) == len(AWKWARD) + 8
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_repeats_inside_a_batch_are_left_out_counted_and_the_first_value_kept() -> None:
     p1 = pk("p1")
@@ -174,6 +176,7 @@ def test_repeats_inside_a_batch_are_left_out_counted_and_the_first_value_kept() 
     ) == {"accepted": 1, "duplicates": 2, "conflicts": 1, "rejected": []}
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_api_summary_of_a_partly_stored_batch() -> None:
     def item(minute: int, value: float) -> dict[str, Any]:
@@ -189,6 +192,7 @@ def test_api_summary_of_a_partly_stored_batch() -> None:
     assert result == {"accepted": 2, "duplicates": 2, "conflicts": 1, "rejected": []}
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_event_lists_the_readings_in_batch_order(django_capture_on_commit_callbacks: Any) -> None:
     # The COPY writes in key order; the event must still follow the batch.
@@ -211,6 +215,7 @@ def test_event_lists_the_readings_in_batch_order(django_capture_on_commit_callba
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_shared_timestamps_and_units_give_each_item_its_own_verdict() -> None:
     future = iso(timezone.now() + timedelta(hours=2))
@@ -246,6 +251,7 @@ def test_shared_timestamps_and_units_give_each_item_its_own_verdict() -> None:
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_unhashable_sensor_id_or_metric_is_refused_not_a_crash() -> None:
     good = {"sensor_id": "p1", "metric": "power", "timestamp": iso(T0), "value": 1}
@@ -257,6 +263,7 @@ def test_unhashable_sensor_id_or_metric_is_refused_not_a_crash() -> None:
     assert result["rejected"][0]["reason"] == "sensor_id is missing"
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_last_seen_only_moves_forward() -> None:
     Sensor.objects.filter(sensor_id="p1").update(last_seen=T0 + timedelta(hours=2))

@@ -11,6 +11,7 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services, tasks
 from sensors.models import MAX_EXPECTED_INTERVAL_S, DirtyBucket, Reading, Rollup, Sensor
 
@@ -67,6 +68,7 @@ def test_a_stale_sensor_with_an_interval_out_of_bounds_still_takes_readings() ->
     assert largest_interval() > MAX_EXPECTED_INTERVAL_S
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_aggregation_skips_dirty_marks_it_cannot_compute_with(caplog: Any) -> None:
     put("e1", "energy", T0, 1.0)
@@ -90,6 +92,7 @@ def test_aggregation_skips_dirty_marks_it_cannot_compute_with(caplog: Any) -> No
     assert tasks.room_metrics_compute() == {"days": 0, "marks": 0, "rooms": 0, "skipped": 0}
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_aggregation_skips_a_day_whose_stored_values_overflow(caplog: Any) -> None:
     # Two raw rows whose sum is past a double, written straight to the database (bypassing the

@@ -13,6 +13,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import analytics, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -135,6 +136,7 @@ def test_energy_series_count_is_bounded(viewer_api: APIClient, settings: Any) ->
     refused(response, "rooms", "3", "ANALYTICS_MAX_SERIES")
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_energy_without_rooms_or_sensors_is_the_whole_building(viewer_api: APIClient) -> None:
     services.readings_ingest(
@@ -166,6 +168,7 @@ def test_energy_without_rooms_or_sensors_is_the_whole_building(viewer_api: APICl
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 @pytest.mark.parametrize("interval", ["1d", "1w", "1M"])
 def test_energy_in_local_periods_folds_in_order(viewer_api: APIClient, interval: str) -> None:
@@ -191,6 +194,7 @@ def test_energy_in_local_periods_folds_in_order(viewer_api: APIClient, interval:
     assert [(p["start"], p["energy_kwh"]) for p in by_sensor] == expected
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_energy_csv_reads_the_database_while_it_streams(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=energy("e1", [1, 2]))
@@ -255,6 +259,7 @@ def test_series_instants_outside_the_horizon_are_refused(
     refused(viewer_api.get(f"/api/v1/sensors/p1/data?{query}"), field)
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_sensor_data_csv_streams_every_point_of_the_range_from_the_database(viewer_api: APIClient) -> None:
     # More points than a page holds: the export is the range, not a page.
@@ -331,6 +336,7 @@ def test_query_instants_outside_the_horizon_are_refused(viewer_api: APIClient) -
     assert "end" in body_back["errors"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_query_csv_reads_the_database_while_it_streams(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=energy("e1", [1, 2, 3]))
@@ -344,6 +350,7 @@ def test_query_csv_reads_the_database_while_it_streams(viewer_api: APIClient) ->
     assert [r[4] for r in rows[1:]] == ["1.0", "2.0", "3.0"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 @pytest.mark.parametrize("export", ["series", "query"])
 def test_an_export_holds_a_chunk_of_rows_not_the_range(

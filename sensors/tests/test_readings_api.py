@@ -13,6 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from energy_dashboard.parsers import JSONParser
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import rules, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -48,6 +49,7 @@ def readings(
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_post_readings_answers_the_summary(operator_api: APIClient) -> None:
     body = {
@@ -70,6 +72,7 @@ def test_post_readings_answers_the_summary(operator_api: APIClient) -> None:
     assert again.status_code == 200 and again.json()["duplicates"] == 2
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_a_batch_is_parsed_and_stored_with_the_garbage_collector_off(
     operator_api: APIClient, monkeypatch: pytest.MonkeyPatch
@@ -119,6 +122,7 @@ def test_viewer_may_not_post_readings(viewer_api: APIClient) -> None:
     assert viewer_api.post("/api/v1/readings", {"readings": []}, format="json").status_code == 403
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_sensor_data_post_takes_the_sensor_from_the_url(operator_api: APIClient) -> None:
     items = [{"metric": "power", "timestamp": iso(T0), "value": 5}]
@@ -130,6 +134,7 @@ def test_sensor_data_post_takes_the_sensor_from_the_url(operator_api: APIClient)
     assert "differs from the URL" in refused.json()["rejected"][0]["reason"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_sensor_data_raw_with_cursor_pagination(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=readings("p1", "power", [float(i) for i in range(5)], step_min=1))
@@ -145,6 +150,7 @@ def test_sensor_data_raw_with_cursor_pagination(viewer_api: APIClient) -> None:
     assert body["metric"] == "power" and body["resolution"] == "raw"
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_sensor_data_from_rollups(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=readings("e1", "energy", [1, 2, 3, 4, 5], step_min=15))
@@ -158,6 +164,7 @@ def test_sensor_data_from_rollups(viewer_api: APIClient) -> None:
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_sensor_data_csv_is_streamed(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=readings("p1", "power", [1, 2], step_min=1))
@@ -183,6 +190,7 @@ def test_sensor_data_bad_query_is_400(viewer_api: APIClient, query: str) -> None
     assert response.status_code == 400 and response.json()["message"]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_energy_per_hour_and_day_for_rooms_and_sensors(viewer_api: APIClient) -> None:
     services.readings_ingest(
@@ -204,6 +212,7 @@ def test_energy_per_hour_and_day_for_rooms_and_sensors(viewer_api: APIClient) ->
     ]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_energy_days_follow_the_building_clock_across_dst(viewer_api: APIClient) -> None:
     # 29 March 2026, Lisbon: clocks go forward at 01:00 UTC; the local day is 23 hours.
@@ -221,6 +230,7 @@ def test_energy_days_follow_the_building_clock_across_dst(viewer_api: APIClient)
     assert points == [("2026-03-29T00:00:00+00:00", 23.0), ("2026-03-30T00:00:00+01:00", 1.0)]
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_energy_csv(viewer_api: APIClient) -> None:
     services.readings_ingest(readings=readings("e1", "energy", [1, 2]))
@@ -270,6 +280,7 @@ def test_summary(viewer_api: APIClient) -> None:
     assert body["comfort"]["rooms_outside_comfort"] == 1
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
 def test_data_query_raw_and_aggregated_and_csv(viewer_api: APIClient) -> None:
     services.readings_ingest(

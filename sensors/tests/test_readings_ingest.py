@@ -9,10 +9,12 @@ import pytest
 from django.utils import timezone
 
 from energy_dashboard import events
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services
 from sensors.models import Reading, Sensor
 
-pytestmark = pytest.mark.django_db(databases="__all__")
+# The readings sit at fixed instants (T0): "now" must come after them, whatever --clock says.
+pytestmark = [pytest.mark.django_db(databases="__all__"), pytest.mark.clock(AFTER_FIXED_DATES)]
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
@@ -99,7 +101,8 @@ def test_repeats_inside_one_batch() -> None:
             "no UTC offset",
         ),
         ({"sensor_id": "p1", "metric": "power", "timestamp": "yesterday", "value": 1}, "not ISO 8601"),
-        (point(at=timezone.now() + timedelta(hours=1)), "in the future"),
+        # Made when the test runs: "now" at collection is not the test's now (--clock, clock marks).
+        (lambda: point(at=timezone.now() + timedelta(hours=1)), "in the future"),
         (point(metric="temperature", sensor="t1", value=500), "outside the physical range"),
         (point(metric="humidity", value=101), "outside the physical range"),
         (point(unit="furlongs"), "unit 'furlongs' is not one of"),
@@ -108,6 +111,7 @@ def test_repeats_inside_one_batch() -> None:
     ],
 )
 def test_bad_points_are_rejected_with_their_index_and_reason(item: Any, reason: str) -> None:
+    item = item() if callable(item) else item
     result = services.readings_ingest(readings=[point(at=T0 - timedelta(minutes=1)), item])
     assert result["accepted"] == 1
     assert len(result["rejected"]) == 1

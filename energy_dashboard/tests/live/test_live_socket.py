@@ -14,6 +14,7 @@ from rest_framework.authtoken.models import Token
 from energy_dashboard import events
 from energy_dashboard.asgi import application
 from energy_dashboard.live import groups
+from energy_dashboard.testing import AFTER_FIXED_DATES
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -400,6 +401,7 @@ def test_nothing_is_encoded_or_published_while_nobody_follows(monkeypatch: Any) 
     assert built == []  # no client on any daphne process: one NUMSUB round trip, nothing else
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 def test_a_stored_batch_nobody_follows_is_never_turned_into_dicts(
     monkeypatch: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
