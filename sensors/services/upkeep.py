@@ -35,17 +35,13 @@ def aggregates_compute(*, limit: int = 5_000) -> dict[str, int]:
 
 def _publish_latest_room_metrics(room_pks: set[int]) -> None:
     """Send `room_metrics` for each room's newest window, once what computed it commits."""
-    if not room_pks:
-        return
-    latest = (
-        RoomMetrics.objects.filter(room_id__in=room_pks).order_by("room_id", "-bucket").select_related("room")
-    )
-    seen: set[int] = set()
-    for metrics in latest:
-        if metrics.room_id in seen:
-            continue
-        seen.add(metrics.room_id)
-        send_on_commit(room_metrics, sender=RoomMetrics, using=DB, **room_metrics_payload(metrics))
+    # One indexed lookup per room (the unique key is (room, bucket)): reading every window of
+    # the rooms to keep each one's newest read a year of 5-minute windows per room, 19 s for
+    # the demo building's backfill.
+    for pk in sorted(room_pks):
+        metrics = RoomMetrics.objects.filter(room_id=pk).order_by("-bucket").select_related("room").first()
+        if metrics is not None:
+            send_on_commit(room_metrics, sender=RoomMetrics, using=DB, **room_metrics_payload(metrics))
 
 
 def room_metrics_payload(metrics: RoomMetrics) -> dict[str, Any]:

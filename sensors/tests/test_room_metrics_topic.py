@@ -117,3 +117,24 @@ def test_nothing_is_announced_when_the_job_rolls_back(
         with pytest.raises(RuntimeError, match="caller's transaction"):
             fails_after_the_job()
     assert callbacks == [] and heard == []
+
+
+def test_only_each_rooms_newest_window_is_read(
+    two_rooms: None, heard: list[dict[str, Any]], django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    from sensors.models import Room
+    from sensors.services.upkeep import _publish_latest_room_metrics
+
+    _aggregate()
+    heard.clear()
+    pks = set(Room.objects.values_list("pk", flat=True))
+    with CaptureQueriesContext(connections["sensors"]) as queries:
+        with django_capture_on_commit_callbacks(using="sensors", execute=True):
+            _publish_latest_room_metrics(pks)
+    assert sorted(m["room"] for m in heard) == ["lab", "office"]
+    # One bounded lookup per room, never a scan of every window.
+    assert len(queries) == len(pks)
+    assert all("LIMIT 1" in q["sql"] for q in queries.captured_queries)
