@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from energy_dashboard import events
+from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services
 
-pytestmark = pytest.mark.django_db(databases="__all__")
+# The readings sit at a fixed November 2026 instant: the run's clock must be after it.
+pytestmark = [pytest.mark.django_db(databases="__all__"), pytest.mark.clock(AFTER_FIXED_DATES)]
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # Lisbon is UTC+0 in November
 

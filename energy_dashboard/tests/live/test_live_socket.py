@@ -275,6 +275,7 @@ def test_room_metrics_on_the_bus_reach_the_rooms_followers(viewer: Any) -> None:
     assert quiet is True  # not the office's
 
 
+@pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_room_metrics_computed_by_the_aggregation_job_reach_the_socket(viewer: Any) -> None:
     from sensors import services
