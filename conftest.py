@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
-from energy_dashboard import heartbeats, roles
+from energy_dashboard.core import heartbeats, roles
 
 
 @pytest.fixture(scope="session", autouse=True)

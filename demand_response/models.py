@@ -16,13 +16,13 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from energy_dashboard import limits
-from energy_dashboard.clock import iso_z
+from energy_dashboard.core import limits
+from energy_dashboard.core.clock import iso_z
 
 # --- Bounds (docs/demand-response.md, "Bounds") ------------------------------------------------
 # What the API, the admin and the OpenADR VEN accept, so that every value stored can be computed
 # with by the services and the periodic jobs: dates within the product's horizon
-# (energy_dashboard/limits.py), durations and counts with an explicit maximum.
+# (energy_dashboard/core/limits.py), durations and counts with an explicit maximum.
 
 # An event (or invitation) lasts at most this: beyond it a request is a mistake (a unit slip,
 # a typo) rather than a programme's ask.

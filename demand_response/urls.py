@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, path
 
 from demand_response import views
-from energy_dashboard.api import OptionalSlashRouter
+from energy_dashboard.core.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
 router.register("devices", views.FlexibleDeviceViewSet, basename="dr-device")

@@ -31,7 +31,7 @@ from demand_response.serializers import (
     InvitationSerializer,
     PolicySerializer,
 )
-from energy_dashboard.permissions import IsOperator
+from energy_dashboard.core.permissions import IsOperator
 
 
 class StateConflict(APIException):

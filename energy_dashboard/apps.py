@@ -19,7 +19,7 @@ def _after_migrate(sender: AppConfig, using: str = "default", **kwargs: Any) -> 
     from django.apps import apps
     from django.contrib.auth.management import create_permissions
 
-    from energy_dashboard.roles import sync_roles
+    from energy_dashboard.core.roles import sync_roles
     from energy_dashboard.schedule import sync_schedule
 
     # The modules' apps come after this one, so their permissions may not exist yet.

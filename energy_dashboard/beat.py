@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from energy_dashboard import heartbeats
+from energy_dashboard.core import heartbeats
 
 logger = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
             self.tref = None
 
     def _beat(self, worker: Any) -> None:
-        from energy_dashboard import heartbeats
+        from energy_dashboard.core import heartbeats
 
         try:
             heartbeats.worker_beat(worker.hostname, os.getpid())

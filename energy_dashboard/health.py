@@ -8,7 +8,7 @@ from typing import Any, TypedDict
 from django.conf import settings
 from django.db import connections
 
-from energy_dashboard import heartbeats
+from energy_dashboard.core import heartbeats
 
 
 class Check(TypedDict, total=False):

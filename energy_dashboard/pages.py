@@ -9,7 +9,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 
 from demand_response import services as dr_services
-from energy_dashboard.web import page_view, render_page, theme_of
+from energy_dashboard.core.web import page_view, render_page, theme_of
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 

@@ -15,7 +15,7 @@ from typing import Any
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from energy_dashboard.client_ip import parse_trusted_proxies
+from energy_dashboard.core.client_ip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,7 +82,7 @@ WS_CONCURRENCY = env.int("WS_CONCURRENCY", default=1)
 
 INSTALLED_APPS = [
     "daphne",
-    "energy_dashboard.admin_site.AdminConfig",
+    "energy_dashboard.core.admin_site.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -106,7 +106,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: X-Forwarded-* headers from a peer that is not a trusted proxy are dropped before
     # anything (the HTTPS redirect, is_secure) believes them.
-    "energy_dashboard.client_ip.ForwardedHeadersMiddleware",
+    "energy_dashboard.core.client_ip.ForwardedHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -115,7 +115,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "energy_dashboard.csp.ContentSecurityPolicyMiddleware",
+    "energy_dashboard.core.csp.ContentSecurityPolicyMiddleware",
     # Last: turns a login that django-axes refused into the lockout answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -397,7 +397,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
 # empty: the header is never read, and the client is the peer that connected. Throttles and
-# the login lockout key on this address (energy_dashboard/client_ip.py).
+# the login lockout key on this address (energy_dashboard/core/client_ip.py).
 TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
 parse_trusted_proxies(TRUSTED_PROXIES)  # a bad entry stops start-up with a message
 
@@ -426,7 +426,7 @@ AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_COOLOFF_S)
 # nothing), and an address over any usernames (spraying one password over many accounts).
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_CLIENT_IP_CALLABLE = "energy_dashboard.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "energy_dashboard.core.client_ip.client_ip"
 AXES_LOCKOUT_CALLABLE = "energy_dashboard.views.lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
@@ -440,20 +440,20 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["energy_dashboard.permissions.ReadOrOperate"],
+    "DEFAULT_PERMISSION_CLASSES": ["energy_dashboard.core.permissions.ReadOrOperate"],
     # Each reads at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes of a body (multipart: Django's
     # upload handlers, which spool files to disk).
     "DEFAULT_PARSER_CLASSES": [
-        "energy_dashboard.parsers.JSONParser",
-        "energy_dashboard.parsers.FormParser",
+        "energy_dashboard.core.parsers.JSONParser",
+        "energy_dashboard.core.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     # Bounded: limit 1..api.MAX_LIMIT, offset 0..api.MAX_OFFSET, anything else a 400.
-    "DEFAULT_PAGINATION_CLASS": "energy_dashboard.api.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "energy_dashboard.core.api.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "energy_dashboard.exceptions.api_exception_handler",
+    "EXCEPTION_HANDLER": "energy_dashboard.core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
     # A throttle that still uses DRF's own get_ident keys on REMOTE_ADDR, never on a header the
     # client may write; ours key on client_ip.throttle_ident (TRUSTED_PROXIES).
@@ -465,7 +465,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # Everything but /health needs a user; the schema and docs pages too.
-    "SERVE_PERMISSIONS": ["energy_dashboard.permissions.ReadOrOperate"],
+    "SERVE_PERMISSIONS": ["energy_dashboard.core.permissions.ReadOrOperate"],
     # Swagger UI and ReDoc from drf-spectacular-sidecar: served by us, no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

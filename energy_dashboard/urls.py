@@ -28,7 +28,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler400 = "energy_dashboard.exceptions.bad_request"
-handler403 = "energy_dashboard.exceptions.permission_denied"
-handler404 = "energy_dashboard.exceptions.not_found"
-handler500 = "energy_dashboard.exceptions.server_error"
+handler400 = "energy_dashboard.core.exceptions.bad_request"
+handler403 = "energy_dashboard.core.exceptions.permission_denied"
+handler404 = "energy_dashboard.core.exceptions.not_found"
+handler500 = "energy_dashboard.core.exceptions.server_error"

@@ -27,8 +27,8 @@ import energy_dashboard
 from demand_response import services as dr_services
 from energy_dashboard import health as health_checks
 from energy_dashboard import pages
-from energy_dashboard.client_ip import throttle_ident
-from energy_dashboard.web import websocket_url
+from energy_dashboard.core.client_ip import throttle_ident
+from energy_dashboard.core.web import websocket_url
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 

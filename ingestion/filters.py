@@ -9,12 +9,12 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
-from energy_dashboard import limits
+from energy_dashboard.core import limits
 from ingestion.models import IngestedFile
 
 
 class HorizonDateTimeField(IsoDateTimeField):
-    """An ISO 8601 instant within the product's horizon (energy_dashboard/limits.py): year 1
+    """An ISO 8601 instant within the product's horizon (energy_dashboard/core/limits.py): year 1
     at +14:00 or 9999 at -12:00 cannot even be turned into UTC."""
 
     def clean(self, value: Any) -> datetime | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 from ingestion.validators import validate_printable, validate_text_block
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from energy_dashboard.api import OptionalSlashRouter
+from energy_dashboard.core.api import OptionalSlashRouter
 from ingestion import views
 
 router = OptionalSlashRouter()

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
-from energy_dashboard.permissions import IsOperator, ReadAny, ReadOrOperate
+from energy_dashboard.core.permissions import IsOperator, ReadAny, ReadOrOperate
 from ingestion import services, tasks
 from ingestion.filters import IngestedFileFilter
 from ingestion.models import IngestedFile, RemoteSource

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 
-from energy_dashboard.admin_site import AdminSite
+from energy_dashboard.core.admin_site import AdminSite
 from sensors import services
 from sensors.models import METADATA_MAX_DEPTH, Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -233,7 +233,7 @@ def readings_page(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "admin/sensors/readings.html", context)
 
 
-# admin.site is the project's site (INSTALLED_APPS names energy_dashboard.admin_site.AdminConfig).
+# admin.site is the project's site (INSTALLED_APPS names energy_dashboard.core.admin_site.AdminConfig).
 cast(AdminSite, admin.site).register_page(Reading, readings_page)
 
 

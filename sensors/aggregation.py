@@ -17,8 +17,8 @@ from typing import Any
 from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
-from energy_dashboard.clock import building_tz
-from energy_dashboard.limits import within_horizon
+from energy_dashboard.core.clock import building_tz
+from energy_dashboard.core.limits import within_horizon
 from sensors.models import DirtyBucket, Metric, Reading, Rollup, RoomMetrics, Sensor, parse_pks
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from energy_dashboard.clock import building_tz, iso_z
+from energy_dashboard.core.clock import building_tz, iso_z
 from sensors import analytics_cache
 from sensors.aggregation import (
     as_datetime,

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from energy_dashboard.clock import iso_z
+from energy_dashboard.core.clock import iso_z
 
 # Bounds of what the registry takes (README, "Limits"): values every job, query and page can
 # compute with. A sensor's expected interval of 2^63-1 s stopped the stale-sensor job for good

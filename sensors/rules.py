@@ -27,8 +27,8 @@ from typing import Any, Protocol, TypedDict
 
 from django.utils import timezone
 
-from energy_dashboard.clock import iso_z
-from energy_dashboard.limits import EARLIEST
+from energy_dashboard.core.clock import iso_z
+from energy_dashboard.core.limits import EARLIEST
 from sensors.models import Metric
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ class PointError(ValueError):
 
 
 def horizon(now: datetime) -> tuple[datetime, datetime]:
-    """The instants a reading may carry: from EARLIEST (energy_dashboard.limits) to
+    """The instants a reading may carry: from EARLIEST (energy_dashboard.core.limits) to
     FUTURE_SKEW past `now`, both included."""
     return EARLIEST, now + FUTURE_SKEW
 

@@ -10,13 +10,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
-from energy_dashboard.limits import EARLIEST, LATEST, within_horizon
+from energy_dashboard.core.limits import EARLIEST, LATEST, within_horizon
 from sensors.analytics import bucket_count
 from sensors.models import Metric, Room, Sensor, validate_metadata
 
 
 class InstantField(serializers.DateTimeField):
-    """An instant within the product's horizon (energy_dashboard.limits); naive means building
+    """An instant within the product's horizon (energy_dashboard.core.limits); naive means building
     time. A year-1 or year-9999 instant was accepted and overflowed later."""
 
     default_error_messages = {

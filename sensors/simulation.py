@@ -12,7 +12,7 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from energy_dashboard.clock import building_tz
+from energy_dashboard.core.clock import building_tz
 from sensors.analytics import default_metric
 from sensors.models import Metric, Sensor
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from energy_dashboard.api import OptionalSlashRouter
+from energy_dashboard.core.api import OptionalSlashRouter
 from sensors import views
 
 router = OptionalSlashRouter()

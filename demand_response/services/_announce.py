@@ -13,7 +13,7 @@ from typing import Any
 
 from demand_response.models import DispatchCommand, DREvent, EventDevice, Invitation
 from demand_response.services._common import DB, iso_z
-from energy_dashboard import events
+from energy_dashboard.core import events
 
 
 def announce(

@@ -1,7 +1,7 @@
 """What every subject of the services shares: the module's database alias, its refusals
 (`DRError`, `Conflict`), how an operator is recorded, the check of a row before it is saved,
 how a periodic job skips a row it cannot handle, the clock and the ISO "Z" format (`iso_z`,
-from energy_dashboard/clock.py).
+from energy_dashboard/core/clock.py).
 
 Private to the package (hence the file's name): other modules use what `services/__init__.py`
 exports. Its names carry no underscore because the subject files import them.
@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.db.models import Model
 from django.utils import timezone
 
-from energy_dashboard import clock
+from energy_dashboard.core import clock
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser

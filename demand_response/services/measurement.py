@@ -14,7 +14,7 @@ from django.conf import settings
 from demand_response import baselines
 from demand_response.models import DREvent, EventDevice
 from demand_response.services._common import DRError, iso_z, or_now
-from energy_dashboard.clock import building_tz
+from energy_dashboard.core.clock import building_tz
 from sensors import services as sensors_services
 
 QUARTER = timedelta(minutes=15)

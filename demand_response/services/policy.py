@@ -25,7 +25,7 @@ from demand_response.services.invitations import (
     invitation_decline,
     invitations_expire,
 )
-from energy_dashboard.clock import building_tz
+from energy_dashboard.core.clock import building_tz
 from sensors import services as sensors_services
 
 logger = logging.getLogger(__name__)

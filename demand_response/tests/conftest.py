@@ -76,7 +76,7 @@ def loads(plant: dict[str, FlexibleDevice]) -> datetime:
 @pytest.fixture
 def dr_events() -> list[dict[str, Any]]:
     """Every dr_events signal sent during the test (once its transaction committed)."""
-    from energy_dashboard import events
+    from energy_dashboard.core import events
 
     seen: list[dict[str, Any]] = []
 

@@ -1,5 +1,5 @@
 """Every duration, count, power and date the API, the admin and the OpenADR VEN accept is bounded
-to what the product computes with (energy_dashboard/limits.py; docs/demand-response.md,
+to what the product computes with (energy_dashboard/core/limits.py; docs/demand-response.md,
 "Bounds"): past a bound the answer is a 400 naming the field, and nothing is stored.
 
 The bounds are written out here as numbers, not imported, so a test also fails when a bound
@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from demand_response import openadr, services
 from demand_response.models import AutoResponsePolicy, DREvent, FlexibleDevice, Invitation
-from energy_dashboard import limits
+from energy_dashboard.core import limits
 from sensors import services as sensors_services
 
 pytestmark = pytest.mark.django_db(databases="__all__")

@@ -2,7 +2,7 @@
 to the browsers that follow it.
 
 Everything a message needs (a reading's room, a sensor's status) comes in the topic's keyword
-arguments (energy_dashboard/events.py): the feed imports no module. A message that names a room
+arguments (energy_dashboard/core/events.py): the feed imports no module. A message that names a room
 is published to that room's group and to the all-group; one that names no room and no sensor
 (`dr_event`, `ingestion`) reaches followers of everything only (see `consumers.LiveConsumer`).
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from energy_dashboard.live import groups
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient, APIRequestFactory
 
-from energy_dashboard.parsers import FormParser, JSONParser, RequestTooLarge
+from energy_dashboard.core.parsers import FormParser, JSONParser, RequestTooLarge
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

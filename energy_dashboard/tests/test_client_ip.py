@@ -12,7 +12,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory, override_settings
 
-from energy_dashboard.client_ip import (
+from energy_dashboard.core.client_ip import (
     MAX_FORWARDED_HOPS,
     ForwardedHeadersMiddleware,
     client_ip,

@@ -1,4 +1,4 @@
-"""energy_dashboard.clock: instants as UTC ISO 8601 with Z, and the building's time zone."""
+"""energy_dashboard.core.clock: instants as UTC ISO 8601 with Z, and the building's time zone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from energy_dashboard.clock import building_tz, iso_z
+from energy_dashboard.core.clock import building_tz, iso_z
 
 
 def test_an_instant_is_written_in_utc_ending_in_z() -> None:

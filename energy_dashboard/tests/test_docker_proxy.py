@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from energy_dashboard.client_ip import parse_address, parse_trusted_proxies
+from energy_dashboard.core.client_ip import parse_address, parse_trusted_proxies
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 

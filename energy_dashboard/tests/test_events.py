@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 
 
 class Recorder:

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from energy_dashboard import heartbeats
+from energy_dashboard.core import heartbeats
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 

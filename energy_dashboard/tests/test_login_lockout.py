@@ -23,7 +23,7 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from energy_dashboard import heartbeats, roles
+from energy_dashboard.core import heartbeats, roles
 from energy_dashboard.db_router import ModuleRouter
 
 pytestmark = pytest.mark.django_db(databases="__all__")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from energy_dashboard.api import MAX_LIMIT, MAX_OFFSET
+from energy_dashboard.core.api import MAX_LIMIT, MAX_OFFSET
 from sensors import services
 
 pytestmark = pytest.mark.django_db(databases="__all__")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from energy_dashboard import heartbeats
+from energy_dashboard.core import heartbeats
 from energy_dashboard.supervisor import descendants
 from energy_dashboard.testing import WORKER_ARGS, free_port, subprocess_env
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 from energy_dashboard.schedule import jobs, sync_schedule
 
 pytestmark = pytest.mark.django_db(databases="__all__")

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core.management import call_command
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from energy_dashboard.testing import AFTER_FIXED_DATES
 from ingestion import services
 from ingestion.models import IngestedFile

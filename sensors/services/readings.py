@@ -10,8 +10,8 @@ from typing import Any, TypedDict, overload
 
 from django.db import transaction
 
-from energy_dashboard.clock import iso_z
-from energy_dashboard.events import energy_data, send_on_commit
+from energy_dashboard.core.clock import iso_z
+from energy_dashboard.core.events import energy_data, send_on_commit
 from energy_dashboard.startup import gc_paused
 from sensors import rules, storage
 from sensors.models import Reading

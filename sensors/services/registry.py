@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from energy_dashboard.events import send_on_commit, sensor_events
+from energy_dashboard.core.events import send_on_commit, sensor_events
 from sensors import analytics_cache, storage
 from sensors.models import MAX_EXPECTED_INTERVAL_S, Room, Sensor
 from sensors.storage import SensorRef

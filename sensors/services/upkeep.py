@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from energy_dashboard.clock import iso_z
-from energy_dashboard.events import room_metrics, send_on_commit
-from energy_dashboard.limits import EARLIEST
+from energy_dashboard.core.clock import iso_z
+from energy_dashboard.core.events import room_metrics, send_on_commit
+from energy_dashboard.core.limits import EARLIEST
 from sensors import aggregation, analytics_cache
 from sensors.models import Reading, Rollup, RoomMetrics, Sensor
 

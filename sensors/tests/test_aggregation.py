@@ -188,7 +188,7 @@ def test_silent_sensor_goes_stale_and_recovers(django_capture_on_commit_callback
     )
     Sensor.objects.exclude(sensor_id="p1").update(last_seen=timezone.now())
     heard: list[dict[str, Any]] = []
-    from energy_dashboard import events
+    from energy_dashboard.core import events
 
     events.sensor_events.connect(lambda sender, **kw: heard.append(kw), dispatch_uid="t", weak=False)
     try:

@@ -11,7 +11,7 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import rules, services, storage
 from sensors.models import DirtyBucket, Reading, Sensor, parse_pks

@@ -13,7 +13,7 @@ from django.utils import timezone as dj_timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from energy_dashboard.limits import EARLIEST
+from energy_dashboard.core.limits import EARLIEST
 from sensors import rules, services
 from sensors.models import CounterState, Metric, Reading, Sensor
 from sensors.rules import COUNTER_MAX_KWH, COUNTER_METRIC, FUTURE_SKEW, RANGES, UNITS, PointError

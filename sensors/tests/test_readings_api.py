@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from energy_dashboard.parsers import JSONParser
+from energy_dashboard.core.parsers import JSONParser
 from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import rules, services
 

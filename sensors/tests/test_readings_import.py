@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from sensors import services
 from sensors.models import DirtyBucket, Reading, Sensor
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services
 from sensors.models import Reading, Sensor

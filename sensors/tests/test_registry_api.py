@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from sensors import services
 from sensors.models import Room, Sensor
 

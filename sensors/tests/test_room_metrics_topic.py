@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from energy_dashboard import events
+from energy_dashboard.core import events
 from energy_dashboard.testing import AFTER_FIXED_DATES
 from sensors import services
 

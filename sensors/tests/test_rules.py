@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from energy_dashboard.clock import iso_z
+from energy_dashboard.core.clock import iso_z
 from sensors import rules, services
 from sensors.models import Metric, Reading
 

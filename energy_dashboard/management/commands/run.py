@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, transaction
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 from energy_dashboard.supervisor import (
     Child,
     EmbeddedRedis,

@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from energy_dashboard import events
 from energy_dashboard.asgi import application
+from energy_dashboard.core import events
 from energy_dashboard.live import groups
 from energy_dashboard.testing import AFTER_FIXED_DATES
 

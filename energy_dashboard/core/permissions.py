@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 
 
 class ReadOrOperate(BasePermission):

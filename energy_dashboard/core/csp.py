@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse
 
-from energy_dashboard.web import websocket_url
+from energy_dashboard.core.web import websocket_url
 
 HEADER = "Content-Security-Policy"
 # Paths whose third-party pages style themselves inline.

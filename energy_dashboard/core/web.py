@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
-from energy_dashboard import roles
+from energy_dashboard.core import roles
 
 THEMES = ("auto", "light", "dark")
 

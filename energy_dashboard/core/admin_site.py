@@ -83,4 +83,4 @@ class AdminSite(admin.AdminSite):
 class AdminConfig(DjangoAdminConfig):
     """`django.contrib.admin` with the project's site as `admin.site`."""
 
-    default_site = "energy_dashboard.admin_site.AdminSite"
+    default_site = "energy_dashboard.core.admin_site.AdminSite"
