@@ -1,11 +1,10 @@
 """URL map: the service description, /health, the API under /api/v1/, the admin."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
-from energy_dashboard import pages, views
+from energy_dashboard import views
 
 api_v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
@@ -22,8 +21,7 @@ api_v1 = [
 urlpatterns = [
     path("", views.service_root, name="service-root"),
     path("health", views.health, name="health"),
-    path("accounts/login/", pages.SignInView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("energy_dashboard.pages.urls")),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -29,6 +29,7 @@ from energy_dashboard import health as health_checks
 from energy_dashboard import pages
 from energy_dashboard.core.client_ip import throttle_ident
 from energy_dashboard.core.web import websocket_url
+from energy_dashboard.pages import overview as overview_page
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 
@@ -38,7 +39,7 @@ def service_root(request: HttpRequest) -> HttpResponse:
     """A browser's overview page; for API clients, what this service is and where its parts
     are (no authentication)."""
     if pages.wants_html(request):
-        return pages.overview(request)
+        return overview_page.overview(request)
     return JsonResponse(
         {
             "name": "Energy Dashboard",

@@ -1,0 +1,11 @@
+"""The pages' routes (the overview itself answers at `/`, see `energy_dashboard.views`)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from energy_dashboard.pages import auth
+
+urlpatterns = [
+    path("accounts/login/", auth.SignInView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]
