@@ -118,6 +118,29 @@ class Product:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def restart_websockets(self) -> None:
+        """Restart daphne alone, as a deploy would: `run`'s supervisor restarts its
+        restartable children on SIGUSR1 (energy_dashboard/supervisor.py)."""
+        os.kill(self.process.pid, signal.SIGUSR1)
+
+    def reverse(self, *names: tuple[str, ...] | str) -> dict[str, str | None]:
+        """The paths of URL names in the product's URL conf (None for a name it does not
+        have); a name with arguments is given as a tuple (name, arg, ...)."""
+        wanted = [[n] if isinstance(n, str) else list(n) for n in names]
+        code = (
+            "import json, sys\n"
+            "from django.urls import NoReverseMatch, reverse\n"
+            "out = {}\n"
+            f"for name, *args in {wanted!r}:\n"
+            "    try:\n"
+            "        out[name] = reverse(name, args=args)\n"
+            "    except NoReverseMatch:\n"
+            "        out[name] = None\n"
+            "sys.stdout.write('URLS' + json.dumps(out))\n"
+        )
+        printed = self.manage("shell", "-c", code)
+        return dict(json.loads(printed.split("URLS", 1)[1]))
+
 
 def _wait_healthy(product: Product, timeout: float) -> None:
     deadline = time.monotonic() + timeout

@@ -101,6 +101,12 @@ export function createChart(element, build, { description, minIntervalMs = 250 }
     const option = pending;
     pending = null;
     chart.setOption(option, { lazyUpdate: false, silent: true });
+    // bench/ui.py sets `window.__edRepaints = []` to time POST -> repaint (bounded).
+    const repaints = window.__edRepaints;
+    if (repaints) {
+      repaints.push(performance.timeOrigin + performance.now());
+      if (repaints.length > 5000) repaints.splice(0, repaints.length - 5000);
+    }
     element.dispatchEvent(new CustomEvent("chart:painted", { bubbles: true }));
   };
   const entry = {
