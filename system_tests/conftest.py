@@ -236,15 +236,26 @@ class Session:
 
 
 def _new_session(
-    browser: Browser, product: Product, *, color_scheme: str = "light", viewport: dict[str, int] | None = None
+    browser: Browser,
+    product: Product,
+    *,
+    color_scheme: str = "light",
+    viewport: dict[str, int] | None = None,
+    theme: str | None = None,
+    bypass_csp: bool = False,
 ) -> Session:
+    """A fresh context; `theme` sets the theme cookie (light/dark) as the theme button does;
+    `bypass_csp` lets a test inject a script of its own (axe-core) into the pages."""
     context = browser.new_context(
         base_url=product.url,
         viewport=viewport or {"width": 1366, "height": 900},
         color_scheme=color_scheme,  # type: ignore[arg-type]
         timezone_id=TIME_ZONE,
         locale="en-GB",
+        bypass_csp=bypass_csp,
     )
+    if theme:
+        context.add_cookies([{"name": "theme", "value": theme, "url": product.url}])
     page = context.new_page()
     errors: list[str] = []
     violations: list[str] = []
@@ -270,6 +281,21 @@ def anonymous(browser: Browser, product: Product) -> Iterator[Session]:
     session = _new_session(browser, product)
     yield session
     session.context.close()
+
+
+@pytest.fixture
+def anonymous_with(browser: Browser, product: Product) -> Iterator[Callable[..., Session]]:
+    """Make an anonymous browser session with options: `anonymous_with(theme="dark")`."""
+    sessions: list[Session] = []
+
+    def make(**options: Any) -> Session:
+        session = _new_session(browser, product, **options)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.context.close()
 
 
 @pytest.fixture
