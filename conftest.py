@@ -13,7 +13,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
-from energy_dashboard.core import heartbeats, roles
+from energy_dashboard.core import roles
+from energy_dashboard.core.redis import redis_client
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,7 +78,7 @@ def viewer_api(api: APIClient, viewer: User) -> APIClient:
 @pytest.fixture
 def redis_clean() -> Iterator[Any]:
     """The test Redis with no heartbeats before and after the test."""
-    client = heartbeats.redis_client()
+    client = redis_client()
 
     def clear() -> None:
         for key in client.scan_iter(match="ed:heartbeat:*"):

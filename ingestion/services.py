@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard.core import events
-from energy_dashboard.startup import gc_paused
+from energy_dashboard.core.batch import gc_paused
 from ingestion import remote, slg
 from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
 from ingestion.validators import allowed_networks, secret_path_allowed

@@ -19,9 +19,9 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from energy_dashboard.core.api import CSVRenderer, csv_response
+from energy_dashboard.core.batch import gc_paused
 from energy_dashboard.core.clock import iso_z
 from energy_dashboard.core.permissions import ReadAny
-from energy_dashboard.startup import gc_paused
 from sensors import services
 from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
