@@ -140,8 +140,9 @@ TEMPLATES = [
 ]
 
 # --- Databases -----------------------------------------------------------------------------
-# One alias per module (DESIGN.md, "Boundaries"); energy_dashboard/db_router.py keeps each
-# app's tables on its own alias. With no URL an alias is its own SQLite file under var/db/.
+# One alias per module (docs/architecture.md, "Boundaries"; ADR 0001);
+# energy_dashboard/db_router.py keeps each app's tables on its own alias. With no URL an alias
+# is its own SQLite file under var/db/.
 DB_DIR = VAR_DIR / "db"
 MODULE_DATABASES = {
     "default": "DATABASE_URL",
