@@ -41,6 +41,9 @@ def _room_name(data: dict[str, Any]) -> dict[str, Any]:
     if "room" in data:
         room = data.pop("room")
         data["room_name"] = room.name if room else None
+    if "part_of" in data:  # the services name the parent meter by its sensor_id
+        parent = data.pop("part_of")
+        data["part_of"] = parent.sensor_id if parent else None
     return data
 
 
