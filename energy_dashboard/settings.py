@@ -1,6 +1,7 @@
 """Settings for Energy Dashboard: every value comes from the environment.
 
-A `.env` file beside `manage.py` is read when present. Secrets may also be given
+A `.env` file beside `manage.py` (or the file ENV_FILE names) is read when present; `make`
+writes one for development when there is none (DEBUG on, a generated SECRET_KEY). Secrets may also be given
 as `NAME_FILE` (a path whose content is the value), the Docker-secrets way.
 `.env.example` documents each variable.
 """
@@ -20,9 +21,11 @@ from energy_dashboard.core.client_ip import parse_trusted_proxies
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
+# ENV_FILE is read from the process's environment only (it says where the file is).
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
     # Real environment variables win over the file, as in every 12-factor tool.
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").resolve()
 
