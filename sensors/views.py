@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,7 +22,7 @@ from energy_dashboard.core.api import CSVRenderer, csv_response
 from energy_dashboard.core.batch import gc_paused
 from energy_dashboard.core.clock import iso_z
 from energy_dashboard.core.permissions import ReadAny
-from sensors import services
+from sensors import analytics, services
 from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
@@ -32,6 +32,7 @@ from sensors.serializers import (
     IngestSummary,
     ReadingsBatch,
     RoomSerializer,
+    RoomSeriesQuery,
     SensorSerializer,
     SeriesQuery,
 )
@@ -305,3 +306,50 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         """A room with its latest 5-minute metrics and each sensor's latest reading."""
         room = self.get_object()
         return Response({**self.get_serializer(room).data, "latest": services.room_latest(room)})
+
+
+class RoomSeriesView(APIView):
+    """GET /rooms/{name}/series: a room's points per metric at a resolution, for its charts."""
+
+    renderer_classes = RENDERERS
+
+    @extend_schema(
+        parameters=[RoomSeriesQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="A room's points per metric in [start, end), timestamps in the building's time "
+        "zone with their offset. `raw`: each sensor's readings (a series per sensor and metric); "
+        "`5m`: the room's 5-minute room metrics; `15m`, `1h`, `1d` (local days, 23 or 25 hours on "
+        "daylight-saving days): its sensors' rollups combined (energy and power summed, climate "
+        "averaged); `auto` (default) chooses one to fit the range and says which in `resolution`. "
+        f"At most {analytics.ROOM_SERIES_MAX_POINTS} points in all (ROOM_SERIES_MAX_POINTS; "
+        "400 past it); raw ranges at most READINGS_MAX_RANGE_DAYS days. `?format=csv` gives the "
+        "same points as rows (metric, sensor_id, timestamp, value).",
+    )
+    def get(self, request: Request, name: str) -> Any:
+        room = Room.objects.filter(name=name).first()
+        if room is None:
+            raise NotFound(f"No room named {name!r}.")
+        query = RoomSeriesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            answer = services.room_series(
+                room=room,
+                metrics=params["metrics"],
+                start=params["start"],
+                end=params["end"],
+                resolution=params["resolution"],
+            )
+        except analytics.TooManyPoints as exc:
+            raise ValidationError({"resolution": [str(exc)]}) from None
+        if _csv_wanted(request):
+            return csv_response(
+                f"{room.name}-{answer['resolution']}.csv",
+                ["metric", "sensor_id", "timestamp", "value"],
+                (
+                    [s["metric"], s["sensor_id"] or "", at, value]
+                    for s in answer["series"]
+                    for at, value in s["points"]
+                ),
+            )
+        return Response(answer)
