@@ -17,12 +17,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 BASE = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -157,9 +158,11 @@ def _wait_healthy(product: Product, timeout: float) -> None:
     raise AssertionError(f"the product did not become healthy:\n{product.output()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
-    folder = tmp_path_factory.mktemp("product")
+@contextmanager
+def running_product(folder: Path) -> Iterator[Product]:
+    """`manage.py run --demo` on free loopback ports with its data under `folder`, healthy;
+    stopped (its whole process group) on exit. The browser tests' `product` and
+    tools/screenshots.py both use it."""
     port, ws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     env.update(
@@ -200,13 +203,6 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     running = Product(f"http://127.0.0.1:{port}", ws_port, env, log, process)
     try:
         _wait_healthy(running, 120)
-        running.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import Group, User; "
-            f"u = User.objects.create_user('viewer', password='{VIEWER_PASSWORD}'); "
-            "u.groups.add(Group.objects.get(name='viewers'))",
-        )
         yield running
     finally:
         if process.poll() is None:
@@ -218,9 +214,27 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
 
 
 @pytest.fixture(scope="session")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+    with running_product(tmp_path_factory.mktemp("product")) as running:
+        running.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import Group, User; "
+            f"u = User.objects.create_user('viewer', password='{VIEWER_PASSWORD}'); "
+            "u.groups.add(Group.objects.get(name='viewers'))",
+        )
+        yield running
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's Chromium, headless, as the browser tests run it."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        launched = launch_chromium(playwright)
         yield launched
         launched.close()
 
@@ -312,3 +326,7 @@ def signed_in(browser: Browser, product: Product) -> Iterator[Callable[..., Sess
     yield make
     for session in sessions:
         session.context.close()
+
+
+# For tools/screenshots.py: a browser context as the tests make them.
+new_session = _new_session
