@@ -294,11 +294,13 @@ def streaming(page: Any, context: Any, stream: Stream, figures: Figures) -> None
 def report(args: argparse.Namespace, minutes: float, figures: Figures) -> None:
     offset = statistics.mean(figures.offsets)
     latencies = []
+    in_page = []  # arrival over the WebSocket -> repaint: the page's own share
     for value, arrived in figures.traced:
         seq = int(value)
         i = bisect_left(figures.repaints, arrived)
         if seq in figures.sent and i < len(figures.repaints):
             latencies.append(figures.repaints[i] - offset - figures.sent[seq] * 1000)
+            in_page.append(figures.repaints[i] - arrived)
     posted = len(figures.sent) * args.batch
     print(
         f"\n{args.rooms} rooms, {args.sensors} sensors; {posted:,} readings posted over {minutes:g} min "
@@ -323,6 +325,11 @@ def report(args: argparse.Namespace, minutes: float, figures: Figures) -> None:
         print(
             f"  of which the POST itself: p50 {statistics.median(figures.took):.0f} ms, "
             f"p99 {percentile(figures.took, 0.99):.0f} ms"
+        )
+    if in_page:
+        print(
+            f"  and WebSocket arrival -> repaint (lib/charts.js coalesces repaints): p50 "
+            f"{statistics.median(in_page):.0f} ms, p99 {percentile(in_page, 0.99):.0f} ms"
         )
     print(
         f"JS for the overview: {figures.js_gzip / 1024:.0f} KB gzipped ({figures.js_raw / 1024:.0f} KB raw, "
