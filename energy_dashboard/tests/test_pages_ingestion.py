@@ -40,7 +40,7 @@ def corrupt_file() -> bytes:
     """A meter file with two bad detail lines: line 2's reading type, line 4's time."""
     lines = meter_file("PT4001", count=4).split(b"\r\n")
     lines[1] = lines[1][:44] + b"Q" + lines[1][45:]
-    lines[3] = lines[3][:24] + b"2460" + lines[3][28:]
+    lines[3] = lines[3][:30] + b"2460" + lines[3][34:]
     return b"\r\n".join(lines)
 
 
