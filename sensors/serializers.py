@@ -263,3 +263,13 @@ class DataQuery(serializers.Serializer[Any]):
         else:
             check_rollup_range(attrs["start"], attrs["end"], attrs["interval"])
         return attrs
+
+
+class BreakdownQuery(serializers.Serializer[Any]):
+    """Query parameters of GET /analytics/breakdown."""
+
+    period = serializers.ChoiceField(
+        choices=["today", "week", "month"],
+        default="today",
+        help_text="Local: since midnight, Monday or the 1st.",
+    )
