@@ -10,7 +10,7 @@ reads that other modules and the views use, under the names they have here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import connections
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Avg, Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.utils import timezone
 
 from energy_dashboard.core.clock import building_tz, iso_z
@@ -30,6 +30,7 @@ from sensors.aggregation import (
     local_days,
     local_period_sql,
 )
+from sensors.filters import SensorFilter
 from sensors.hierarchy import UNASSIGNED
 from sensors.models import MAX_METER_DEPTH, Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
@@ -428,8 +429,8 @@ def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
     """Each energy sensor's kWh since each of `starts`, from daily rollups, in one query."""
     sums = {name: Sum("sum", filter=Q(bucket__gte=since)) for name, since in starts.items()}
     # Grouped by the sensor's key alone (an integer), then named from the registry: cheaper
-    # than grouping the joined text columns.
-    rows = (
+    # than grouping the joined text columns. (Each row also has a key per start, annotated.)
+    rows: Iterable[Mapping[str, Any]] = (
         Rollup.objects.filter(
             metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=min(starts.values())
         )
@@ -956,3 +957,302 @@ def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict
         "by_room": [{"room": room, "energy_kwh": kwh} for room, kwh in by_room],
         "by_kind": dict(sorted(by_kind.items(), key=lambda kv: kv[1], reverse=True)),
     }
+
+
+# --- A room's series (the room page) --------------------------------------------------------
+
+ROOM_RESOLUTIONS = ("raw", "5m", "15m", "1h", "1d")
+# The metrics a room's series shows, in the page's order.
+ROOM_METRICS = (
+    Metric.POWER,
+    Metric.ENERGY,
+    Metric.CO2,
+    Metric.TEMPERATURE,
+    Metric.HUMIDITY,
+    Metric.OCCUPANCY,
+)
+# At most this many points (all series together) in one answer: a chart draws a few thousand
+# points per series well, hundreds of thousands not at all. Past it the API answers 400.
+ROOM_SERIES_MAX_POINTS = 20_000
+# `resolution=auto`: raw readings for ranges up to this long (when they fit the limit), else
+# the finest rollup with at most AUTO_MAX_BUCKETS buckets (a day at 5 minutes, a week at 15,
+# a month at an hour, a year at a day).
+AUTO_RAW_SPAN = timedelta(hours=6)
+AUTO_MAX_BUCKETS = 800
+# How a room's rollup bucket combines its sensors' buckets of one metric: energy is the sum of
+# their kWh, power and occupancy the sum of their means, the climate metrics the mean of means
+# (as the 5-minute room metrics do).
+_ROOM_SUM_OF_MEANS = {Metric.POWER, Metric.OCCUPANCY}
+_ROOM_WINDOW_FIELDS = {
+    Metric.ENERGY: "energy_kwh",
+    Metric.POWER: "power_w",
+    Metric.CO2: "co2_ppm",
+    Metric.TEMPERATURE: "temperature_c",
+    Metric.HUMIDITY: "humidity_pct",
+    Metric.OCCUPANCY: "occupancy",
+}
+
+
+class TooManyPoints(ValueError):
+    """A room series past ROOM_SERIES_MAX_POINTS."""
+
+
+def room_series_buckets(start: datetime, end: datetime, resolution: str) -> int:
+    """How many `resolution` buckets [start, end) touches (arithmetic only, as bucket_count)."""
+    if resolution == "5m":
+        step = timedelta(seconds=300)
+        return -((EPOCH - end) // step) - (start - EPOCH) // step
+    return bucket_count(start, end, resolution)
+
+
+def room_series_resolution(start: datetime, end: datetime) -> str:
+    """The resolution `auto` takes for [start, end) before counting raw points: see AUTO_*."""
+    if end - start <= AUTO_RAW_SPAN:
+        return "raw"
+    for resolution in ("5m", "15m", "1h"):
+        if room_series_buckets(start, end, resolution) <= AUTO_MAX_BUCKETS:
+            return resolution
+    return "1d"
+
+
+def _points_check(points: int, resolution: str) -> None:
+    if points > ROOM_SERIES_MAX_POINTS:
+        raise TooManyPoints(
+            f"at most {ROOM_SERIES_MAX_POINTS} points per answer (ROOM_SERIES_MAX_POINTS); "
+            f"this range at {resolution} has more: shorten it or take a coarser resolution."
+        )
+
+
+def _room_raw(
+    sensors: dict[int, str], metrics: list[str], start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """Each sensor's raw readings of each metric (a series per sensor: readings of several
+    sensors at different instants do not add up point by point)."""
+    rows = list(
+        Reading.objects.filter(
+            sensor_id__in=list(sensors), metric__in=metrics, timestamp__gte=start, timestamp__lt=end
+        )
+        .order_by("metric", "sensor_id", "timestamp")
+        .values_list("metric", "sensor_id", "timestamp", "value")[: ROOM_SERIES_MAX_POINTS + 1]
+    )
+    _points_check(len(rows), "raw")
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for metric, pk, moment, value in rows:
+        series[(metric, sensors[pk])].append((moment, value))
+    return series
+
+
+def _room_windows(
+    room: Room, metrics: list[str], start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """The room's 5-minute room metrics, one series per metric."""
+    fields = [_ROOM_WINDOW_FIELDS[Metric(m)] for m in metrics]
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for bucket, *values in (
+        RoomMetrics.objects.filter(room=room, bucket__gte=start, bucket__lt=end)
+        .order_by("bucket")
+        .values_list("bucket", *fields)
+    ):
+        for metric, value in zip(metrics, values, strict=True):
+            if value is not None:
+                series[(metric, None)].append((bucket, value))
+    return series
+
+
+def _room_rollups(
+    sensors: dict[int, str], metrics: list[str], resolution: str, start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """The room's sensors' rollups, combined per metric and bucket (see _ROOM_SUM_OF_MEANS)."""
+    rows = (
+        Rollup.objects.filter(
+            sensor_id__in=list(sensors),
+            metric__in=metrics,
+            resolution=resolution,
+            bucket__gte=start,
+            bucket__lt=end,
+        )
+        .values("metric", "bucket")
+        .annotate(total=Sum("sum"), means=Sum("mean"), mean=Avg("mean"))
+        .order_by("metric", "bucket")
+    )
+    # Energy and power net of sub-meters (sensors.hierarchy), as the room metrics are: the
+    # readings of a sub-meter of one of the room's meters are taken off again, so a nested
+    # meter in the room is not counted twice and one elsewhere counts in its own room only.
+    nested = [m for m in metrics if m in (Metric.ENERGY, Metric.POWER)]
+    taken_off: dict[tuple[str, datetime], float] = defaultdict(float)
+    if nested:
+        for row in (
+            Rollup.objects.filter(
+                sensor__part_of_id__in=list(sensors),
+                metric__in=nested,
+                resolution=resolution,
+                bucket__gte=start,
+                bucket__lt=end,
+            )
+            .values("metric", "bucket")
+            .annotate(total=Sum("sum"), means=Sum("mean"))
+            .order_by()
+        ):
+            taken_off[(row["metric"], as_datetime(row["bucket"]))] += (
+                row["total"] if row["metric"] == Metric.ENERGY else row["means"]
+            )
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for row in rows:
+        metric = row["metric"]
+        bucket = as_datetime(row["bucket"])
+        if metric == Metric.ENERGY:
+            value = row["total"] - taken_off.get((metric, bucket), 0.0)
+        elif metric in _ROOM_SUM_OF_MEANS:
+            value = row["means"] - taken_off.get((metric, bucket), 0.0)
+        else:
+            value = row["mean"]
+        series[(metric, None)].append((bucket, value))
+    return series
+
+
+def room_series(
+    *, room: Room, metrics: Sequence[str], start: datetime, end: datetime, resolution: str
+) -> dict[str, Any]:
+    """A room's points per metric in [start, end) at `resolution` (`auto`: see AUTO_*), with
+    local timestamps and their offset; raises TooManyPoints past ROOM_SERIES_MAX_POINTS.
+
+    raw: each of the room's sensors' readings, a series per sensor and metric; 5m: the room's
+    5-minute room metrics (the sensors it held when each window was computed); 15m, 1h, 1d (a
+    local day, 23 or 25 hours on daylight-saving days): its current sensors' rollups combined,
+    a series per metric. Rollups and room metrics are as fresh as the room-metrics job (every
+    5 minutes); raw readings are there as soon as they are stored.
+    """
+    wanted = [m for m in ROOM_METRICS if m in metrics]
+    sensors = dict(Sensor.objects.filter(room=room).values_list("pk", "sensor_id"))
+    chosen = resolution
+    if resolution == "auto":
+        chosen = room_series_resolution(start, end)
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]]
+    if chosen == "raw":
+        try:
+            series = _room_raw(sensors, wanted, start, end)
+        except TooManyPoints:
+            if resolution != "auto":
+                raise
+            chosen = "5m" if room_series_buckets(start, end, "5m") <= AUTO_MAX_BUCKETS else "15m"
+    if chosen != "raw":
+        _points_check(room_series_buckets(start, end, chosen) * len(wanted), chosen)
+        if chosen == "5m":
+            series = _room_windows(room, wanted, start, end)
+        else:
+            series = _room_rollups(sensors, wanted, chosen, start, end)
+    out = []
+    for metric in wanted:
+        keys = sorted(key for key in series if key[0] == metric) or [(metric, None)]
+        for key in keys:
+            out.append(
+                {
+                    "metric": str(metric),
+                    "sensor_id": key[1],
+                    "points": [[local_iso(at), value] for at, value in series.get(key, [])],
+                }
+            )
+    return {
+        "room": room.name,
+        "timezone": settings.TIME_ZONE,
+        "start": local_iso(start),
+        "end": local_iso(end),
+        "resolution": chosen,
+        "requested_resolution": resolution,
+        "max_points": ROOM_SERIES_MAX_POINTS,
+        "series": out,
+    }
+
+
+# --- The sensors' latest values (the room and sensors pages) ---------------------------------
+
+# The order of the sensors page: those that need a look first.
+_STATUS_ORDER = (Sensor.Status.FAULT, Sensor.Status.STALE, Sensor.Status.ACTIVE, Sensor.Status.INACTIVE)
+
+
+def sensors_latest(sensors: Iterable[tuple[int, str]]) -> dict[int, tuple[datetime, float]]:
+    """Each sensor's newest reading of its kind's metric: pk -> (timestamp, value), for
+    (pk, kind) pairs. One query per kind (a correlated subquery served by the readings'
+    (sensor, metric, timestamp) key), whatever the number of sensors."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for pk, kind in sensors:
+        by_kind[kind].append(pk)
+    out: dict[int, tuple[datetime, float]] = {}
+    for kind, pks in by_kind.items():
+        newest = Reading.objects.filter(sensor=OuterRef("pk"), metric=default_metric[kind]).order_by(
+            "-timestamp"
+        )
+        rows = (
+            Sensor.objects.filter(pk__in=pks)
+            .annotate(
+                latest_at=Subquery(newest.values("timestamp")[:1]),
+                latest_value=Subquery(newest.values("value")[:1]),
+            )
+            .filter(latest_at__isnull=False)
+            .values_list("pk", "latest_at", "latest_value")
+        )
+        out.update({pk: (as_datetime(moment), value) for pk, moment, value in rows})
+    return out
+
+
+def _sensor_rows(sensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest = sensors_latest((s["pk"], s["kind"]) for s in sensors)
+    rows = []
+    for sensor in sensors:
+        found = latest.get(sensor["pk"])
+        rows.append(
+            {
+                "sensor_id": sensor["sensor_id"],
+                "name": sensor["name"],
+                "kind": sensor["kind"],
+                "kind_label": Sensor.Kind(sensor["kind"]).label,
+                "room": sensor["room__name"],
+                "status": sensor["status"],
+                "status_label": Sensor.Status(sensor["status"]).label,
+                "last_seen": sensor["last_seen"],
+                "metric": str(default_metric[sensor["kind"]]),
+                "last_value": found[1] if found else None,
+                "last_value_at": found[0] if found else None,
+            }
+        )
+    return rows
+
+
+_SENSOR_FIELDS = ("pk", "sensor_id", "name", "kind", "room__name", "status", "last_seen")
+
+
+def room_detail(name: str) -> dict[str, Any] | None:
+    """A room's descriptive fields and its sensors with status, last seen and latest value (None
+    when no room has that name)."""
+    room = Room.objects.filter(name=name).first()
+    if room is None:
+        return None
+    sensors = list(Sensor.objects.filter(room=room).order_by("sensor_id").values(*_SENSOR_FIELDS))
+    return {
+        "name": room.name,
+        "display_name": room.display_name or room.name,
+        "floor": room.floor,
+        "area_m2": room.area_m2,
+        "capacity": room.capacity,
+        "sensors": _sensor_rows(sensors),
+    }
+
+
+def sensors_table(*, filters: Any, offset: int, limit: int) -> dict[str, Any]:
+    """A page of the sensor registry, filtered as the API's list is (`filters`: a QueryDict or
+    mapping of sensors.filters.SensorFilter's parameters), faulty and stale sensors first:
+    {"count", "rows", "errors"} (errors: the filters that could not be read, which are ignored)."""
+    ranked = Sensor.objects.annotate(
+        status_rank=Case(
+            *(When(status=status, then=Value(rank)) for rank, status in enumerate(_STATUS_ORDER)),
+            default=Value(len(_STATUS_ORDER)),
+            output_field=IntegerField(),
+        )
+    )
+    found = SensorFilter(data=filters, queryset=ranked)
+    errors = {} if found.is_valid() else {field: list(msgs) for field, msgs in found.errors.items()}
+    queryset = found.qs if not errors else ranked
+    queryset = queryset.order_by("status_rank", "sensor_id")
+    count = queryset.count()
+    sensors = list(queryset.values(*_SENSOR_FIELDS)[offset : offset + limit])
+    return {"count": count, "rows": _sensor_rows(sensors), "errors": errors}

@@ -273,3 +273,41 @@ class BreakdownQuery(serializers.Serializer[Any]):
         default="today",
         help_text="Local: since midnight, Monday or the 1st.",
     )
+
+
+class RoomSeriesQuery(serializers.Serializer[Any]):
+    """Query parameters of GET /rooms/{name}/series."""
+
+    start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")
+    end = InstantField(required=False, help_text="Default: now. Naive = building time.")
+    resolution = serializers.ChoiceField(
+        choices=["auto", "raw", "5m", "15m", "1h", "1d"],
+        default="auto",
+        help_text="auto: raw up to 6 h, else the finest of 5m, 15m, 1h, 1d with at most 800 buckets.",
+    )
+    metrics = serializers.CharField(
+        required=False, help_text="Comma-separated metrics. Default: all of them."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Known metrics; raw: at most READINGS_MAX_RANGE_DAYS; otherwise at most
+        ANALYTICS_MAX_RANGE_DAYS (the points are bounded by ROOM_SERIES_MAX_POINTS)."""
+        names = _names(attrs.get("metrics", ""))
+        unknown = [name for name in names if name not in Metric.values]
+        if unknown:
+            raise serializers.ValidationError(
+                {"metrics": f"unknown metric {unknown[0]!r}; known: {', '.join(Metric.values)}."}
+            )
+        attrs["metrics"] = names or list(Metric.values)
+        attrs.setdefault("end", timezone.now())
+        attrs.setdefault("start", attrs["end"] - timedelta(days=1))
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"start": "start must be before end."})
+        if attrs["resolution"] == "raw":
+            check_raw_range(attrs["start"], attrs["end"])
+        days = settings.ANALYTICS_MAX_RANGE_DAYS
+        if attrs["end"] - attrs["start"] > timedelta(days=days):
+            raise serializers.ValidationError(
+                {"start": f"a range may span at most {days} days (ANALYTICS_MAX_RANGE_DAYS)."}
+            )
+        return attrs

@@ -16,5 +16,6 @@ urlpatterns = [
     path("analytics/breakdown", views.AnalyticsBreakdownView.as_view(), name="analytics-breakdown"),
     path("analytics/energy", views.AnalyticsEnergyView.as_view(), name="analytics-energy"),
     path("data/query", views.DataQueryView.as_view(), name="data-query"),
+    path("rooms/<slug:name>/series", views.RoomSeriesView.as_view(), name="room-series"),
     *router.urls,
 ]

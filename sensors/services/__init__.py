@@ -29,9 +29,13 @@ from sensors.analytics import (
     energy_rows,
     load_kw_quarter_hours,
     power_latest,
+    room_detail,
     room_latest,
+    room_series,
     sensor_series,
     sensor_series_rows,
+    sensors_latest,
+    sensors_table,
 )
 from sensors.services.demo import demo_load, simulate
 from sensors.services.readings import IngestResult, readings_import, readings_ingest, readings_transaction
@@ -80,9 +84,11 @@ __all__ = [
     "rollups_backfill",
     "room_create",
     "room_delete",
+    "room_detail",
     "room_latest",
     "room_metrics_payload",
     "room_names",
+    "room_series",
     "room_update",
     "sensor_delete",
     "sensor_register",
@@ -90,7 +96,9 @@ __all__ = [
     "sensor_series_rows",
     "sensor_update",
     "sensors_known",
+    "sensors_latest",
     "sensors_list",
     "sensors_mark_stale",
+    "sensors_table",
     "simulate",
 ]

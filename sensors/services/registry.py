@@ -4,7 +4,7 @@ energy meters that imports register."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -155,7 +155,7 @@ def sensor_delete(*, sensor: Sensor) -> None:
     analytics_cache.registry_changed()
 
 
-def sensors_list() -> list[dict[str, Any]]:
+def sensors_list() -> list[Mapping[str, Any]]:
     """Every sensor's key, kind, room and external id (for other modules and commands)."""
     return list(
         Sensor.objects.order_by("sensor_id").values(
@@ -244,7 +244,8 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
         new = [external_id for external_id in wanted if external_id not in known]
         for sensor in storage.sensors_insert([_new_meter(external_id, source) for external_id in new]):
             sensor_event_send(sensor, "registered")
-            known[sensor.external_id] = sensor.sensor_id  # type: ignore[index]
+            assert sensor.external_id is not None  # _new_meter gave it one
+            known[sensor.external_id] = sensor.sensor_id
         # Not created here: registered meanwhile by another import, or the id is taken.
         if missing := [external_id for external_id in new if external_id not in known]:
             known.update(_meters(missing))
@@ -276,4 +277,6 @@ def _new_meter(external_id: str, source: str) -> Sensor:
 
 
 def _meters(external_ids: Sequence[str]) -> dict[str, str]:
-    return dict(Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id"))
+    rows = Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id")
+    # `external_id__in` matches no NULL: every key is a string.
+    return {external_id: sensor_id for external_id, sensor_id in rows if external_id is not None}

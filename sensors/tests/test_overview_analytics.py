@@ -246,3 +246,17 @@ def test_the_api_answers_the_comparison_and_the_breakdown(viewer_api: APIClient)
     refused = viewer_api.get("/api/v1/analytics/breakdown?period=year")
     assert refused.status_code == 400
     assert "message" in refused.json()
+
+
+@pytest.mark.usefixtures("building")
+def test_a_rooms_series_counts_each_nested_meter_once() -> None:
+    six_hours()
+    lab = Room.objects.get(name="lab")
+    for resolution in ("5m", "1h"):
+        series = services.room_series(room=lab, metrics=["energy"], start=T0, end=NOW, resolution=resolution)
+        (energy,) = series["series"]
+        assert sum(value for _, value in energy["points"]) == pytest.approx(24), resolution
+    plant = services.room_series(
+        room=Room.objects.get(name="plant"), metrics=["power"], start=T0, end=NOW, resolution="15m"
+    )
+    assert plant["series"][0]["points"][-1][1] == pytest.approx(3800)
