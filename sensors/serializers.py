@@ -265,6 +265,16 @@ class DataQuery(serializers.Serializer[Any]):
         return attrs
 
 
+class BreakdownQuery(serializers.Serializer[Any]):
+    """Query parameters of GET /analytics/breakdown."""
+
+    period = serializers.ChoiceField(
+        choices=["today", "week", "month"],
+        default="today",
+        help_text="Local: since midnight, Monday or the 1st.",
+    )
+
+
 class RoomSeriesQuery(serializers.Serializer[Any]):
     """Query parameters of GET /rooms/{name}/series."""
 

@@ -27,6 +27,7 @@ from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
 from sensors.serializers import (
+    BreakdownQuery,
     DataQuery,
     EnergyQuery,
     IngestSummary,
@@ -174,6 +175,38 @@ class AnalyticsSummaryView(APIView):
             # Dashboards poll this: at most ANALYTICS_SUMMARY_MAX_AGE seconds old (see there).
             return HttpResponse(services.analytics_summary_json(), content_type="application/json")
         return Response(services.analytics_summary())
+
+
+class AnalyticsComparisonView(APIView):
+    """Energy so far today, this week and this month against yesterday, last week and the same
+    month a year ago, each up to the same local time (the building's time zone)."""
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        description="The building's energy (its top-level meters': a sub-meter's energy is in its "
+        "parent's) so far today, this week and this month, and over the same span of yesterday, last "
+        "week and this month a year ago, cut at the same local time of day; with each previous "
+        "period's whole total. Local times carry their offset; a daylight-saving day is 23 or 25 hours.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(services.energy_comparison())
+
+
+class AnalyticsBreakdownView(APIView):
+    """Where the energy of today, this week or this month went: meter hierarchies with each
+    level's unmetered remainder, rooms and kinds, a nested meter counted once."""
+
+    @extend_schema(
+        parameters=[BreakdownQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="Each meter hierarchy (a meter and its sub-meters, `part_of`) with every level's "
+        "kWh and unmetered remainder, the largest standalone meters, each room's share (net of "
+        "sub-meters, so the rooms add up to `total_kwh`) and the top-level meters' kWh per kind.",
+    )
+    def get(self, request: Request) -> Response:
+        query = BreakdownQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(services.energy_breakdown(query.validated_data["period"]))
 
 
 class AnalyticsEnergyView(APIView):

@@ -8,7 +8,9 @@ Each name is defined, under that name, in the file of its subject:
 - `upkeep`: rollups and room metrics brought up to date, backfills, retention;
 - `demo`: the demo building and its synthetic readings;
 - `sensors.analytics`, the module's read side: series, energy, the summary, free queries, a
-  room's latest figures, and the reads other modules make (latest power, quarter-hour load).
+  room's latest figures, the reads other modules make (latest power, quarter-hour load), and
+  the overview's energy comparisons and meter breakdown (a nested meter counted once:
+  `sensors.hierarchy`).
 
 Inside the sensors module its own files import each other freely; import-linter holds every
 other module to this package (pyproject.toml, "other modules reach sensors only through
@@ -20,6 +22,8 @@ from sensors.analytics import (
     analytics_summary_json,
     data_query,
     default_metric,
+    energy_breakdown,
+    energy_comparison,
     energy_report,
     energy_report_json,
     energy_rows,
@@ -64,6 +68,8 @@ __all__ = [
     "data_query",
     "default_metric",
     "demo_load",
+    "energy_breakdown",
+    "energy_comparison",
     "energy_report",
     "energy_report_json",
     "energy_rows",
