@@ -232,10 +232,18 @@ async function loadCarpet() {
         bottom: 0,
         itemHeight: 120,
         textStyle: { color: p.muted },
-        formatter: (v) => metric("energy", v),
+        text: [metric("energy", top), metric("energy", 0)],
+        textGap: 6,
         // Viridis: light to dark, readable with any colour vision.
         inRange: { color: ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"] },
       },
+      // The colour scale says the value (a pattern over it would hide it); no legend: one series.
+      aria: {
+        enabled: true,
+        label: { description: `Energy of ${config.room} per hour of day for each day of ${config.carpet.label}.` },
+        decal: { show: false },
+      },
+      legend: { show: false },
       series: [{ name: "Energy", type: "heatmap", data, emphasis: { itemStyle: { borderColor: p.text } } }],
     }),
     { description: `Energy of ${config.room} per hour of day for each day of ${config.carpet.label}.` },
