@@ -10,7 +10,7 @@ reads that other modules and the views use, under the names they have here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -422,8 +422,8 @@ def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
     """Each energy sensor's kWh since each of `starts`, from daily rollups, in one query."""
     sums = {name: Sum("sum", filter=Q(bucket__gte=since)) for name, since in starts.items()}
     # Grouped by the sensor's key alone (an integer), then named from the registry: cheaper
-    # than grouping the joined text columns.
-    rows = (
+    # than grouping the joined text columns. (Each row also has a key per start, annotated.)
+    rows: Iterable[Mapping[str, Any]] = (
         Rollup.objects.filter(
             metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=min(starts.values())
         )

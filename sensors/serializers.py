@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from energy_dashboard.core.limits import EARLIEST, LATEST, within_horizon
 from sensors.analytics import bucket_count
-from sensors.models import Metric, Room, Sensor, validate_metadata
+from sensors.models import MAX_METER_DEPTH, Metric, Room, Sensor, validate_metadata, validate_part_of
 
 
 class InstantField(serializers.DateTimeField):
@@ -120,6 +120,14 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
         slug_field="name", queryset=Room.objects.all(), allow_null=True, required=False
     )
     metadata = MetadataField(required=False)
+    part_of = serializers.SlugRelatedField(
+        slug_field="sensor_id",
+        queryset=Sensor.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="The sensor_id of the meter this one is a sub-meter of (same kind; at most "
+        f"{MAX_METER_DEPTH} levels deep; no cycles). Totals count a meter only once.",
+    )
 
     class Meta:
         model = Sensor
@@ -128,6 +136,7 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
             "name",
             "kind",
             "room",
+            "part_of",
             "external_id",
             "status",
             "last_seen",
@@ -142,6 +151,20 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
         if self.instance is not None and value != self.instance.sensor_id:
             raise serializers.ValidationError("sensor_id is the sensor's key and cannot change.")
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The meter hierarchy as the model checks it (sensors.models.validate_part_of), as a
+        400 with the field's message rather than an error at save time."""
+        if "part_of" in attrs or "kind" in attrs:
+            candidate = self.instance or Sensor()
+            kind = attrs.get("kind", candidate.kind)
+            parent = attrs.get("part_of", candidate.part_of)
+            probe = Sensor(pk=candidate.pk, sensor_id=attrs.get("sensor_id", candidate.sensor_id), kind=kind)
+            try:
+                validate_part_of(probe, parent)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
 
 
 class SeriesQuery(serializers.Serializer[Any]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse
@@ -19,9 +19,9 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from energy_dashboard.core.api import CSVRenderer, csv_response
+from energy_dashboard.core.batch import gc_paused
 from energy_dashboard.core.clock import iso_z
 from energy_dashboard.core.permissions import ReadAny
-from energy_dashboard.startup import gc_paused
 from sensors import analytics, services
 from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
@@ -42,6 +42,9 @@ def _room_name(data: dict[str, Any]) -> dict[str, Any]:
     if "room" in data:
         room = data.pop("room")
         data["room_name"] = room.name if room else None
+    if "part_of" in data:  # the services name the parent meter by its sensor_id
+        parent = data.pop("part_of")
+        data["part_of"] = parent.sensor_id if parent else None
     return data
 
 
@@ -57,6 +60,10 @@ RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
 
 class SensorDataMixin:
+    if TYPE_CHECKING:  # mixed into SensorViewSet, whose GenericAPIView provides it
+
+        def get_object(self) -> Sensor: ...
+
     """GET and POST /sensors/{sensor_id}/data, added to the sensor viewset."""
 
     @extend_schema(
@@ -72,7 +79,7 @@ class SensorDataMixin:
     @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
     def data(self, request: Request, sensor_id: str | None = None) -> Any:
         """A sensor's series (GET) or a batch of its readings (POST)."""
-        sensor: Sensor = self.get_object()  # type: ignore[attr-defined]
+        sensor = self.get_object()
         if request.method == "POST":
             return _ingest(request, sensor_id=sensor.sensor_id)
         query = SeriesQuery(data=request.query_params)
@@ -119,7 +126,7 @@ def _ingest(request: Request, *, sensor_id: str | None = None) -> Response:
 
 
 def _store(request: Request, sensor_id: str | None) -> Response:
-    body = request.data
+    body: Any = request.data  # parsed JSON of any shape, checked below
     if isinstance(body, list):  # a bare list of readings is accepted too
         body = {"readings": body}
     # The shape only: readings_ingest checks each item and answers per item. (A DRF ListField
@@ -252,12 +259,13 @@ class SensorViewSet(SensorDataMixin, viewsets.ModelViewSet[Sensor]):
     lookup_field = "sensor_id"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
-    def perform_create(self, serializer: SensorSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: drf_serializers.BaseSerializer[Sensor]) -> None:
         data = _room_name(dict(serializer.validated_data))
         serializer.instance = services.sensor_register(**data)
 
-    def perform_update(self, serializer: SensorSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: drf_serializers.BaseSerializer[Sensor]) -> None:
         data = _room_name(dict(serializer.validated_data))
+        assert serializer.instance is not None  # an update has its object
         serializer.instance = services.sensor_update(sensor=serializer.instance, **data)
 
     def perform_destroy(self, instance: Sensor) -> None:
@@ -283,11 +291,12 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         # unordered list repeat and skip rooms.
         return Room.objects.annotate(sensor_count=Count("sensors")).order_by("name")
 
-    def perform_create(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: drf_serializers.BaseSerializer[Room]) -> None:
         room = services.room_create(**serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=room.pk)
 
-    def perform_update(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: drf_serializers.BaseSerializer[Room]) -> None:
+        assert serializer.instance is not None  # an update has its object
         services.room_update(room=serializer.instance, **serializer.validated_data)
 
     def perform_destroy(self, instance: Room) -> None:
