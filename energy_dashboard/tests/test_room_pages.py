@@ -30,7 +30,8 @@ def browser(viewer: User) -> Client:
 def config_of(html: str) -> dict[str, Any]:
     found = re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html, re.S)
     assert found, html[:500]
-    return json.loads(found.group(1))
+    config: dict[str, Any] = json.loads(found.group(1))
+    return config
 
 
 @pytest.mark.parametrize(

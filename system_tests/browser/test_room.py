@@ -42,9 +42,10 @@ def _aggregate(product: Product) -> None:
 
 def _chart(page: Any, metric: str) -> list[dict[str, Any]]:
     """What a metric's chart draws: [{name, data: [[ms, value]]}]."""
-    return page.locator(f'[data-chart="{metric}"]').evaluate(
+    series: list[dict[str, Any]] = page.locator(f'[data-chart="{metric}"]').evaluate(
         "el => el.edChart.getOption().series.map(s => ({name: s.name, data: s.data}))"
     )
+    return series
 
 
 def _loaded(page: Any) -> None:
