@@ -1037,3 +1037,13 @@ def overview() -> dict[str, Any]:
         "files": IngestedFile.objects.count(),
         "files_rejected": IngestedFile.objects.filter(status=Status.REJECTED).count(),
     }
+
+
+def demo_load(*, now: datetime | None = None) -> dict[str, int]:
+    """The demo building's meter files (ingestion/demo.py): daily files imported through this
+    pipeline, and one rejected with its errors' line numbers. Idempotent."""
+    # Here, not at the top: the demo builds on this module's pipeline (file_take, file_process).
+    from ingestion import demo
+
+    zone = ZoneInfo(settings.INGESTION_TIME_ZONE or settings.TIME_ZONE)
+    return demo.demo_files_load(now=now, tz=zone)
