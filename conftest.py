@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from rest_framework.test import APIClient
 
 from energy_dashboard.core import roles
@@ -73,6 +74,22 @@ def operator_api(api: APIClient, operator: User) -> APIClient:
 def viewer_api(api: APIClient, viewer: User) -> APIClient:
     api.force_authenticate(viewer)
     return api
+
+
+@pytest.fixture
+def operator_client(operator: User) -> Client:
+    """A browser session signed in as an operator (the admin, the pages)."""
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def viewer_client(viewer: User) -> Client:
+    """A browser session signed in as a viewer."""
+    client = Client()
+    client.force_login(viewer)
+    return client
 
 
 @pytest.fixture

@@ -143,8 +143,9 @@ TEMPLATES = [
 ]
 
 # --- Databases -----------------------------------------------------------------------------
-# One alias per module (DESIGN.md, "Boundaries"); energy_dashboard/db_router.py keeps each
-# app's tables on its own alias. With no URL an alias is its own SQLite file under var/db/.
+# One alias per module (docs/architecture.md, "Boundaries"; ADR 0001);
+# energy_dashboard/db_router.py keeps each app's tables on its own alias. With no URL an alias
+# is its own SQLite file under var/db/.
 DB_DIR = VAR_DIR / "db"
 MODULE_DATABASES = {
     "default": "DATABASE_URL",
@@ -509,6 +510,8 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# A failed CSRF check answers as every other error does: JSON, or a page for a browser on a page.
+CSRF_FAILURE_VIEW = "energy_dashboard.core.exceptions.csrf_failure"
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)

@@ -18,7 +18,7 @@ from energy_dashboard.management.commands.run import Command
 from ingestion.models import IngestedFile
 from sensors import services as sensors_services
 from sensors.models import CounterState, Reading, Rollup, Room, RoomMetrics, Sensor
-from sensors.services.demo import DEMO_KINDS, DEMO_ROOMS, MAIN_METER, history_start
+from sensors.services.demo import DEMO_KINDS, DEMO_METER_PARENTS, DEMO_ROOMS, MAIN_METER, history_start
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -73,9 +73,14 @@ def test_the_demo_building_has_everything_the_pages_show_and_loads_once() -> Non
         kinds = set(Sensor.objects.filter(room=rooms[name]).values_list("kind", flat=True))
         assert kinds >= {kind.value for kind in DEMO_KINDS}
 
-    # The main meter measures at least what its sub-meters do, each hour of the history.
+    # A main meter over sub-meters: floor 1's offices behind the floor's sub-meter.
     main = Sensor.objects.get(sensor_id=MAIN_METER.sensor_id)
-    assert main.room is None
+    assert main.room is None and main.part_of is None
+    parents = dict(
+        Sensor.objects.filter(part_of__isnull=False).values_list("sensor_id", "part_of__sensor_id")
+    )
+    assert parents == DEMO_METER_PARENTS
+    # The main meter measures more than its sub-meters (its own unmetered load)...
     day_ago = now - timedelta(days=1)
     main_kwh = sum(
         Reading.objects.filter(sensor=main, timestamp__gte=day_ago).values_list("value", flat=True)
@@ -86,6 +91,21 @@ def test_the_demo_building_has_everything_the_pages_show_and_loads_once() -> Non
         ).values_list("value", flat=True)
     )
     assert main_kwh > rooms_kwh > 0
+    # ... and the building's total counts no sub-meter twice: it is its top-level meters'.
+    hours = (
+        day_ago.replace(minute=0, second=0, microsecond=0),
+        now.replace(minute=0, second=0, microsecond=0),
+    )
+    building = sensors_services.energy_report(
+        rooms=[], sensor_ids=[], start=hours[0], end=hours[1], interval="1h"
+    )["series"][0]["total_kwh"]
+    top_level = Reading.objects.filter(
+        sensor__kind=Sensor.Kind.ENERGY_METER,
+        sensor__part_of__isnull=True,
+        timestamp__gte=hours[0],
+        timestamp__lt=hours[1],
+    )
+    assert building == pytest.approx(sum(top_level.values_list("value", flat=True)))
 
     # Flexible devices on the demo's loads, so the auto-response can accept an invitation.
     devices = list(FlexibleDevice.objects.filter(enabled=True))

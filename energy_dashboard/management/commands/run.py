@@ -54,7 +54,7 @@ class Command(BaseCommand):
     help = (
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
         "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat. "
-        "Ctrl-C or SIGTERM stops them all."
+        "Ctrl-C or SIGTERM stops them all; SIGUSR1 restarts daphne alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -124,7 +124,8 @@ class Command(BaseCommand):
 
             self._start_children(supervisor, opts, http_sock, ws_sock)
             http_sock.close()
-            ws_sock.close()
+            # The WebSocket socket stays open here: daphne is restarted on it on SIGUSR1
+            # (see energy_dashboard.supervisor); the supervisor never accepts on it.
 
             shown = f"[{host}]" if ":" in host else host
             self.stdout.write(
@@ -139,6 +140,7 @@ class Command(BaseCommand):
             status = supervisor.wait()
         finally:
             supervisor.stop_all()
+            ws_sock.close()
             self.stdout.write("Stopped.")
         if status:
             raise CommandError("A process of the platform died; everything was stopped.")
@@ -214,6 +216,7 @@ class Command(BaseCommand):
                         "energy_dashboard.asgi:application",
                     ),
                     pass_fds=(ws_sock.fileno(),),
+                    restartable=True,
                 )
             )
         if settings.OPENADR_VTN_URL:
@@ -238,8 +241,8 @@ class Command(BaseCommand):
 
     def _load_demo(self, now: datetime | None = None) -> None:
         # Each module's demo through its own services, in dependency order: the building's
-        # sensors; its demand response, which replays a past event over the history it writes;
-        # the rest of the history; the utility's meter files. Idempotent: a second run adds
+        # sensors; the utility's meter files; its demand response, which replays a past event
+        # over the history it writes; the rest of the history. Idempotent: a second run adds
         # only what time added since. (Imported here: only --demo needs the other modules.)
         import time
 
@@ -251,9 +254,10 @@ class Command(BaseCommand):
         started = time.monotonic()
         now = now or timezone.now()
         counts = sensors_services.demo_load()
+        # The files first: the history's aggregation then rolls their readings up too.
+        files = ingestion_services.demo_load(now=now)
         dr = dr_services.demo_load(now=now)
         history = sensors_services.demo_history(now=now)
-        files = ingestion_services.demo_load(now=now)
         self.stdout.write(
             f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors, "
             f"{dr['devices']} flexible devices, {files['imported']} meter files imported and "
