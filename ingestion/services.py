@@ -1071,3 +1071,13 @@ def files_list(*, status: str | None = None) -> QuerySet[IngestedFile]:
 def file_get(*, file_id: int) -> IngestedFile | None:
     """One ledger row with its errors (each {line, field, message}), or None."""
     return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+
+
+def demo_load(*, now: datetime | None = None) -> dict[str, int]:
+    """The demo building's meter files (ingestion/demo.py): daily files imported through this
+    pipeline, and one rejected with its errors' line numbers. Idempotent."""
+    # Here, not at the top: the demo builds on this module's pipeline (file_take, file_process).
+    from ingestion import demo
+
+    zone = ZoneInfo(settings.INGESTION_TIME_ZONE or settings.TIME_ZONE)
+    return demo.demo_files_load(now=now, tz=zone)
