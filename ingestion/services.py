@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard.core import events
-from energy_dashboard.startup import gc_paused
+from energy_dashboard.core.batch import gc_paused
 from ingestion import remote, slg
 from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
 from ingestion.validators import allowed_networks, secret_path_allowed
@@ -1000,14 +1000,22 @@ def file_delete_content(*, file: IngestedFile) -> None:
 
 
 def status_summary() -> dict[str, Any]:
-    """Last scan per source, file counts by status, and the latest error."""
+    """Last scan per source, file counts by status, the latest import and the latest error."""
     counts = dict(
         IngestedFile.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
     last_error = (
         IngestedFile.objects.filter(status__in=[Status.REJECTED, Status.FAILED])
         .order_by("-finished_at", "-id")
-        .values("id", "name", "status", "message", "finished_at")
+        .values("id", "name", "status", "message", "finished_at", "error_count")
+        .first()
+    )
+    last_imported = (
+        IngestedFile.objects.filter(status=Status.IMPORTED)
+        .order_by("-finished_at", "-id")
+        .values(
+            "id", "name", "finished_at", "records", "inserted", "already_present", "quarantined", "message"
+        )
         .first()
     )
     return {
@@ -1026,6 +1034,7 @@ def status_summary() -> dict[str, Any]:
             for s in RemoteSource.objects.all()
         ],
         "files": {status: counts.get(status, 0) for status in Status.values},
+        "last_imported": last_imported,
         "last_error": last_error,
     }
 
