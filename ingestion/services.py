@@ -1037,3 +1037,20 @@ def overview() -> dict[str, Any]:
         "files": IngestedFile.objects.count(),
         "files_rejected": IngestedFile.objects.filter(status=Status.REJECTED).count(),
     }
+
+
+# --- MQTT (ingestion/mqtt, docs/mqtt.md) ---------------------------------------------------
+
+
+def mqtt_brokers_enabled() -> bool:
+    """Whether an enabled MQTT broker exists: `manage.py run` starts the ingester then."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.brokers_enabled()
+
+
+def mqtt_health() -> dict[str, Any]:
+    """The MQTT ingester's state per enabled broker, for /health (`ingestion.mqtt.services.health`)."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.health()
