@@ -1081,3 +1081,20 @@ def demo_load(*, now: datetime | None = None) -> dict[str, int]:
 
     zone = ZoneInfo(settings.INGESTION_TIME_ZONE or settings.TIME_ZONE)
     return demo.demo_files_load(now=now, tz=zone)
+
+
+# --- MQTT (ingestion/mqtt, docs/mqtt.md) ---------------------------------------------------
+
+
+def mqtt_brokers_enabled() -> bool:
+    """Whether an enabled MQTT broker exists: `manage.py run` starts the ingester then."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.brokers_enabled()
+
+
+def mqtt_health() -> dict[str, Any]:
+    """The MQTT ingester's state per enabled broker, for /health (`ingestion.mqtt.services.health`)."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.health()
