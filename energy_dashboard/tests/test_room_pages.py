@@ -82,6 +82,9 @@ def test_the_room_page_hands_its_script_the_local_day(browser: Client) -> None:
         assert label in html
     assert "/api/v1/rooms/lab/series?start=2026-10-24T23%3A00%3A00Z" in html
     assert "?range=day&amp;date=2026-10-24" in html and "?range=day&amp;date=2026-10-26" in html
+    # A week that starts in November, chosen by a day of December: December's carpet.
+    week = config_of(browser.get("/rooms/lab/?range=week&date=2026-12-02").content.decode())
+    assert (week["start"], week["carpet"]["start"]) == ("2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z")
 
 
 def test_today_is_live_and_an_unknown_room_is_404(browser: Client) -> None:
