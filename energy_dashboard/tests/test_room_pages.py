@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from energy_dashboard.pages.rooms import SENSORS_PER_PAGE, span_of
@@ -144,3 +146,17 @@ def test_the_sensors_page_shows_the_latest_value(browser: Client) -> None:
     )
     html = browser.get("/sensors/").content.decode()
     assert 'data-value="22.0"' in html and "2026-11-30T09:02:00+00:00" in html
+
+
+@pytest.mark.clock(AFTER_FIXED_DATES)
+def test_the_sensors_page_reads_a_page_in_a_bounded_number_of_queries(browser: Client) -> None:
+    services.room_create(name="lab")
+    kinds = ["power", "co2", "temperature", "humidity", "energy_meter", "occupancy"]
+    for n in range(300):
+        services.sensor_register(sensor_id=f"s-{n:03d}", kind=kinds[n % 6], room_name="lab")
+    with CaptureQueriesContext(connections["sensors"]) as captured:
+        response = browser.get("/sensors/?page=3")
+    assert response.status_code == 200
+    assert len(re.findall(r'<tr data-sensor="', response.content.decode())) == SENSORS_PER_PAGE
+    # The count, the page, one latest-value query per kind, the room names: not one per sensor.
+    assert len(captured.captured_queries) <= 10, [q["sql"][:120] for q in captured.captured_queries]
