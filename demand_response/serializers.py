@@ -22,9 +22,10 @@ from demand_response.models import (
     utc,
     validate_in_horizon,
 )
+from energy_dashboard.core.api import ModelSerializer, QuerySerializer, UTCDateTimeField
 
 
-class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
+class FlexibleDeviceSerializer(ModelSerializer[FlexibleDevice]):
     """A flexible device; `name` is its key in URLs, `sensor_id` and `room` the sensors module's keys."""
 
     class Meta:
@@ -36,7 +37,7 @@ class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
         extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
-class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+class InvitationSerializer(ModelSerializer[Invitation]):
     """An invitation and its answer."""
 
     event_id = serializers.SerializerMethodField()
@@ -86,7 +87,7 @@ def _kw_field(**kwargs: Any) -> serializers.FloatField:
 
 
 def _instant_field(**kwargs: Any) -> serializers.DateTimeField:
-    return serializers.DateTimeField(validators=[validate_in_horizon], **kwargs)
+    return UTCDateTimeField(validators=[validate_in_horizon], **kwargs)
 
 
 def _device_names(**kwargs: Any) -> serializers.ListField:
@@ -161,7 +162,7 @@ class DeclineSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField()
 
 
-class EventDeviceSerializer(serializers.ModelSerializer[EventDevice]):
+class EventDeviceSerializer(ModelSerializer[EventDevice]):
     """One device's part in an event."""
 
     device = serializers.CharField(source="device.name")
@@ -172,7 +173,7 @@ class EventDeviceSerializer(serializers.ModelSerializer[EventDevice]):
         read_only_fields = fields
 
 
-class DREventSerializer(serializers.ModelSerializer[DREvent]):
+class DREventSerializer(ModelSerializer[DREvent]):
     """An event with its dispatch per device."""
 
     dispatches = EventDeviceSerializer(many=True, read_only=True)
@@ -226,7 +227,7 @@ class CancelSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, default="", allow_blank=True)
 
 
-class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
+class PolicySerializer(ModelSerializer[AutoResponsePolicy]):
     """The auto-response policy."""
 
     # The model's validators (validate_weekdays, validate_device_names), as list fields.
@@ -253,7 +254,7 @@ class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
         validators: list[Any] = []
 
 
-class FlexibilityQuery(serializers.Serializer[Any]):
+class FlexibilityQuery(QuerySerializer):
     """Query of GET /flexibility: now, or a window [start, end)."""
 
     start = _instant_field(required=False)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from rest_framework import serializers
 
 from energy_dashboard.core import roles
+from energy_dashboard.core.api import ModelSerializer
 from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 from ingestion.validators import validate_printable, validate_text_block
 
@@ -40,7 +41,7 @@ class _ServerWordsForOperators(_MixinBase):
         return data
 
 
-class RemoteSourceSerializer(_ServerWordsForOperators, serializers.ModelSerializer[RemoteSource]):
+class RemoteSourceSerializer(_ServerWordsForOperators, ModelSerializer[RemoteSource]):
     """A remote source; `password` and `private_key` may be written, never read;
     `last_error_reply` (what the server said) is empty but for operators."""
 
@@ -125,16 +126,16 @@ class RemoteSourceSerializer(_ServerWordsForOperators, serializers.ModelSerializ
         return attrs
 
 
-class IngestedFileSerializer(_ServerWordsForOperators, serializers.ModelSerializer[IngestedFile]):
+class IngestedFileSerializer(_ServerWordsForOperators, ModelSerializer[IngestedFile]):
     """A ledger entry; `errors` only in the detail view (lists stay small); `server_reply`
     (what a server said when the download failed) is empty but for operators."""
 
     operator_only_fields = ("server_reply",)
 
-    # DRF's metaclass takes declared fields off the class, so this does not shadow Field.source
-    # as django-stubs' view of the class says.
+    # An upload has no source: null (the schema said a string). DRF's metaclass takes declared
+    # fields off the class, so this does not shadow Field.source as django-stubs' view says.
     source: serializers.SlugRelatedField[RemoteSource] = serializers.SlugRelatedField(  # type: ignore[assignment]
-        slug_field="name", read_only=True
+        slug_field="name", read_only=True, allow_null=True
     )
 
     class Meta:

@@ -27,12 +27,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard.core import events
-from energy_dashboard.startup import gc_paused
+from energy_dashboard.core.batch import gc_paused
 from ingestion import remote, slg
 from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
 from ingestion.validators import allowed_networks, secret_path_allowed
@@ -1001,14 +1001,22 @@ def file_delete_content(*, file: IngestedFile) -> None:
 
 
 def status_summary() -> dict[str, Any]:
-    """Last scan per source, file counts by status, and the latest error."""
+    """Last scan per source, file counts by status, the latest import and the latest error."""
     counts = dict(
         IngestedFile.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
     last_error = (
         IngestedFile.objects.filter(status__in=[Status.REJECTED, Status.FAILED])
         .order_by("-finished_at", "-id")
-        .values("id", "name", "status", "message", "finished_at")
+        .values("id", "name", "status", "message", "finished_at", "error_count")
+        .first()
+    )
+    last_imported = (
+        IngestedFile.objects.filter(status=Status.IMPORTED)
+        .order_by("-finished_at", "-id")
+        .values(
+            "id", "name", "finished_at", "records", "inserted", "already_present", "quarantined", "message"
+        )
         .first()
     )
     return {
@@ -1027,6 +1035,7 @@ def status_summary() -> dict[str, Any]:
             for s in RemoteSource.objects.all()
         ],
         "files": {status: counts.get(status, 0) for status in Status.values},
+        "last_imported": last_imported,
         "last_error": last_error,
     }
 
@@ -1038,3 +1047,28 @@ def overview() -> dict[str, Any]:
         "files": IngestedFile.objects.count(),
         "files_rejected": IngestedFile.objects.filter(status=Status.REJECTED).count(),
     }
+
+
+# --- reads for the pages ----------------------------------------------------------------------
+
+
+def sources_list() -> list[RemoteSource]:
+    """Every source, by name (with its scan state and any SFTP host key offered for acceptance)."""
+    return list(RemoteSource.objects.order_by("name"))
+
+
+def source_get(*, name: str) -> RemoteSource | None:
+    """The source called `name`, or None."""
+    return RemoteSource.objects.filter(name=name).first()
+
+
+def files_list(*, status: str | None = None) -> QuerySet[IngestedFile]:
+    """The file ledger, newest first, without the error lists (a page shows their counts; each
+    file's errors come with `file_get`); lazily evaluated, for a paginator to slice."""
+    rows = IngestedFile.objects.select_related("source").defer("errors").order_by("-discovered_at", "-id")
+    return rows.filter(status=status) if status else rows
+
+
+def file_get(*, file_id: int) -> IngestedFile | None:
+    """One ledger row with its errors (each {line, field, message}), or None."""
+    return IngestedFile.objects.select_related("source").filter(pk=file_id).first()

@@ -21,7 +21,7 @@ from datetime import date
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from energy_dashboard.core.heartbeats import redis_client
+from energy_dashboard.core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ below (`from demand_response import services`; `services.<name>`). Each subject 
 - `events.py`: events, from scheduling (the overlap rule) through dispatch to completion or
   cancellation, and the scheduler's tick;
 - `measurement.py`: the baseline method of a programme and an event's delivery measurement;
-- `summary.py`: the counts of the platform overview.
+- `summary.py`: the counts of the platform overview, and the lists the pages show.
 
 Two private files serve them: `_common.py` (the refusals, the database alias, the checks and
 helpers every subject uses) and `_announce.py` (the `dr_events` messages). The files depend on
@@ -59,7 +59,7 @@ from demand_response.services.policy import (
     policy_get,
     policy_update,
 )
-from demand_response.services.summary import overview
+from demand_response.services.summary import event_get, events_list, invitations_list, overview
 
 __all__ = [
     "OPEN_EVENT",
@@ -78,7 +78,9 @@ __all__ = [
     "event_cancel",
     "event_complete",
     "event_create",
+    "event_get",
     "event_measure",
+    "events_list",
     "events_tick",
     "flexibility_compute",
     "invitation_accept",
@@ -86,6 +88,7 @@ __all__ = [
     "invitation_decline",
     "invitation_mark_reported",
     "invitations_expire",
+    "invitations_list",
     "invitations_unreported",
     "overview",
     "policy_evaluate",

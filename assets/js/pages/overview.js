@@ -1,6 +1,7 @@
 // The overview: power now and over the last hour, and each room's card, live from the feed.
 import { axis, createChart } from "../lib/charts.js";
 import { metric, power, time } from "../lib/format.js";
+import { bindGapFill } from "../lib/gap.js";
 import { startPage } from "../lib/page.js";
 
 const HOUR_MS = 3600 * 1000;
@@ -71,5 +72,7 @@ if (feed) {
     const message = event.detail;
     if (message.type === "reading") onReadings(message.readings);
   });
+  // After a reconnect, what was stored meanwhile (the kiosk's wall screen must not show a hole).
+  bindGapFill(feed, () => ({ rooms: [...cards.keys()] }), (readings) => onReadings(readings));
   feed.start();
 }

@@ -51,7 +51,7 @@ class Command(BaseCommand):
     help = (
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
         "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat. "
-        "Ctrl-C or SIGTERM stops them all."
+        "Ctrl-C or SIGTERM stops them all; SIGUSR1 restarts daphne alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -121,7 +121,8 @@ class Command(BaseCommand):
 
             self._start_children(supervisor, opts, http_sock, ws_sock)
             http_sock.close()
-            ws_sock.close()
+            # The WebSocket socket stays open here: daphne is restarted on it on SIGUSR1
+            # (see energy_dashboard.supervisor); the supervisor never accepts on it.
 
             shown = f"[{host}]" if ":" in host else host
             self.stdout.write(
@@ -136,6 +137,7 @@ class Command(BaseCommand):
             status = supervisor.wait()
         finally:
             supervisor.stop_all()
+            ws_sock.close()
             self.stdout.write("Stopped.")
         if status:
             raise CommandError("A process of the platform died; everything was stopped.")
@@ -211,6 +213,7 @@ class Command(BaseCommand):
                         "energy_dashboard.asgi:application",
                     ),
                     pass_fds=(ws_sock.fileno(),),
+                    restartable=True,
                 )
             )
         if settings.OPENADR_VTN_URL:
