@@ -165,7 +165,9 @@ def room(request: HttpRequest, name: str) -> HttpResponse:
         span.errors.append(f"Unknown resolution {resolution[:16]!r}: the range chooses one.")
         resolution = "auto"
     start, end = _local_midnight(span.first), _local_midnight(span.after)
-    carpet_first = _month_start(span.first)
+    # The carpet's month: the one of the date chosen (a week may start in the month before);
+    # a custom range's last day's.
+    carpet_first = _month_start(span.after - timedelta(days=1) if span.kind == "custom" else span.anchor)
     carpet_start, carpet_end = _local_midnight(carpet_first), _local_midnight(_month_start(carpet_first, 1))
     series_url = reverse("room-series", args=[name])
     csv_query = urlencode(

@@ -25,6 +25,7 @@ from energy_dashboard.supervisor import (
     listen,
     python_module,
 )
+from ingestion import services as ingestion_services
 from sensors import services as sensors_services
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def _daphne_limits() -> list[str]:
 class Command(BaseCommand):
     help = (
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
-        "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat. "
+        "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat, and the MQTT "
+        "ingester when a broker is enabled. "
         "Ctrl-C or SIGTERM stops them all; SIGUSR1 restarts daphne alone."
     )
 
@@ -119,6 +121,7 @@ class Command(BaseCommand):
             call_command("migrate_all", verbosity=0)
             if opts["demo"]:
                 self._load_demo()
+            opts["mqtt"] = ingestion_services.mqtt_brokers_enabled()
             # The children open their own connections; do not hand them ours.
             connections.close_all()
 
@@ -219,6 +222,10 @@ class Command(BaseCommand):
                     restartable=True,
                 )
             )
+        if opts.get("mqtt"):
+            # The MQTT ingester (docs/mqtt.md): started when a broker is enabled at start; it
+            # follows later changes to brokers and mappings on its own.
+            supervisor.start(Child("mqtt", [sys.executable, "manage.py", "mqtt_ingest"], stop_timeout_s=15.0))
         if settings.OPENADR_VTN_URL:
             # The OpenADR VEN talks to the utility's VTN in its own process.
             supervisor.start(Child("openadr-ven", [sys.executable, "manage.py", "openadr_ven"]))
