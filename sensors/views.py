@@ -27,8 +27,10 @@ from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
 from sensors.serializers import (
+    BreakdownQuery,
     DataQuery,
     EnergyQuery,
+    IngestRefused,
     IngestSummary,
     ReadingsBatch,
     RoomSerializer,
@@ -75,7 +77,11 @@ class SensorDataMixin:
         "ANALYTICS_MAX_RANGE_DAYS days and ANALYTICS_MAX_POINTS buckets (400 past them). "
         "`?format=csv` streams the whole range.",
     )
-    @extend_schema(methods=["POST"], request=ReadingsBatch, responses=IngestSummary)
+    @extend_schema(
+        methods=["POST"],
+        request=ReadingsBatch,
+        responses={201: IngestSummary, 200: IngestSummary, 400: IngestRefused},
+    )
     @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
     def data(self, request: Request, sensor_id: str | None = None) -> Any:
         """A sensor's series (GET) or a batch of its readings (POST)."""
@@ -157,7 +163,7 @@ class ReadingsView(APIView):
     """POST /readings: readings of many sensors at once."""
 
     @extend_schema(
-        request=ReadingsBatch, responses={201: IngestSummary, 200: IngestSummary, 400: IngestSummary}
+        request=ReadingsBatch, responses={201: IngestSummary, 200: IngestSummary, 400: IngestRefused}
     )
     def post(self, request: Request) -> Response:
         """Store a batch: 201 when anything was accepted, 200 when all was already stored,
@@ -174,6 +180,38 @@ class AnalyticsSummaryView(APIView):
             # Dashboards poll this: at most ANALYTICS_SUMMARY_MAX_AGE seconds old (see there).
             return HttpResponse(services.analytics_summary_json(), content_type="application/json")
         return Response(services.analytics_summary())
+
+
+class AnalyticsComparisonView(APIView):
+    """Energy so far today, this week and this month against yesterday, last week and the same
+    month a year ago, each up to the same local time (the building's time zone)."""
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        description="The building's energy (its top-level meters': a sub-meter's energy is in its "
+        "parent's) so far today, this week and this month, and over the same span of yesterday, last "
+        "week and this month a year ago, cut at the same local time of day; with each previous "
+        "period's whole total. Local times carry their offset; a daylight-saving day is 23 or 25 hours.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(services.energy_comparison())
+
+
+class AnalyticsBreakdownView(APIView):
+    """Where the energy of today, this week or this month went: meter hierarchies with each
+    level's unmetered remainder, rooms and kinds, a nested meter counted once."""
+
+    @extend_schema(
+        parameters=[BreakdownQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="Each meter hierarchy (a meter and its sub-meters, `part_of`) with every level's "
+        "kWh and unmetered remainder, the largest standalone meters, each room's share (net of "
+        "sub-meters, so the rooms add up to `total_kwh`) and the top-level meters' kWh per kind.",
+    )
+    def get(self, request: Request) -> Response:
+        query = BreakdownQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(services.energy_breakdown(query.validated_data["period"]))
 
 
 class AnalyticsEnergyView(APIView):
@@ -303,7 +341,8 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         services.room_delete(room=instance)
 
     @extend_schema(responses=drf_serializers.ListSerializer(child=drf_serializers.CharField()))
-    @action(detail=False, methods=["get"])
+    # One list of names, neither paged nor filtered (the schema said it was a page of rooms).
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def names(self, request: Request) -> Response:
         """Every room's name."""
         return Response(services.room_names())
