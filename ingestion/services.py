@@ -1071,3 +1071,17 @@ def files_list(*, status: str | None = None) -> QuerySet[IngestedFile]:
 def file_get(*, file_id: int) -> IngestedFile | None:
     """One ledger row with its errors (each {line, field, message}), or None."""
     return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+
+
+def source_scan_later(*, source: RemoteSource) -> None:
+    """Queue a scan of `source` for a worker once the transaction commits (the page's "scan
+    now": a scan waits `settle_s` and may retry a slow server for longer than a web request
+    may last). Each new file is then imported by its own task and announced on
+    `data_ingestion`. The task is named, not imported: `ingestion.tasks` imports this module."""
+    from celery import current_app
+
+    source_id = source.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.source_scan", args=[source_id]).apply_async(),
+        using=DB,
+    )

@@ -2,9 +2,10 @@
 key's fingerprint to accept), the file ledger (status, counts, errors with their line numbers,
 re-process), and an upload form.
 
-Every command goes through `ingestion.services`, as the admin's actions do: a scan, a
-re-process and an upload run in the request, so the page shows their outcome (a message, and
-for a file its ledger page with each error and its line). Plain forms (multipart for the
+Every command goes through `ingestion.services`: a re-process and an upload run in the
+request, so the page shows their outcome (a message, and for a file its ledger page with each
+error and its line); a scan is queued for a worker (it may take longer than a request may
+last), and its files reach the ledger by the live feed. Plain forms (multipart for the
 upload, CSRF on each) so that the page works without JavaScript; the script adds drag and drop
 and live updates. Viewers see no control, and a POST of theirs is refused (403) and changes
 nothing.
@@ -13,6 +14,7 @@ nothing.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -238,26 +240,24 @@ def _source_or_404(name: str) -> Any:
 @require_POST
 @page_view
 def source_scan(request: HttpRequest, name: str) -> HttpResponse:
-    """Scan a source now and process what it takes, here (as the admin's "scan now" does)."""
+    """Queue a scan of a source now (a worker runs it, as the API's scan does by default: a
+    scan may take longer than a request may last); its files reach the ledger live."""
     if not roles.can_operate(request.user):
         return _refused(request)
     source = _source_or_404(name)
-    processed: list[int] = []
-    result = ingestion_services.source_scan(source=source, on_file=processed.append)
-    files = [ingestion_services.file_run(file_id=pk) for pk in processed]
-    if result.skipped:
-        messages.warning(request, f"{source.name}: not scanned: {result.skipped}.")
-    elif result.ok:
-        taken = [f for f in files if f is not None]
-        rejected = sum(1 for f in taken if f.status in ("rejected", "failed"))
+    if not source.enabled:
+        messages.error(request, f"{source.name} is disabled; enable it before scanning it.")
+    else:
+        ingestion_services.source_scan_later(source=source)
         messages.success(
             request,
-            f"{source.name}: {result.listed} listed, {len(result.queued)} new file(s) taken"
-            f"{f' ({rejected} rejected or failed)' if rejected else ''}, "
-            f"{len(result.growing)} still growing.",
+            f"{source.name}: scan queued. New files appear in the ledger below as they are imported; "
+            "the source's last scan shows once it is done.",
         )
-    else:
-        messages.error(request, f"{source.name}: the scan failed: {result.error or result.skipped}")
+        # `scanned` tells the page's script to watch for the scan's outcome.
+        return HttpResponseRedirect(
+            reverse("page-ingestion") + f"?{urlencode({'scanned': source.name})}#source-{source.name}"
+        )
     return HttpResponseRedirect(reverse("page-ingestion") + f"#source-{source.name}")
 
 

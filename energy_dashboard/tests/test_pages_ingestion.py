@@ -70,6 +70,20 @@ def ftp(tmp_path: Path, settings: Any) -> Iterator[FtpServer]:
         server.stop()
 
 
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """The worker's part runs here: Celery's eager mode runs queued tasks (a scan, then one
+    import per new file) in this process, once the request's transaction commits."""
+    from energy_dashboard.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = before
+
+
 def test_an_operator_sees_sources_upload_and_ledger_controls(operator: User, offered: RemoteSource) -> None:
     row = services.file_process(file_id=services.file_take(name="bad.slg_v2", stream=_bytes(b"junk")).pk)
     html = _client(operator).get(PAGE).content.decode()
@@ -187,14 +201,32 @@ def test_accepting_the_offered_host_key_pins_it(operator: User, offered: RemoteS
     assert FINGERPRINT not in done.content.decode()
 
 
-def test_scan_now_takes_the_servers_new_file_and_the_page_shows_it(operator: User, ftp: FtpServer) -> None:
+def test_scan_now_queues_the_scan_and_a_worker_takes_the_servers_new_file(
+    operator: User, ftp: FtpServer, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
     source = source_for(ftp, name="utility-ftp")
-    response = _client(operator).post(f"/ingestion/sources/{source.name}/scan", follow=True)
-    assert _messages(response) == ["utility-ftp: 1 listed, 1 new file(s) taken, 0 still growing."]
+    client = _client(operator)
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        queued = client.post(f"/ingestion/sources/{source.name}/scan")
+        # Queued, not run: the request answered before the scan started.
+        assert (
+            not IngestedFile.objects.exists() and RemoteSource.objects.get(pk=source.pk).last_scan_at is None
+        )
+    assert queued.status_code == 302
+    assert queued["Location"] == "/ingestion/?scanned=utility-ftp#source-utility-ftp"
+    response = client.get(queued["Location"])
+    (message,) = _messages(response)
+    assert message.startswith("utility-ftp: scan queued.")
     row = IngestedFile.objects.get()
     assert (row.name, row.status, row.inserted) == ("2026-11-01_meter.slg_v2", "imported", 8)
     html = response.content.decode()
     assert f'data-file="{row.pk}"' in html and "last scan ok" in html
+
+
+def test_a_disabled_source_is_not_scanned(operator: User, offered: RemoteSource) -> None:
+    RemoteSource.objects.filter(pk=offered.pk).update(enabled=False)
+    response = _client(operator).post("/ingestion/sources/utility-sftp/scan", follow=True)
+    assert _messages(response) == ["utility-sftp is disabled; enable it before scanning it."]
 
 
 def test_reprocess_runs_a_kept_file_again(operator: User) -> None:

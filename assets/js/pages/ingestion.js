@@ -85,6 +85,24 @@ async function refreshLedger() {
   }
 }
 
+// After "scan now" (the server queued the scan, `?scanned=<source>`): reload the regions every
+// few seconds until the source's last scan changes, at most for SCAN_WATCH_MS.
+const SCAN_POLL_MS = 3000;
+const SCAN_WATCH_MS = 120000;
+const scanned = new URLSearchParams(window.location.search).get("scanned");
+if (scanned && !config.file) {
+  const sourceNode = () => [...document.querySelectorAll("[data-source]")].find((n) => n.dataset.source === scanned);
+  const before = sourceNode()?.dataset.lastScan ?? "";
+  const until = Date.now() + SCAN_WATCH_MS;
+  const poll = async () => {
+    await refreshLedger().catch(() => {});
+    const node = sourceNode();
+    if (!node || (node.dataset.lastScan !== before && !("scanning" in node.dataset)) || Date.now() > until) return;
+    setTimeout(poll, SCAN_POLL_MS);
+  };
+  setTimeout(poll, SCAN_POLL_MS);
+}
+
 if (feed) {
   feed.addEventListener("message", (event) => {
     const message = event.detail;
