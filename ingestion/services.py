@@ -1085,3 +1085,15 @@ def source_scan_later(*, source: RemoteSource) -> None:
         lambda: current_app.signature("ingestion.tasks.source_scan", args=[source_id]).apply_async(),
         using=DB,
     )
+
+
+def file_run_later(*, file: IngestedFile) -> None:
+    """Queue a kept file (`downloaded`, or `queued` for download) for a worker once the
+    transaction commits: a file bigger than INGESTION_INLINE_BYTES takes longer to import than
+    a web request may last. The task is named, not imported (see `source_scan_later`)."""
+    from celery import current_app
+
+    file_id = file.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.file_run", args=[file_id]).apply_async(), using=DB
+    )

@@ -2,10 +2,11 @@
 key's fingerprint to accept), the file ledger (status, counts, errors with their line numbers,
 re-process), and an upload form.
 
-Every command goes through `ingestion.services`: a re-process and an upload run in the
-request, so the page shows their outcome (a message, and for a file its ledger page with each
-error and its line); a scan is queued for a worker (it may take longer than a request may
-last), and its files reach the ledger by the live feed. Plain forms (multipart for the
+Every command goes through `ingestion.services`, as the API's do: an upload or a re-process
+of a file up to INGESTION_INLINE_BYTES runs in the request, so the page shows its outcome (a
+message, and the file's ledger page with each error and its line); a bigger file, and a scan,
+are queued for a worker (they may take longer than a request may last), and their outcome
+reaches the page by the live feed. Plain forms (multipart for the
 upload, CSRF on each) so that the page works without JavaScript; the script adds drag and drop
 and live updates. Viewers see no control, and a POST of theirs is refused (403) and changes
 nothing.
@@ -47,10 +48,14 @@ STATUS_BADGE = {
 
 
 def upload_limit() -> int:
-    """The largest file the page takes: it is processed in the request (the answer shows its
-    outcome), so at most INGESTION_INLINE_BYTES; bigger files go through the API's upload,
-    which queues them for a worker."""
-    return int(min(settings.INGESTION_INLINE_BYTES, settings.INGESTION_UPLOAD_MAX_BYTES))
+    """The largest file the page takes: INGESTION_UPLOAD_MAX_BYTES, as the API's upload."""
+    return int(settings.INGESTION_UPLOAD_MAX_BYTES)
+
+
+def _inline(row: Any) -> bool:
+    """A file up to INGESTION_INLINE_BYTES is imported in the request (the answer shows its
+    outcome); a bigger one is queued for a worker, and its page follows it live."""
+    return bool((row.size or 0) <= settings.INGESTION_INLINE_BYTES)
 
 
 def _refused(request: HttpRequest) -> HttpResponse:
@@ -166,9 +171,8 @@ class _CappedUpload(TemporaryFileUploadHandler):
 def _too_large(request: HttpRequest) -> HttpResponse:
     messages.error(
         request,
-        f"The file is larger than this page takes ({upload_limit():,} bytes, INGESTION_INLINE_BYTES); "
-        "nothing was kept. Upload it through the API (POST /api/v1/ingestion/upload), which queues "
-        "big files for a worker.",
+        f"The file is larger than the upload limit ({upload_limit():,} bytes, "
+        "INGESTION_UPLOAD_MAX_BYTES); nothing was kept.",
     )
     return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
 
@@ -204,11 +208,14 @@ def _upload(request: HttpRequest, handler: _CappedUpload) -> HttpResponse:
         return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
     try:
         row = ingestion_services.file_take(name=upload.name or "", stream=upload)
-        row = ingestion_services.file_process(file_id=row.pk)
     except ingestion_services.IngestionError as exc:
         messages.error(request, f"The upload was not taken: {exc}.")
         return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
-    _outcome(request, row)
+    if not _inline(row):
+        ingestion_services.file_run_later(file=row)
+        messages.info(request, f"{row.name}: kept and queued for a worker; this page shows its outcome.")
+        return _to_file(row)
+    _outcome(request, ingestion_services.file_process(file_id=row.pk))
     return _to_file(row)
 
 
@@ -222,11 +229,14 @@ def file_reprocess(request: HttpRequest, file_id: int) -> HttpResponse:
     if row is None:
         raise Http404(f"No file {file_id} in the ledger.")
     try:
-        row = ingestion_services.file_reprocess(file=row)
+        if _inline(row):
+            _outcome(request, ingestion_services.file_reprocess(file=row))
+        else:
+            ingestion_services.file_reprocess_prepare(file=row)
+            ingestion_services.file_run_later(file=row)
+            messages.info(request, f"{row.name}: queued for a worker; this page shows its outcome.")
     except ingestion_services.IngestionError as exc:
         messages.error(request, f"{row.name} was not processed again: {exc}.")
-        return _to_file(row)
-    _outcome(request, row)
     return _to_file(row)
 
 

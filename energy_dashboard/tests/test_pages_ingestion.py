@@ -142,15 +142,38 @@ def test_uploading_a_good_file_imports_it(operator: User) -> None:
 def test_an_upload_without_a_file_or_too_big_is_refused_with_a_message(operator: User, settings: Any) -> None:
     client = _client(operator)
     assert _messages(client.post("/ingestion/upload", {}, follow=True)) == ["Choose a meter file to upload."]
-    settings.INGESTION_INLINE_BYTES = 100
+    settings.INGESTION_UPLOAD_MAX_BYTES = 100
     big = SimpleUploadedFile("big.slg_v2", meter_file("PT4003", count=8))
     (message,) = _messages(client.post("/ingestion/upload", {"file": big}, follow=True))
-    assert message.startswith("The file is larger than this page takes (100 bytes")
+    assert message.startswith("The file is larger than the upload limit (100 bytes")
     # Past the framing allowance the body is refused before it is read.
     huge = SimpleUploadedFile("huge.slg_v2", b"0" * (100 + page.UPLOAD_FRAMING_BYTES + 1))
     (message,) = _messages(client.post("/ingestion/upload", {"file": huge}, follow=True))
-    assert message.startswith("The file is larger than this page takes")
+    assert message.startswith("The file is larger than the upload limit")
     assert not IngestedFile.objects.exists()
+
+
+def test_a_file_bigger_than_the_inline_limit_is_queued_for_a_worker(
+    operator: User, settings: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.INGESTION_INLINE_BYTES = 100
+    client = _client(operator)
+    upload = SimpleUploadedFile("big.slg_v2", corrupt_file())
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        answer = client.post("/ingestion/upload", {"file": upload})
+        row = IngestedFile.objects.get()
+        assert row.status == "downloaded"  # kept, not processed in the request
+    assert answer["Location"] == f"/ingestion/files/{row.pk}/"
+    page_ = client.get(answer["Location"])
+    assert _messages(page_) == ["big.slg_v2: kept and queued for a worker; this page shows its outcome."]
+    row.refresh_from_db()
+    assert row.status == "rejected" and [e["line"] for e in row.errors] == [2, 4]
+    assert [e["line"] for e in page_.context["errors"]] == [2, 4]
+    # Re-processing it is queued too.
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        again = client.post(f"/ingestion/files/{row.pk}/reprocess", follow=True)
+    assert _messages(again) == ["big.slg_v2: queued for a worker; this page shows its outcome."]
+    assert IngestedFile.objects.get(pk=row.pk).attempts == row.attempts + 1
 
 
 def test_an_upload_without_the_csrf_token_is_refused(operator: User) -> None:

@@ -1,6 +1,7 @@
 // The ingestion page and a file's page: drag and drop onto the upload form (the form works
 // without this script: choose a file, submit), and live updates from the feed's `ingestion`
 // messages (a file processed by a worker, a scan's files) into the ledger.
+import { api } from "../lib/api.js";
 import { startPage } from "../lib/page.js";
 
 const { config, feed } = startPage({ subscriptions: [{ type: "subscribe", all: true }] });
@@ -21,7 +22,7 @@ if (form) {
     }
     chosen.textContent =
       file.size > limit
-        ? `${file.name} is larger than this page takes (${limit.toLocaleString()} bytes).`
+        ? `${file.name} is larger than the upload limit (${limit.toLocaleString()} bytes).`
         : `${file.name}, ${file.size.toLocaleString()} bytes: ready to upload.`;
   };
   input.addEventListener("change", show);
@@ -101,6 +102,26 @@ if (scanned && !config.file) {
     setTimeout(poll, SCAN_POLL_MS);
   };
   setTimeout(poll, SCAN_POLL_MS);
+}
+
+// A file's page while a worker has it: its outcome may come before the live feed is
+// connected, so the page also asks the API now and then (bounded) and reloads when it changes.
+const PENDING = ["queued", "downloaded", "processing"];
+if (config.file && PENDING.includes(config.file.status)) {
+  const until = Date.now() + 10 * 60 * 1000;
+  const check = async () => {
+    try {
+      const row = await api.get(`/api/v1/ingestion/files/${config.file.id}`);
+      if (row.status !== config.file.status) {
+        window.location.reload();
+        return;
+      }
+    } catch {
+      // a failed check is retried at the next one
+    }
+    if (Date.now() < until) setTimeout(check, 3000);
+  };
+  setTimeout(check, 1500);
 }
 
 if (feed) {
