@@ -24,7 +24,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from energy_dashboard.core import roles
 from energy_dashboard.core.web import page_view, render_page
@@ -77,7 +77,7 @@ def _file_row(row: Any) -> dict[str, Any]:
     return {"id": row.pk, "status": row.status, "badge": STATUS_BADGE.get(row.status, "neutral")}
 
 
-@require_GET
+@require_safe
 @page_view
 def ingestion(request: HttpRequest) -> HttpResponse:
     """Sources, the upload form (operators), the ledger (paginated, optionally by status)."""
@@ -107,7 +107,7 @@ def ingestion(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 @page_view
 def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     """One ledger row: its counts, its message, every error with its line number."""
