@@ -1,6 +1,6 @@
 """The ingestion page: the remote sources with their last scan ("scan now"; an unknown SFTP host
-key's fingerprint to accept), the file ledger (status, counts, errors with their line numbers,
-re-process), and an upload form.
+key's fingerprint to accept), the enabled MQTT brokers' state (read-only), the file ledger
+(status, counts, errors with their line numbers, re-process), and an upload form.
 
 Every command goes through `ingestion.services`, as the API's do: an upload or a re-process
 of a file up to INGESTION_INLINE_BYTES runs in the request, so the page shows its outcome (a
@@ -87,6 +87,7 @@ def ingestion(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(ingestion_services.files_list(status=status or None), FILES_PER_PAGE)
     files = paginator.get_page(request.GET.get("page"))
     summary = ingestion_services.status_summary()
+    mqtt = ingestion_services.mqtt_health()
     return render_page(
         request,
         "pages/ingestion.html",
@@ -97,6 +98,9 @@ def ingestion(request: HttpRequest) -> HttpResponse:
         page={"uploadLimit": upload_limit()},
         context={
             "sources": ingestion_services.sources_list(),
+            # Enabled MQTT brokers and what the ingester last said of each (docs/ingestion.md).
+            "mqtt": mqtt,
+            "brokers": sorted(mqtt["brokers"].items()),
             "files": files,
             "counts": summary["files"],
             "status": status,

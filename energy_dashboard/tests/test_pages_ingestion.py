@@ -275,3 +275,15 @@ def test_the_ledger_is_paginated_and_filtered_by_status(operator: User) -> None:
 def test_a_file_page_that_does_not_exist_is_a_404_page(viewer: User) -> None:
     response = _client(viewer).get("/ingestion/files/999999/", HTTP_ACCEPT="text/html")
     assert response.status_code == 404 and "Page not found" in response.content.decode()
+
+
+def test_enabled_mqtt_brokers_are_shown_with_their_state(viewer: User, redis_clean: Any) -> None:
+    from ingestion.mqtt.models import Broker
+
+    html = _client(viewer).get(PAGE).content.decode()
+    assert "MQTT brokers" not in html  # none configured
+    Broker.objects.create(name="site-broker", host="127.0.0.1")
+    Broker.objects.create(name="old-broker", host="127.0.0.1", enabled=False)
+    html = _client(viewer).get(PAGE).content.decode()
+    assert 'data-broker="site-broker"' in html and 'data-broker="old-broker"' not in html
+    assert "the MQTT ingester has not reported in" in html and "not connected" in html
