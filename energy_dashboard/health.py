@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import connections
 
 from energy_dashboard.core import heartbeats
+from energy_dashboard.core.redis import redis_client
 
 
 class Check(TypedDict, total=False):
@@ -45,7 +46,7 @@ def database_checks() -> dict[str, Check]:
 
 def redis_check() -> Check:
     """PING on the Redis that carries the broker, the channel layer and the cache."""
-    return _timed(lambda: heartbeats.redis_client().ping() and None)
+    return _timed(lambda: redis_client().ping() and None)
 
 
 def process_checks() -> dict[str, Any]:

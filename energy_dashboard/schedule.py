@@ -49,7 +49,7 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    """The schedule of DESIGN.md, "Processes"."""
+    """The periodic jobs (docs/architecture.md, "Processes"; the README lists them)."""
     return [
         Job(
             name="sensors: room metrics",

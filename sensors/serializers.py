@@ -10,12 +10,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
+from energy_dashboard.core.api import ModelSerializer, QuerySerializer, UTCDateTimeField
 from energy_dashboard.core.limits import EARLIEST, LATEST, within_horizon
 from sensors.analytics import bucket_count
-from sensors.models import Metric, Room, Sensor, validate_metadata
+from sensors.models import MAX_METER_DEPTH, Metric, Room, Sensor, validate_metadata, validate_part_of
 
 
-class InstantField(serializers.DateTimeField):
+class InstantField(UTCDateTimeField):
     """An instant within the product's horizon (energy_dashboard.core.limits); naive means building
     time. A year-1 or year-9999 instant was accepted and overflowed later."""
 
@@ -93,7 +94,7 @@ def check_rollup_range(start: datetime, end: datetime, interval: str, series: in
         )
 
 
-class RoomSerializer(serializers.ModelSerializer[Room]):
+class RoomSerializer(ModelSerializer[Room]):
     """A room; `name` is its key in URLs."""
 
     sensor_count = serializers.IntegerField(read_only=True)
@@ -113,13 +114,21 @@ class RoomSerializer(serializers.ModelSerializer[Room]):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class SensorSerializer(serializers.ModelSerializer[Sensor]):
+class SensorSerializer(ModelSerializer[Sensor]):
     """A sensor; `sensor_id` is its key in URLs, `room` the room's name."""
 
     room = serializers.SlugRelatedField(
         slug_field="name", queryset=Room.objects.all(), allow_null=True, required=False
     )
     metadata = MetadataField(required=False)
+    part_of = serializers.SlugRelatedField(
+        slug_field="sensor_id",
+        queryset=Sensor.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="The sensor_id of the meter this one is a sub-meter of (same kind; at most "
+        f"{MAX_METER_DEPTH} levels deep; no cycles). Totals count a meter only once.",
+    )
 
     class Meta:
         model = Sensor
@@ -128,6 +137,7 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
             "name",
             "kind",
             "room",
+            "part_of",
             "external_id",
             "status",
             "last_seen",
@@ -143,8 +153,22 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
             raise serializers.ValidationError("sensor_id is the sensor's key and cannot change.")
         return value
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The meter hierarchy as the model checks it (sensors.models.validate_part_of), as a
+        400 with the field's message rather than an error at save time."""
+        if "part_of" in attrs or "kind" in attrs:
+            candidate = self.instance or Sensor()
+            kind = attrs.get("kind", candidate.kind)
+            parent = attrs.get("part_of", candidate.part_of)
+            probe = Sensor(pk=candidate.pk, sensor_id=attrs.get("sensor_id", candidate.sensor_id), kind=kind)
+            try:
+                validate_part_of(probe, parent)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
 
-class SeriesQuery(serializers.Serializer[Any]):
+
+class SeriesQuery(QuerySerializer):
     """Query parameters of GET /sensors/{sensor_id}/data."""
 
     metric = serializers.ChoiceField(choices=Metric.choices, required=False)
@@ -175,16 +199,37 @@ class ReadingsBatch(serializers.Serializer[Any]):
     readings = serializers.ListField(child=serializers.JSONField(), max_length=10_000, allow_empty=False)
 
 
+class Rejection(serializers.Serializer[Any]):
+    """One refused reading: its place in the batch and why."""
+
+    index = serializers.IntegerField(help_text="Position in `readings`, from 0.")
+    reason = serializers.CharField()
+
+
 class IngestSummary(serializers.Serializer[Any]):
     """What happened to a batch."""
 
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     conflicts = serializers.IntegerField()
-    rejected = serializers.ListField(child=serializers.DictField())
+    rejected = Rejection(many=True)
 
 
-class EnergyQuery(serializers.Serializer[Any]):
+class IngestRefused(serializers.Serializer[Any]):
+    """400 of a batch: an error body (`message`, `code`); with `errors` when the body's shape
+    is wrong, with the summary (nothing accepted, each item's reason) when every item was
+    refused."""
+
+    message = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    accepted = serializers.IntegerField(required=False)
+    duplicates = serializers.IntegerField(required=False)
+    conflicts = serializers.IntegerField(required=False)
+    rejected = Rejection(many=True, required=False)
+
+
+class EnergyQuery(QuerySerializer):
     """Query parameters of GET /analytics/energy."""
 
     rooms = serializers.CharField(
@@ -239,4 +284,52 @@ class DataQuery(serializers.Serializer[Any]):
             check_raw_range(attrs["start"], attrs["end"])
         else:
             check_rollup_range(attrs["start"], attrs["end"], attrs["interval"])
+        return attrs
+
+
+class BreakdownQuery(serializers.Serializer[Any]):
+    """Query parameters of GET /analytics/breakdown."""
+
+    period = serializers.ChoiceField(
+        choices=["today", "week", "month"],
+        default="today",
+        help_text="Local: since midnight, Monday or the 1st.",
+    )
+
+
+class RoomSeriesQuery(QuerySerializer):
+    """Query parameters of GET /rooms/{name}/series."""
+
+    start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")
+    end = InstantField(required=False, help_text="Default: now. Naive = building time.")
+    resolution = serializers.ChoiceField(
+        choices=["auto", "raw", "5m", "15m", "1h", "1d"],
+        default="auto",
+        help_text="auto: raw up to 6 h, else the finest of 5m, 15m, 1h, 1d with at most 800 buckets.",
+    )
+    metrics = serializers.CharField(
+        required=False, help_text="Comma-separated metrics. Default: all of them."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Known metrics; raw: at most READINGS_MAX_RANGE_DAYS; otherwise at most
+        ANALYTICS_MAX_RANGE_DAYS (the points are bounded by ROOM_SERIES_MAX_POINTS)."""
+        names = _names(attrs.get("metrics", ""))
+        unknown = [name for name in names if name not in Metric.values]
+        if unknown:
+            raise serializers.ValidationError(
+                {"metrics": f"unknown metric {unknown[0]!r}; known: {', '.join(Metric.values)}."}
+            )
+        attrs["metrics"] = names or list(Metric.values)
+        attrs.setdefault("end", timezone.now())
+        attrs.setdefault("start", attrs["end"] - timedelta(days=1))
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"start": "start must be before end."})
+        if attrs["resolution"] == "raw":
+            check_raw_range(attrs["start"], attrs["end"])
+        days = settings.ANALYTICS_MAX_RANGE_DAYS
+        if attrs["end"] - attrs["start"] > timedelta(days=days):
+            raise serializers.ValidationError(
+                {"start": f"a range may span at most {days} days (ANALYTICS_MAX_RANGE_DAYS)."}
+            )
         return attrs

@@ -127,8 +127,12 @@ def test_shelly_gen2_switch_status_gives_power_and_a_register(mosquitto: Mosquit
     # The register (Wh) becomes interval energy (kWh) between the two messages.
     energy = wait_until(lambda: values(device, "energy"), "the interval energy")
     assert energy == [pytest.approx(0.0005)]
-    mapping = Mapping.objects.get(name="shelly")
-    assert mapping.messages_count == 2 and mapping.malformed_count == 0
+    # The counts are written after the readings commit (another database): wait for them.
+    mapping = wait_until(
+        lambda: (m := Mapping.objects.get(name="shelly")).messages_count == 2 and m,
+        "the counts to be written",
+    )
+    assert mapping.malformed_count == 0
 
 
 # Tasmota documentation, "Commands > TelePeriod" / energy monitoring: the tele/<topic>/SENSOR

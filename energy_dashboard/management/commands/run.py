@@ -7,7 +7,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,6 +27,9 @@ from energy_dashboard.supervisor import (
 )
 from ingestion import services as ingestion_services
 from sensors import services as sensors_services
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Command(BaseCommand):
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
         "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat, and the MQTT "
         "ingester when a broker is enabled. "
-        "Ctrl-C or SIGTERM stops them all."
+        "Ctrl-C or SIGTERM stops them all; SIGUSR1 restarts daphne alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -124,7 +127,8 @@ class Command(BaseCommand):
 
             self._start_children(supervisor, opts, http_sock, ws_sock)
             http_sock.close()
-            ws_sock.close()
+            # The WebSocket socket stays open here: daphne is restarted on it on SIGUSR1
+            # (see energy_dashboard.supervisor); the supervisor never accepts on it.
 
             shown = f"[{host}]" if ":" in host else host
             self.stdout.write(
@@ -139,6 +143,7 @@ class Command(BaseCommand):
             status = supervisor.wait()
         finally:
             supervisor.stop_all()
+            ws_sock.close()
             self.stdout.write("Stopped.")
         if status:
             raise CommandError("A process of the platform died; everything was stopped.")
@@ -214,6 +219,7 @@ class Command(BaseCommand):
                         "energy_dashboard.asgi:application",
                     ),
                     pass_fds=(ws_sock.fileno(),),
+                    restartable=True,
                 )
             )
         if opts.get("mqtt"):
@@ -240,9 +246,31 @@ class Command(BaseCommand):
             web += ["--access-logfile", "-"]
         supervisor.start(Child("web", web, pass_fds=(http_sock.fileno(),)))
 
-    def _load_demo(self) -> None:
+    def _load_demo(self, now: datetime | None = None) -> None:
+        # Each module's demo through its own services, in dependency order: the building's
+        # sensors; the utility's meter files; its demand response, which replays a past event
+        # over the history it writes; the rest of the history. Idempotent: a second run adds
+        # only what time added since. (Imported here: only --demo needs the other modules.)
+        import time
+
+        from django.utils import timezone
+
+        from demand_response import services as dr_services
+        from ingestion import services as ingestion_services
+
+        started = time.monotonic()
+        now = now or timezone.now()
         counts = sensors_services.demo_load()
-        self.stdout.write(f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors")
+        # The files first: the history's aggregation then rolls their readings up too.
+        files = ingestion_services.demo_load(now=now)
+        dr = dr_services.demo_load(now=now)
+        history = sensors_services.demo_history(now=now)
+        self.stdout.write(
+            f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors, "
+            f"{dr['devices']} flexible devices, {files['imported']} meter files imported and "
+            f"{files['rejected']} rejected; {dr['readings'] + history['readings']} readings added "
+            f"({time.monotonic() - started:.1f} s)"
+        )
         user_model = get_user_model()
         password = settings.DEMO_PASSWORD
         with transaction.atomic(using="default"):
