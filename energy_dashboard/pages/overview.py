@@ -163,6 +163,8 @@ def _compared(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
             said = {"direction": "none", "symbol": "", "words": ""}
         elif abs(pct) < 0.5:
             said = {"direction": "same", "symbol": "=", "words": "about the same as"}
+        elif pct >= 1000:  # "79007% more" reads as noise: the previous span barely had data
+            said = {"direction": "up", "symbol": "▲", "words": f"{pct / 100 + 1:.0f} times as much as"}
         elif change > 0:
             said = {"direction": "up", "symbol": "▲", "words": f"{abs(pct):.0f}% more than"}
         else:
