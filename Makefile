@@ -23,7 +23,7 @@ NODE_STAMP := node_modules/.installed
 ASSETS_STAMP := static/dist/.built
 ASSET_SOURCES := $(shell find assets -type f 2>/dev/null)
 
-.PHONY: run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
+.PHONY: screenshots run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -109,6 +109,12 @@ test-browser: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c system_tests/pytest.ini \
 	    system_tests/browser $(BROWSER_PYTEST_ARGS)
+
+## make screenshots: the pages with the demo building, as PNGs in docs/screenshots/
+## (tools/screenshots.py: `run --demo` and Chromium, as the browser tests use them).
+screenshots: $(STAMP) $(ASSETS_STAMP) system-deps
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python tools/screenshots.py
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
 test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps

@@ -22,9 +22,10 @@ from demand_response.models import (
     utc,
     validate_in_horizon,
 )
+from energy_dashboard.core.api import ModelSerializer, QuerySerializer, UTCDateTimeField
 
 
-class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
+class FlexibleDeviceSerializer(ModelSerializer[FlexibleDevice]):
     """A flexible device; `name` is its key in URLs, `sensor_id` and `room` the sensors module's keys."""
 
     class Meta:
@@ -33,10 +34,10 @@ class FlexibleDeviceSerializer(serializers.ModelSerializer[FlexibleDevice]):
         read_only_fields = ["created_at", "updated_at"]
         # Uniqueness and limits are the service's checks, with the module's own messages.
         validators: list[Any] = []
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
-class InvitationSerializer(serializers.ModelSerializer[Invitation]):
+class InvitationSerializer(ModelSerializer[Invitation]):
     """An invitation and its answer."""
 
     event_id = serializers.SerializerMethodField()
@@ -86,7 +87,7 @@ def _kw_field(**kwargs: Any) -> serializers.FloatField:
 
 
 def _instant_field(**kwargs: Any) -> serializers.DateTimeField:
-    return serializers.DateTimeField(validators=[validate_in_horizon], **kwargs)
+    return UTCDateTimeField(validators=[validate_in_horizon], **kwargs)
 
 
 def _device_names(**kwargs: Any) -> serializers.ListField:
@@ -125,7 +126,9 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
     baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
-    source = serializers.CharField(max_length=32, default="api")
+    # DRF's metaclass takes declared fields off the class, so this does not shadow Field.source
+    # as django-stubs' view of the class says.
+    source = serializers.CharField(max_length=32, default="api")  # type: ignore[assignment]
     external_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +162,7 @@ class DeclineSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField()
 
 
-class EventDeviceSerializer(serializers.ModelSerializer[EventDevice]):
+class EventDeviceSerializer(ModelSerializer[EventDevice]):
     """One device's part in an event."""
 
     device = serializers.CharField(source="device.name")
@@ -170,7 +173,7 @@ class EventDeviceSerializer(serializers.ModelSerializer[EventDevice]):
         read_only_fields = fields
 
 
-class DREventSerializer(serializers.ModelSerializer[DREvent]):
+class DREventSerializer(ModelSerializer[DREvent]):
     """An event with its dispatch per device."""
 
     dispatches = EventDeviceSerializer(many=True, read_only=True)
@@ -224,7 +227,7 @@ class CancelSerializer(serializers.Serializer[Any]):
     reason = serializers.CharField(required=False, default="", allow_blank=True)
 
 
-class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
+class PolicySerializer(ModelSerializer[AutoResponsePolicy]):
     """The auto-response policy."""
 
     # The model's validators (validate_weekdays, validate_device_names), as list fields.
@@ -251,7 +254,7 @@ class PolicySerializer(serializers.ModelSerializer[AutoResponsePolicy]):
         validators: list[Any] = []
 
 
-class FlexibilityQuery(serializers.Serializer[Any]):
+class FlexibilityQuery(QuerySerializer):
     """Query of GET /flexibility: now, or a window [start, end)."""
 
     start = _instant_field(required=False)

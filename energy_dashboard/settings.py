@@ -452,11 +452,13 @@ REST_FRAMEWORK = {
         "energy_dashboard.core.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # django-filter's, refusing empty typed values and booleans other than true / false (400).
+    "DEFAULT_FILTER_BACKENDS": ["energy_dashboard.core.api.StrictFilterBackend"],
     # Bounded: limit 1..api.MAX_LIMIT, offset 0..api.MAX_OFFSET, anything else a 400.
     "DEFAULT_PAGINATION_CLASS": "energy_dashboard.core.api.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with each operation's JSON error answers (400, 401, 403, 404...) documented.
+    "DEFAULT_SCHEMA_CLASS": "energy_dashboard.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "energy_dashboard.core.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env.str("LOGIN_THROTTLE_RATE", default="20/min")},
     # A throttle that still uses DRF's own get_ident keys on REMOTE_ADDR, never on a header the

@@ -1,10 +1,11 @@
 """URL map: the service description, /health, the API under /api/v1/, the admin."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from energy_dashboard import views
+from energy_dashboard.core import exceptions
 
 api_v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
@@ -16,6 +17,9 @@ api_v1 = [
     path("", include("sensors.urls")),
     path("demand-response/", include("demand_response.urls")),
     path("ingestion/", include("ingestion.urls")),
+    # Any other path under the API: its JSON 404 under DEBUG too (`make run`), where Django
+    # answers with its HTML debug page instead of handler404. Last: it matches everything.
+    re_path(r"^.*$", exceptions.api_not_found, name="api-not-found"),
 ]
 
 urlpatterns = [

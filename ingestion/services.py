@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -130,6 +130,7 @@ def source_endpoint(source: RemoteSource) -> remote.Endpoint:
         ca_file = _confined(source.ca_file, "tls", "CA") if source.ca_file else ""
     port = source.port or (22 if source.protocol == RemoteSource.Protocol.SFTP else 21)
     return remote.Endpoint(
+        # The model's field is text; Endpoint refuses anything but its Literal protocols.
         protocol=source.protocol,  # type: ignore[arg-type]
         host=source.host,
         port=port,
@@ -710,7 +711,7 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
 _DONE = object()
 
 
-def _parsed_chunks(reader: slg.SlgReader, size: int) -> Iterator[list[slg.Record]]:
+def _parsed_chunks(reader: slg.SlgReader, size: int) -> Generator[list[slg.Record], None, None]:
     """The reader's records in chunks, parsed in a thread while this one waits on the database.
 
     The database's half of each chunk (COPY, indexes, commit) releases the GIL; parsing the
@@ -913,7 +914,7 @@ def file_content(*, file: IngestedFile) -> Path:
 
 
 def _retention_cutoffs(now: datetime) -> list[tuple[tuple[str, ...], datetime]]:
-    groups = []
+    groups: list[tuple[tuple[str, ...], datetime]] = []
     for statuses, days in (
         (DONE, settings.INGESTION_FILES_RETENTION_DAYS),
         ((Status.REJECTED, Status.FAILED), settings.INGESTION_REJECTED_FILES_RETENTION_DAYS),
@@ -1071,3 +1072,30 @@ def files_list(*, status: str | None = None) -> QuerySet[IngestedFile]:
 def file_get(*, file_id: int) -> IngestedFile | None:
     """One ledger row with its errors (each {line, field, message}), or None."""
     return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+
+
+def demo_load(*, now: datetime | None = None) -> dict[str, int]:
+    """The demo building's meter files (ingestion/demo.py): daily files imported through this
+    pipeline, and one rejected with its errors' line numbers. Idempotent."""
+    # Here, not at the top: the demo builds on this module's pipeline (file_take, file_process).
+    from ingestion import demo
+
+    zone = ZoneInfo(settings.INGESTION_TIME_ZONE or settings.TIME_ZONE)
+    return demo.demo_files_load(now=now, tz=zone)
+
+
+# --- MQTT (ingestion/mqtt, docs/mqtt.md) ---------------------------------------------------
+
+
+def mqtt_brokers_enabled() -> bool:
+    """Whether an enabled MQTT broker exists: `manage.py run` starts the ingester then."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.brokers_enabled()
+
+
+def mqtt_health() -> dict[str, Any]:
+    """The MQTT ingester's state per enabled broker, for /health (`ingestion.mqtt.services.health`)."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.health()

@@ -21,6 +21,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from energy_dashboard.core.permissions import IsOperator, ReadAny, ReadOrOperate
+from energy_dashboard.core.schema import ErrorSerializer
 from ingestion import services, tasks
 from ingestion.filters import IngestedFileFilter
 from ingestion.models import IngestedFile, RemoteSource
@@ -62,7 +63,7 @@ class RemoteSourceViewSet(viewsets.ModelViewSet[RemoteSource]):
                 {"message": f"source {instance.name} has files in the ledger; disable it instead"}
             ) from None
 
-    @extend_schema(request=None, responses={202: dict, 200: dict})
+    @extend_schema(request=None, responses={202: dict, 200: dict, 502: dict})
     @action(detail=True, methods=["post"], permission_classes=[IsOperator])
     def scan(self, request: Request, name: str | None = None) -> Response:
         """Scan now. Queued for a worker (202), or with `?wait=true` run here, files included."""
@@ -110,7 +111,9 @@ class IngestedFileViewSet(viewsets.ReadOnlyModelViewSet[IngestedFile]):
     def get_serializer_class(self) -> type[BaseSerializer[IngestedFile]]:
         return IngestedFileSerializer if self.action == "list" else IngestedFileDetailSerializer
 
-    @extend_schema(request=None, responses={201: IngestedFileDetailSerializer})
+    @extend_schema(
+        request=None, responses={200: IngestedFileDetailSerializer, 202: IngestedFileDetailSerializer}
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsOperator])
     def reprocess(self, request: Request, pk: str | None = None) -> Response:
         """Process a kept file again (after a fix); never duplicates what is stored. A file up to
@@ -178,7 +181,7 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
         input_data: Any,
         META: dict[str, Any],
         content_length: int,
-        boundary: bytes,
+        boundary: bytes | str,  # bytes from Django's parser; str in django-stubs
         encoding: str | None = None,
     ) -> None:
         if content_length > self.limit + UPLOAD_FRAMING_BYTES:
@@ -189,7 +192,7 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
         if self.received > self.limit:
             self.file.close()  # a temporary file: closing deletes it
             raise UploadTooLarge(self.limit)
-        return super().receive_data_chunk(raw_data, start)  # type: ignore[no-any-return]
+        return super().receive_data_chunk(raw_data, start)
 
 
 class UploadView(APIView):
@@ -206,7 +209,12 @@ class UploadView(APIView):
         return super().initialize_request(request, *args, **kwargs)
 
     @extend_schema(
-        request={"multipart/form-data": Upload}, responses={201: IngestedFileDetailSerializer, 413: dict}
+        request={"multipart/form-data": Upload},
+        responses={
+            201: IngestedFileDetailSerializer,
+            202: IngestedFileDetailSerializer,
+            413: ErrorSerializer,
+        },
     )
     def post(self, request: Request) -> Response:
         body = Upload(data=request.data)

@@ -1122,7 +1122,7 @@ def room_series(
     a series per metric. Rollups and room metrics are as fresh as the room-metrics job (every
     5 minutes); raw readings are there as soon as they are stored.
     """
-    wanted = [m for m in ROOM_METRICS if m in metrics]
+    wanted = [str(m) for m in ROOM_METRICS if m in metrics]
     sensors = dict(Sensor.objects.filter(room=room).values_list("pk", "sensor_id"))
     chosen = resolution
     if resolution == "auto":

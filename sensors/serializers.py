@@ -10,12 +10,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
+from energy_dashboard.core.api import ModelSerializer, QuerySerializer, UTCDateTimeField
 from energy_dashboard.core.limits import EARLIEST, LATEST, within_horizon
 from sensors.analytics import bucket_count
 from sensors.models import MAX_METER_DEPTH, Metric, Room, Sensor, validate_metadata, validate_part_of
 
 
-class InstantField(serializers.DateTimeField):
+class InstantField(UTCDateTimeField):
     """An instant within the product's horizon (energy_dashboard.core.limits); naive means building
     time. A year-1 or year-9999 instant was accepted and overflowed later."""
 
@@ -93,7 +94,7 @@ def check_rollup_range(start: datetime, end: datetime, interval: str, series: in
         )
 
 
-class RoomSerializer(serializers.ModelSerializer[Room]):
+class RoomSerializer(ModelSerializer[Room]):
     """A room; `name` is its key in URLs."""
 
     sensor_count = serializers.IntegerField(read_only=True)
@@ -113,7 +114,7 @@ class RoomSerializer(serializers.ModelSerializer[Room]):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class SensorSerializer(serializers.ModelSerializer[Sensor]):
+class SensorSerializer(ModelSerializer[Sensor]):
     """A sensor; `sensor_id` is its key in URLs, `room` the room's name."""
 
     room = serializers.SlugRelatedField(
@@ -167,7 +168,7 @@ class SensorSerializer(serializers.ModelSerializer[Sensor]):
         return attrs
 
 
-class SeriesQuery(serializers.Serializer[Any]):
+class SeriesQuery(QuerySerializer):
     """Query parameters of GET /sensors/{sensor_id}/data."""
 
     metric = serializers.ChoiceField(choices=Metric.choices, required=False)
@@ -198,16 +199,37 @@ class ReadingsBatch(serializers.Serializer[Any]):
     readings = serializers.ListField(child=serializers.JSONField(), max_length=10_000, allow_empty=False)
 
 
+class Rejection(serializers.Serializer[Any]):
+    """One refused reading: its place in the batch and why."""
+
+    index = serializers.IntegerField(help_text="Position in `readings`, from 0.")
+    reason = serializers.CharField()
+
+
 class IngestSummary(serializers.Serializer[Any]):
     """What happened to a batch."""
 
     accepted = serializers.IntegerField()
     duplicates = serializers.IntegerField()
     conflicts = serializers.IntegerField()
-    rejected = serializers.ListField(child=serializers.DictField())
+    rejected = Rejection(many=True)
 
 
-class EnergyQuery(serializers.Serializer[Any]):
+class IngestRefused(serializers.Serializer[Any]):
+    """400 of a batch: an error body (`message`, `code`); with `errors` when the body's shape
+    is wrong, with the summary (nothing accepted, each item's reason) when every item was
+    refused."""
+
+    message = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    accepted = serializers.IntegerField(required=False)
+    duplicates = serializers.IntegerField(required=False)
+    conflicts = serializers.IntegerField(required=False)
+    rejected = Rejection(many=True, required=False)
+
+
+class EnergyQuery(QuerySerializer):
     """Query parameters of GET /analytics/energy."""
 
     rooms = serializers.CharField(

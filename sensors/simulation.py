@@ -31,6 +31,11 @@ def _occupancy_share(moment: datetime, seed: int) -> float:
     return max(0.0, ramp) * lunch
 
 
+def building_occupancy(moment: datetime) -> float:
+    """0..1: how full the building is (its common loads follow it), by the building's clock."""
+    return _occupancy_share(moment, 0)
+
+
 def value_for(sensor: Sensor, metric: str, moment: datetime, interval_s: float, rng: random.Random) -> float:
     """A plausible value of `metric` for `sensor` at `moment` (energy: the interval starting at it)."""
     seed = zlib.crc32(sensor.sensor_id.encode())

@@ -30,6 +30,7 @@ from sensors.serializers import (
     BreakdownQuery,
     DataQuery,
     EnergyQuery,
+    IngestRefused,
     IngestSummary,
     ReadingsBatch,
     RoomSerializer,
@@ -76,7 +77,11 @@ class SensorDataMixin:
         "ANALYTICS_MAX_RANGE_DAYS days and ANALYTICS_MAX_POINTS buckets (400 past them). "
         "`?format=csv` streams the whole range.",
     )
-    @extend_schema(methods=["POST"], request=ReadingsBatch, responses=IngestSummary)
+    @extend_schema(
+        methods=["POST"],
+        request=ReadingsBatch,
+        responses={201: IngestSummary, 200: IngestSummary, 400: IngestRefused},
+    )
     @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
     def data(self, request: Request, sensor_id: str | None = None) -> Any:
         """A sensor's series (GET) or a batch of its readings (POST)."""
@@ -158,7 +163,7 @@ class ReadingsView(APIView):
     """POST /readings: readings of many sensors at once."""
 
     @extend_schema(
-        request=ReadingsBatch, responses={201: IngestSummary, 200: IngestSummary, 400: IngestSummary}
+        request=ReadingsBatch, responses={201: IngestSummary, 200: IngestSummary, 400: IngestRefused}
     )
     def post(self, request: Request) -> Response:
         """Store a batch: 201 when anything was accepted, 200 when all was already stored,
@@ -336,7 +341,8 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         services.room_delete(room=instance)
 
     @extend_schema(responses=drf_serializers.ListSerializer(child=drf_serializers.CharField()))
-    @action(detail=False, methods=["get"])
+    # One list of names, neither paged nor filtered (the schema said it was a page of rooms).
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def names(self, request: Request) -> Response:
         """Every room's name."""
         return Response(services.room_names())

@@ -5,19 +5,77 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
-from django.http import StreamingHttpResponse
-from rest_framework import pagination
+import django_filters
+from django.db import models
+from django.db.models import QuerySet
+from django.http import QueryDict, StreamingHttpResponse
+from django.utils import timezone
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import pagination, serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.routers import SimpleRouter
 
+from energy_dashboard.core.clock import building_tz, iso_z
+
 # Bounds of every list's page (README, "Limits"): `?limit=100000000000000000000` answered a
 # page of everything, `-1` or `abc` were silently ignored, and a huge offset left bigint's range.
 MAX_LIMIT = 1_000
 MAX_OFFSET = 10_000_000
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """DRF's DateTimeField, written as UTC ending in Z like every other instant the API gives
+    (energy_dashboard/core/clock.py). DRF wrote it in the building's zone: +01:00 in summer, and
+    before 1912 Lisbon's local mean time, `-00:36:45`, an offset in seconds that RFC 3339 (the
+    schema's `date-time`) has no form for. Input is read as DRF reads it (naive = building time).
+    """
+
+    def to_representation(self, value: datetime | str | None) -> str | None:
+        if not value or isinstance(value, str):
+            return value or None
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value, building_tz())
+        return iso_z(value)
+
+
+class StrictCharField(serializers.CharField):
+    """A text field that takes text only: DRF's CharField turns a JSON number into its digits
+    (`{"name": 0}` made a device named "0"), where the schema says `string`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(serializers.SlugField):
+    """A slug that takes text only (see StrictCharField)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class ModelSerializer(serializers.ModelSerializer[_M]):
+    """DRF's ModelSerializer with the model's instants as UTCDateTimeField and its text fields
+    taking text only (StrictCharField)."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: UTCDateTimeField,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.SlugField: StrictSlugField,
+    }
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -101,3 +159,49 @@ def _bounded(name: str, raw: str, low: int, high: int) -> int:
     if value is None or not low <= value <= high:
         raise ValidationError({name: [f"{name} must be a whole number from {low} to {high}."]})
     return value
+
+
+# A query parameter given empty (`?start=`) or a boolean that is neither true nor false
+# (`?unassigned=maybe`) was silently taken as absent: a client's mistake answered as if it had
+# asked for the default. Both are a 400 naming the parameter.
+EMPTY = "may not be empty: leave the parameter out for its default."
+NOT_BOOLEAN = "must be true or false."
+# What django-filter's boolean widget reads (JavaScript's and Python's spellings); it takes
+# anything else as absent.
+BOOLEANS = frozenset({"true", "false", "True", "False"})
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter's backend, refusing an empty value of any filter that is not free text and
+    a boolean filter's value other than true / false (BOOLEANS)."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None:
+            errors: dict[str, list[str]] = {}
+            for name, declared in filterset_class.base_filters.items():
+                for value in request.query_params.getlist(name):
+                    if isinstance(declared, django_filters.BooleanFilter):
+                        if value not in BOOLEANS:
+                            errors[name] = [f"{name} {NOT_BOOLEAN}"]
+                    elif value == "" and type(declared) is not django_filters.CharFilter:
+                        errors[name] = [f"{name} {EMPTY}"]
+            if errors:
+                raise ValidationError(errors)
+        return super().filter_queryset(request, queryset, view)  # type: ignore[no-any-return]
+
+
+class QuerySerializer(serializers.Serializer[Any]):
+    """A serializer of query parameters that refuses an empty value of any of them but free text
+    that may be blank (DRF takes `?start=` of an optional field as absent)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, QueryDict):
+            errors = {
+                name: [f"{name} {EMPTY}"]
+                for name, field in self.fields.items()
+                if "" in data.getlist(name) and not getattr(field, "allow_blank", False)
+            }
+            if errors:
+                raise ValidationError(errors)
+        return super().to_internal_value(data)

@@ -7,8 +7,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -32,6 +34,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     `message` is one sentence for people; `code` is stable for programs; `errors` keeps the
     per-field details of a validation error.
     """
+    if isinstance(exc, (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent)):
+        # Django's refusals of a body DRF's parsers read: under DEBUG they became its HTML
+        # error page, and without it a 400 that did not say which limit.
+        exc = _body_refused(exc)
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -46,6 +52,35 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body["errors"] = data
     response.data = body
     return response
+
+
+class _BodyRefused(exceptions.APIException):
+    def __init__(self, status_code: int, message: str, code: str) -> None:
+        self.status_code = status_code
+        super().__init__(message, code)
+
+
+def _body_refused(exc: Exception) -> exceptions.APIException:
+    if isinstance(exc, RequestDataTooBig):
+        return _BodyRefused(
+            413,
+            "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE "
+            f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes); send less per request.",
+            "too_large",
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return _BodyRefused(
+            400,
+            f"The request has more than DATA_UPLOAD_MAX_NUMBER_FILES "
+            f"({settings.DATA_UPLOAD_MAX_NUMBER_FILES}) files.",
+            "too_many_files",
+        )
+    return _BodyRefused(
+        400,
+        f"The request has more than DATA_UPLOAD_MAX_NUMBER_FIELDS "
+        f"({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}) fields.",
+        "too_many_fields",
+    )
 
 
 def _json_error(status: int, message: str, code: str) -> JsonResponse:
@@ -74,6 +109,21 @@ def wants_page(request: HttpRequest) -> bool:
         if media.match("text/html") and media.main_type != "*":
             return True
     return False
+
+
+@csrf_exempt  # it changes nothing; a write to an unknown path is a 404, not a CSRF page
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """The last route under /api/v1/: its JSON 404 even under DEBUG. A path that only lacks
+    its trailing slash is redirected, as CommonMiddleware's APPEND_SLASH did before this route
+    matched everything."""
+    if settings.APPEND_SLASH and not request.path_info.endswith("/"):
+        try:
+            match = resolve(request.path_info + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != "api-not-found":
+            return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
+    return not_found(request)
 
 
 def _error(request: HttpRequest, status: int, message: str, code: str) -> HttpResponse:

@@ -94,7 +94,13 @@ def demand_response(request: HttpRequest) -> HttpResponse:
         section="demand_response",
         script="demand_response",
         live=True,
-        page={"events": [_event_row(e) for e in events]},
+        page={
+            "events": [_event_row(e) for e in events],
+            "invitations": [
+                {"id": i.pk, "start": _iso(i.start), "end": _iso(i.end), "reduction_kw": i.reduction_kw}
+                for i in pending
+            ],
+        },
         context={
             "pending": pending,
             "answered": answered[:RECENT_ANSWERS],

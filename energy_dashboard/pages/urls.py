@@ -3,13 +3,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from energy_dashboard.pages import auth
+from energy_dashboard.pages import auth, rooms
 from energy_dashboard.pages import demand_response as dr_pages
 from energy_dashboard.pages import ingestion as ingestion_pages
 
 urlpatterns = [
     path("accounts/login/", auth.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("rooms/<slug:name>/", rooms.room, name="page-room"),
+    path("sensors/", rooms.sensors, name="page-sensors"),
     # Demand response: the page, an operator's answers (POST), each event's report.
     path("demand-response/", dr_pages.demand_response, name="page-demand-response"),
     path(

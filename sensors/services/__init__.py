@@ -6,7 +6,7 @@ Each name is defined, under that name, in the file of its subject:
 - `readings`: readings in, as items (`readings_ingest`) or typed rows (`readings_import`),
   checked by `sensors.rules` and stored by `sensors.storage`;
 - `upkeep`: rollups and room metrics brought up to date, backfills, retention;
-- `demo`: the demo building and its synthetic readings;
+- `demo`: the demo building, its history and its synthetic live readings;
 - `sensors.analytics`, the module's read side: series, energy, the summary, free queries, a
   room's latest figures, the reads other modules make (latest power, quarter-hour load), and
   the overview's energy comparisons and meter breakdown (a nested meter counted once:
@@ -39,7 +39,7 @@ from sensors.analytics import (
     sensors_latest,
     sensors_table,
 )
-from sensors.services.demo import demo_load, simulate
+from sensors.services.demo import demo_history, demo_load, simulate
 from sensors.services.readings import IngestResult, readings_import, readings_ingest, readings_transaction
 from sensors.services.registry import (
     meters_for_external_ids,
@@ -69,6 +69,7 @@ __all__ = [
     "analytics_summary_json",
     "data_query",
     "default_metric",
+    "demo_history",
     "demo_load",
     "energy_breakdown",
     "energy_comparison",

@@ -201,7 +201,8 @@ def test_csv_is_the_same_points(viewer_api: APIClient) -> None:
     body = viewer_api.get(f"{URL}?{query}").json()
     response = viewer_api.get(f"{URL}?{query}&format=csv")
     assert response.status_code == 200
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.getvalue().decode())))
     assert rows[0] == ["metric", "sensor_id", "timestamp", "value"]
     expected = [
         [s["metric"], s["sensor_id"] or "", at, str(v)] for s in body["series"] for at, v in s["points"]
