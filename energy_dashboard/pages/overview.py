@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -23,6 +24,8 @@ from sensors import services as sensors_services
 
 # Pending invitations listed (the soonest deadlines first); the DR page lists them all.
 INVITATIONS_SHOWN = 5
+# Rooms in the breakdown's per-room list (the largest shares); the others are summed.
+ROOMS_SHOWN = 10
 # Stale or faulty sensors named on a room's card; the others are counted.
 STALE_SHOWN = 3
 COMFORT_LABELS = {"co2": "CO₂", "temperature": "Temperature", "humidity": "Humidity"}
@@ -179,7 +182,9 @@ def overview(request: HttpRequest) -> HttpResponse:
     """The building at a glance: power now and over the last hour, energy against the past,
     the meter breakdown, rooms, demand response and the meter files."""
     now = timezone.now()
-    summary = sensors_services.analytics_summary(now)
+    # The summary every dashboard polls, from its cache (at most ANALYTICS_SUMMARY_MAX_AGE_S
+    # old: its "as of" says when): most of a page's first render otherwise.
+    summary = orjson.loads(sensors_services.analytics_summary_json())
     comparison = sensors_services.energy_comparison(now)
     breakdown = sensors_services.energy_breakdown("today", now)
     live = sensors_services.overview_live(now)
@@ -209,6 +214,11 @@ def overview(request: HttpRequest) -> HttpResponse:
             "comparisons": _compared(comparison["comparisons"]),
             "breakdown": breakdown,
             "breakdown_max": max([r["energy_kwh"] for r in breakdown["by_room"]] + [0.0]) or 1.0,
+            "rooms_shown": breakdown["by_room"][:ROOMS_SHOWN],
+            "rooms_more": {
+                "rooms": len(breakdown["by_room"][ROOMS_SHOWN:]),
+                "energy_kwh": sum(r["energy_kwh"] for r in breakdown["by_room"][ROOMS_SHOWN:]),
+            },
             "rooms": cards,
             "dr": _dr(now),
             "ingestion": ingestion,
