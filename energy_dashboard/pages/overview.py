@@ -173,7 +173,9 @@ def _compared(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             said = {"direction": "down", "symbol": "▼", "words": f"{abs(pct):.0f}% less than"}
         # The local clock time both spans are cut at ("HH:MM" of the ISO local time).
-        out.append({**c, **said, "cut_at": c["current"]["end"][11:16]})
+        # "yesterday", "last week", but "December 2025" (a month's name keeps its capital).
+        phrase = c["previous_label"] if c["period"] == "month" else c["previous_label"].lower()
+        out.append({**c, **said, "previous_phrase": phrase, "cut_at": c["current"]["end"][11:16]})
     return out
 
 
