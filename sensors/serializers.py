@@ -222,7 +222,9 @@ class IngestRefused(serializers.Serializer[Any]):
 
     message = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    # (DRF's metaclass takes declared fields off the class: this does not shadow
+    # Serializer.errors, as django-stubs' view of the class says.)
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)  # type: ignore[assignment]
     accepted = serializers.IntegerField(required=False)
     duplicates = serializers.IntegerField(required=False)
     conflicts = serializers.IntegerField(required=False)

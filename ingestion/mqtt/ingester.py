@@ -293,7 +293,8 @@ class Connection:
                 mid=message.mid,
                 qos=message.qos,
                 topic=message.topic,
-                payload=message.payload,
+                # paho types it bytes | bytearray and gives bytes, which bytes() returns as is.
+                payload=bytes(message.payload),
                 dup=bool(message.dup),
                 arrival=arrival,
                 watched_only=bool(identifiers) and SUB_MAPPINGS not in identifiers,

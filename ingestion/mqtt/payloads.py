@@ -134,7 +134,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_defaults(preset: str) -> dict[str, Any]:
     """The mapping fields a preset fills (a copy: callers may change it)."""
-    return orjson.loads(orjson.dumps(PRESETS[preset]))
+    defaults: dict[str, Any] = orjson.loads(orjson.dumps(PRESETS[preset]))
+    return defaults
 
 
 def check_fields(fields: Any, payload_format: str) -> str | None:  # noqa: PLR0911 (one answer per rule)
