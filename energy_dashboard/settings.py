@@ -38,7 +38,8 @@ def secret(name: str, default: str | None = None) -> str | None:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
-    return env.str(name, default=default)
+    # django-environ takes a None default (and returns it); its annotations say str only.
+    return env.str(name, default=default)  # type: ignore[arg-type]
 
 
 DEBUG = env.bool("DEBUG", default=False)

@@ -222,7 +222,9 @@ class IngestRefused(serializers.Serializer[Any]):
 
     message = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    # (DRF's metaclass takes declared fields off the class: this does not shadow
+    # Serializer.errors, as django-stubs' view of the class says.)
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)  # type: ignore[assignment]
     accepted = serializers.IntegerField(required=False)
     duplicates = serializers.IntegerField(required=False)
     conflicts = serializers.IntegerField(required=False)
@@ -297,7 +299,7 @@ class BreakdownQuery(serializers.Serializer[Any]):
     )
 
 
-class RoomSeriesQuery(serializers.Serializer[Any]):
+class RoomSeriesQuery(QuerySerializer):
     """Query parameters of GET /rooms/{name}/series."""
 
     start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")

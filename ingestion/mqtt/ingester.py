@@ -293,7 +293,8 @@ class Connection:
                 mid=message.mid,
                 qos=message.qos,
                 topic=message.topic,
-                payload=message.payload,
+                # paho types it bytes | bytearray and gives bytes, which bytes() returns as is.
+                payload=bytes(message.payload),
                 dup=bool(message.dup),
                 arrival=arrival,
                 watched_only=bool(identifiers) and SUB_MAPPINGS not in identifiers,
@@ -530,8 +531,8 @@ class Ingester:
             try:
                 stamped = self._store_once(batch)
                 break
-            except DatabaseError as exc:
-                logger.error("storing %d MQTT messages failed, again in %.1f s: %s", len(batch), pause, exc)
+            except Exception as exc:  # the database or Redis: nothing acknowledged, tried again
+                logger.error("storing %d MQTT messages failed, again in %.1f s: %r", len(batch), pause, exc)
                 for conn in {m.conn for m in batch}:
                     conn.error_kind, conn.error = "storage", f"the readings could not be stored: {exc}"
                 close_old_connections()
@@ -615,6 +616,11 @@ class Ingester:
                 tally.problem(mapping, problem.kind, problem.reason, message)
                 if problem.kind == MALFORMED:
                     message.conn.counts.malformed += 1
+                continue
+            except Exception as exc:  # a payload no rule foresaw: counted, never a crash
+                logger.exception("mapping %s could not read a message of %s", mapping.name, message.topic)
+                tally.problem(mapping, MALFORMED, f"could not be read ({type(exc).__name__})", message)
+                message.conn.counts.malformed += 1
                 continue
             for item in out:
                 items.append(item)

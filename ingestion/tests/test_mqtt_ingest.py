@@ -127,8 +127,12 @@ def test_shelly_gen2_switch_status_gives_power_and_a_register(mosquitto: Mosquit
     # The register (Wh) becomes interval energy (kWh) between the two messages.
     energy = wait_until(lambda: values(device, "energy"), "the interval energy")
     assert energy == [pytest.approx(0.0005)]
-    mapping = Mapping.objects.get(name="shelly")
-    assert mapping.messages_count == 2 and mapping.malformed_count == 0
+    # The counts are written after the readings commit (another database): wait for them.
+    mapping = wait_until(
+        lambda: (m := Mapping.objects.get(name="shelly")).messages_count == 2 and m,
+        "the counts to be written",
+    )
+    assert mapping.malformed_count == 0
 
 
 # Tasmota documentation, "Commands > TelePeriod" / energy monitoring: the tele/<topic>/SENSOR
@@ -356,3 +360,25 @@ def test_tls_with_the_brokers_ca_connects_and_an_untrusted_certificate_is_a_clea
     wait_until(lambda: values("secure", "power"), "the reading over TLS")
     worker.publish_state()
     assert health_of("bad")["error_kind"] == "tls" and health_of("good")["connected"] is True
+
+
+def test_a_stored_batch_reaches_the_live_feed_like_any_other(mosquitto: Mosquitto, ingester: Any) -> None:
+    from energy_dashboard.core import events
+
+    heard: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, readings: Any, source: str, **kwargs: Any) -> None:
+        heard.append({"source": source, "readings": list(readings)})
+
+    events.energy_data.connect(receiver, weak=False, dispatch_uid="test-mqtt-live")
+    try:
+        broker = broker_for(mosquitto)
+        mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota", register_unknown=True)
+        ingester()
+        publish(mosquitto, [(f"tele/plug{n}/SENSOR", f'{{"ENERGY": {{"Power": {n}}}}}') for n in range(3)])
+        wait_until(lambda: sum(len(h["readings"]) for h in heard) >= 3, "the energy_data event")
+    finally:
+        events.energy_data.disconnect(dispatch_uid="test-mqtt-live")
+    assert {h["source"] for h in heard} == {"mqtt"}
+    sent = sorted((r["sensor_id"], r["metric"], r["value"]) for h in heard for r in h["readings"])
+    assert sent == [("plug0", "power", 0.0), ("plug1", "power", 1.0), ("plug2", "power", 2.0)]
