@@ -270,10 +270,12 @@ def test_bad_input_is_counted_per_mapping_with_its_last_example(mosquitto: Mosqu
         ],
     )
     wait_until(lambda: values("plug-a", "power"), "the good reading")
+    # The counts are written after the readings commit, batch by batch: wait for all five.
     row = wait_until(
-        lambda: (m := Mapping.objects.get(pk=mapping.pk)).unknown_sensor_count and m,
+        lambda: (m := Mapping.objects.get(pk=mapping.pk)).messages_count == 5 and m,
         "the counts to be written",
     )
+    wait_until(lambda: Broker.objects.get(pk=broker.pk).unclaimed_count, "the unclaimed topic to be counted")
     assert (row.malformed_count, row.rejected_count, row.unknown_sensor_count) == (2, 1, 1)
     assert row.messages_count == 5 and row.readings_count == 1
     last = row.last_problems
@@ -303,6 +305,9 @@ def test_a_connected_broker_is_shown_on_health(mosquitto: Mosquitto, ingester: A
     worker = ingester()
     publish(mosquitto, [("tele/plug/SENSOR", '{"ENERGY": {"Power": 12}}')])
     wait_until(lambda: values("plug", "power"), "the reading")
+    # Counted once readings_ingest returns, which is after the readings are visible.
+    conn = next(iter(worker.connections.values()))
+    wait_until(lambda: conn.counts.readings_stored == 1, "the batch to be counted")
     worker.publish_state()
     site = health_of("site")
     assert site["connected"] is True and site["error"] == ""
