@@ -26,6 +26,7 @@ from ingestion.mqtt.models import Broker, Mapping
 from ingestion.tests.servers import make_certificate
 from ingestion.tests.test_mqtt_broker import (  # noqa: F401 (fixtures)
     Mosquitto,
+    make_client_certificate,
     mosquitto_factory_fixture,
     mosquitto_fixture,
     publish,
@@ -387,3 +388,28 @@ def test_a_stored_batch_reaches_the_live_feed_like_any_other(mosquitto: Mosquitt
     assert {h["source"] for h in heard} == {"mqtt"}
     sent = sorted((r["sensor_id"], r["metric"], r["value"]) for h in heard for r in h["readings"])
     assert sent == [("plug0", "power", 0.0), ("plug1", "power", 1.0), ("plug2", "power", 2.0)]
+
+
+def test_a_client_certificate_is_presented_when_the_broker_requires_one(
+    mosquitto_factory: Any, ingester: Any, secrets_dir: Any
+) -> None:
+    client_ca, cert, key = make_client_certificate(secrets_dir / "client")
+    server = mosquitto_factory("mtls", tls=True, client_ca=client_ca)
+    trusted = secrets_dir / "broker-ca.pem"
+    shutil.copyfile(server.certfile, trusted)
+    with_cert = broker_for(
+        server,
+        name="with-cert",
+        tls=True,
+        ca_file=str(trusted),
+        client_cert_file=str(cert),
+        client_key_file=str(key),
+    )
+    without = broker_for(server, name="without", tls=True, ca_file=str(trusted))
+    for row in (with_cert, without):
+        mqtt_services.mapping_create(broker=row, name="t", preset="tasmota", register_unknown=True)
+    worker = ingester(subscribed=False)
+    conns = {c.name: c for c in worker.connections.values()}
+    assert conns["with-cert"].subscribed.wait(15), conns["with-cert"].error
+    wait_until(lambda: conns["without"].error, "the broker to refuse the client without a certificate")
+    assert not conns["without"].connected and conns["without"].error_kind in ("tls", "connect")
