@@ -210,6 +210,7 @@ class Connection:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._host, self._port = broker.host, broker.effective_port
+        self.tls = broker.tls
         return client
 
     def start(self) -> None:
@@ -270,6 +271,14 @@ class Connection:
             self.epoch += 1
         if was and reason.is_failure:
             self.error_kind, self.error = "connect", f"lost the connection to broker {self.name}: {reason}"
+            logger.warning("%s", self.error)
+        elif not was and not self.error:
+            # Closed before its CONNACK: with TLS 1.3 a broker refuses a missing or unknown client
+            # certificate only after the handshake, by closing the connection.
+            self.error_kind = "tls" if self.tls else "connect"
+            self.error = f"broker {self.name} closed the connection before accepting it ({reason})"
+            if self.tls:
+                self.error += "; does it require a client certificate this one does not have?"
             logger.warning("%s", self.error)
 
     def _on_subscribe(
