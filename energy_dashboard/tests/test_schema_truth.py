@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import jsonschema
 import pytest
 from django.test import Client
 from hypothesis import given, settings
@@ -254,3 +255,32 @@ def test_a_decimal_is_a_number_both_ways(operator_api: APIClient) -> None:
     assert refused.status_code == 400 and list(refused.json()["errors"]) == ["area_m2"]
     form = operator_api.patch("/api/v1/rooms/r-1", {"area_m2": "13"}, format="multipart")
     assert form.status_code == 200 and form.json()["area_m2"] == 13
+
+
+def test_energy_with_no_rooms_or_sensors_is_the_building_as_documented(
+    viewer_api: APIClient, schema: dict[str, Any]
+) -> None:
+    """Issue 14: no `rooms` and no `sensors` is the whole building, and the schema says so."""
+    services.sensor_register(sensor_id="m-1", kind="energy_meter")
+    operation = schema["paths"]["/api/v1/analytics/energy"]["get"]
+    assert "whole building" in operation["description"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert not parameters["rooms"].get("required") and not parameters["sensors"].get("required")
+    answer = viewer_api.get("/api/v1/analytics/energy", HTTP_ACCEPT="application/json")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["scope"] == "building" and [set(s) for s in body["series"]] == [
+        {"building", "total_kwh", "points"}
+    ]
+    documented = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**documented, "components": schema["components"]})
+
+
+def test_request_bodies_have_components_of_their_own(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    # A request names no read-only field, and a required text field may not be blank.
+    assert "created_at" not in components["RoomRequest"]["properties"]
+    assert components["RoomRequest"]["properties"]["name"]["minLength"] == 1
+    assert components["RemoteSourceRequest"]["properties"]["host"]["minLength"] == 1
+    body = schema["paths"]["/api/v1/rooms/"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/RoomRequest"
