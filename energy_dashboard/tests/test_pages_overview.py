@@ -81,7 +81,7 @@ def test_a_building_shows_its_figures_breakdown_and_rooms(viewer_client: Client)
     assert 'data-comparison="day"' in html and 'data-comparison="month"' in html
     assert "Unmetered remainder" in html and "Main meter" in html
     assert re.search(r'data-remainder="main".*?2\.0 kWh', html, re.S)
-    assert "1400 ppm" in html and "high (above 1000)" in html
+    assert "1,400 ppm" in html and "high (above 1000)" in html
     assert "22.0 °C" in html and "in band" in html
     live = config(html)
     assert live["parents"] == {"lab-meter": {"part_of": "main", "parent_room": None}}

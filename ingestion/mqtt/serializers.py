@@ -21,7 +21,7 @@ def _for_operators(context: dict[str, Any]) -> bool:
     return request is not None and roles.can_operate(request.user)
 
 
-class MessageExample(serializers.Serializer[Any]):
+class MqttMessageExample(serializers.Serializer[Any]):
     """A message kept as an example: its topic and the start of its payload."""
 
     topic = serializers.CharField()
@@ -29,14 +29,14 @@ class MessageExample(serializers.Serializer[Any]):
     at = serializers.DateTimeField()
 
 
-class ProblemExample(MessageExample):
+class MqttProblemExample(MqttMessageExample):
     """The last message of one kind of bad input, why, and how many of that kind."""
 
     reason = serializers.CharField()
     count = serializers.IntegerField()
 
 
-class LiveState(serializers.Serializer[Any]):
+class BrokerLiveState(serializers.Serializer[Any]):
     """What the running ingester says of a broker (counts since it started)."""
 
     connected = serializers.BooleanField()
@@ -94,19 +94,19 @@ class BrokerSerializer(serializers.ModelSerializer[Broker]):
     def get_has_password(self, broker: Broker) -> bool:
         return bool(broker.password)
 
-    @extend_schema_field(LiveState(allow_null=True))
+    @extend_schema_field(BrokerLiveState(allow_null=True))
     def get_state(self, broker: Broker) -> dict[str, Any] | None:
         try:
             found = services.live_state(broker)
         except Exception:  # Redis down: /health says so; the broker is still shown
             return None
-        return LiveState(found).data if found else None
+        return BrokerLiveState(found).data if found else None
 
-    @extend_schema_field(MessageExample(allow_null=True))
+    @extend_schema_field(MqttMessageExample(allow_null=True))
     def get_last_unclaimed(self, broker: Broker) -> dict[str, Any] | None:
         if not broker.last_unclaimed or not _for_operators(self.context):
             return None
-        return MessageExample(broker.last_unclaimed).data
+        return MqttMessageExample(broker.last_unclaimed).data
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         tls = attrs.get("tls", getattr(self.instance, "tls", False))
@@ -119,7 +119,7 @@ class BrokerSerializer(serializers.ModelSerializer[Broker]):
         return attrs
 
 
-class FieldSerializer(serializers.Serializer[Any]):
+class MappingFieldSerializer(serializers.Serializer[Any]):
     """One value a mapping reads from a message."""
 
     path = serializers.CharField(
@@ -137,7 +137,7 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
     the preset's values; `last_problems` (examples of bad input) is empty but for operators."""
 
     broker = serializers.SlugRelatedField(slug_field="name", queryset=Broker.objects.all())
-    fields = FieldSerializer(many=True, required=False)
+    fields = MappingFieldSerializer(many=True, required=False)
     last_problems = serializers.SerializerMethodField()
 
     class Meta:
@@ -164,11 +164,11 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
         read_only_fields = Mapping.STATE_FIELDS
         extra_kwargs = {"topic": {"required": False}}
 
-    @extend_schema_field(serializers.DictField(child=ProblemExample()))
+    @extend_schema_field(serializers.DictField(child=MqttProblemExample()))
     def get_last_problems(self, mapping: Mapping) -> dict[str, Any]:
         if not _for_operators(self.context):
             return {}
-        return {kind: ProblemExample(entry).data for kind, entry in (mapping.last_problems or {}).items()}
+        return {kind: MqttProblemExample(entry).data for kind, entry in (mapping.last_problems or {}).items()}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "fields" in attrs:
@@ -191,7 +191,7 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
         return {name: getattr(self.instance, name) for name in names}
 
 
-class PresetSerializer(serializers.Serializer[Any]):
+class MqttPresetSerializer(serializers.Serializer[Any]):
     """A built-in preset: what a mapping created from it is filled with."""
 
     name = serializers.CharField()
@@ -202,7 +202,7 @@ class PresetSerializer(serializers.Serializer[Any]):
     sensor_field = serializers.CharField(allow_blank=True)
     key_level = serializers.IntegerField(allow_null=True)
     time_field = serializers.CharField(allow_blank=True)
-    fields = FieldSerializer(many=True)
+    fields = MappingFieldSerializer(many=True)
 
 
 def presets() -> list[dict[str, Any]]:

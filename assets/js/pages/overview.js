@@ -15,6 +15,7 @@ import { startPage } from "../lib/page.js";
 const HOUR_MS = 3600 * 1000;
 const CURRENT_MS = 15 * 60 * 1000; // a power reading counts as "now" this long (analytics.CURRENT_WINDOW)
 const REFRESH_MS = 4000;
+const MIN_STEP_MS = 1000;
 const COMFORT = ["co2", "temperature", "humidity"];
 const { config, feed } = startPage({ subscriptions: [{ type: "subscribe", all: true }] });
 
@@ -129,7 +130,11 @@ function pushTotal(at) {
   nowNode.textContent = power(total);
   if (updatedNode) updatedNode.textContent = `Updated ${time(at)}.`;
   const last = points[points.length - 1];
-  points.push([Math.max(at, last ? last[0] : at), total]);
+  const moment = Math.max(at, last ? last[0] : at);
+  // At most one point a second: a feed of many batches a second keeps an hour's chart at
+  // 3,600 points, not hundreds of thousands (the newest total of the second wins).
+  if (last && moment - last[0] < MIN_STEP_MS && last.live) last[1] = total;
+  else points.push(Object.assign([moment, total], { live: true }));
   const cutoff = Date.now() - HOUR_MS;
   let drop = 0;
   while (drop < points.length && points[drop][0] < cutoff) drop += 1;
