@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local settings file (see the .env step below; settings.py reads ENV_FILE too).
+ENV_FILE ?= .env
 export HOST ?= 127.0.0.1
 export PORT ?= 8000
 export DEMO_PASSWORD ?=
@@ -21,7 +23,7 @@ NODE_STAMP := node_modules/.installed
 ASSETS_STAMP := static/dist/.built
 ASSET_SOURCES := $(shell find assets -type f 2>/dev/null)
 
-.PHONY: run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
+.PHONY: screenshots run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -30,7 +32,14 @@ $(STAMP): requirements/base.txt requirements/dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements/base.txt -r requirements/dev.txt
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) $(ENV_FILE)
+
+## make .env: local development settings (DEBUG on, a secret key of this checkout's own),
+## written once when there is none, so manage.py works as documented outside make too
+## (`.venv/bin/python manage.py shell ...`). Never committed (.gitignore); ENV_FILE moves it.
+$(ENV_FILE):
+	@umask 077 && $(PYTHON) -c 'import secrets; print("# Local development settings, written by make when none existed. Production sets\n# its own environment (see .env.example); never commit this file.\nDEBUG=true\nSECRET_KEY=" + secrets.token_urlsafe(50))' > $@.tmp && mv $@.tmp $@
+	@echo "wrote $@: DEBUG on and a new SECRET_KEY, for local development"
 
 $(NODE_STAMP): package.json package-lock.json $(STAMP)
 	$(NPM) ci --no-audit --no-fund --loglevel=error
@@ -44,20 +53,22 @@ $(ASSETS_STAMP): $(NODE_STAMP) $(ASSET_SOURCES)
 assets: $(ASSETS_STAMP)
 
 ## make run: set up, migrate, load the demo building and start everything (Ctrl-C stops it).
-run: $(STAMP) $(ASSETS_STAMP)
+run: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP)
 	$(BIN)/python manage.py run --demo
 
 ## make system-deps: what the tests need that pip cannot install, from Debian's packages (needs
 ## root or sudo the first time): OpenSSH's sshd, which the SFTP tests start on a high loopback
-## port, and Chromium, which the browser tests drive through Playwright.
-SYSTEM_PACKAGES := openssh-server chromium fonts-dejavu-core
+## port, Mosquitto, which the MQTT tests start likewise, and Chromium, which the browser tests
+## drive through Playwright.
+SYSTEM_PACKAGES := openssh-server mosquitto chromium fonts-dejavu-core
 system-deps:
 	@missing=""; \
 	command -v /usr/sbin/sshd >/dev/null || missing="$$missing openssh-server"; \
+	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing$$missing (for the SFTP and browser tests)"; \
+	  echo "installing$$missing (for the SFTP, MQTT and browser tests)"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends $$missing >/dev/null; \
 	  : "the package may start a system sshd on port 22, which the tests do not need: stop that one"; \
@@ -69,7 +80,7 @@ system-deps:
 ## 23:59 on the 25-hour autumn day, a Sunday, so the next minute is another day and week;
 ## about 3 minutes more); then the browser tests. make test-clock runs more instants.
 TEST_CLOCK ?= 2026-10-25T23:59
-test: $(STAMP) $(ASSETS_STAMP) system-deps
+test: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest $(PYTEST_ARGS)
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
@@ -100,6 +111,12 @@ test-browser: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c system_tests/pytest.ini \
 	    system_tests/browser $(BROWSER_PYTEST_ARGS)
+
+## make screenshots: the pages with the demo building, as PNGs in docs/screenshots/
+## (tools/screenshots.py: `run --demo` and Chromium, as the browser tests use them).
+screenshots: $(STAMP) $(ASSETS_STAMP) system-deps
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python tools/screenshots.py
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
 test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps

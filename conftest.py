@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 from rest_framework.test import APIClient
 
-from energy_dashboard.core import heartbeats, roles
+from energy_dashboard.core import roles
+from energy_dashboard.core.redis import redis_client
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -75,9 +77,25 @@ def viewer_api(api: APIClient, viewer: User) -> APIClient:
 
 
 @pytest.fixture
+def operator_client(operator: User) -> Client:
+    """A browser session signed in as an operator (the admin, the pages)."""
+    client = Client()
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
+def viewer_client(viewer: User) -> Client:
+    """A browser session signed in as a viewer."""
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+@pytest.fixture
 def redis_clean() -> Iterator[Any]:
     """The test Redis with no heartbeats before and after the test."""
-    client = heartbeats.redis_client()
+    client = redis_client()
 
     def clear() -> None:
         for key in client.scan_iter(match="ed:heartbeat:*"):

@@ -3,7 +3,7 @@ and the read-only command log. Every write goes through demand_response.services
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,6 +11,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from demand_response import services
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
 from demand_response.models import (
     AutoResponsePolicy,
     DispatchCommand,
@@ -31,6 +34,7 @@ class FlexibleDeviceForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns its cleaned_data
         # Only when the fields themselves are valid: otherwise their own errors say enough.
         if "sensor_id" in cleaned and "room" not in self.errors:
             try:
@@ -79,14 +83,15 @@ class FlexibleDeviceAdmin(admin.ModelAdmin):
             else:
                 obj.pk = services.device_create(name=obj.name, **values).pk
         except services.DRError as exc:
+            # A per-request flag for message_user below, which HttpRequest does not declare.
             request._dr_refused = True  # type: ignore[attr-defined]
             self.message_user(request, str(exc), messages.ERROR)
 
     def message_user(
         self,
         request: HttpRequest,
-        message: str,
-        level: int = messages.INFO,
+        message: str | StrPromise,
+        level: int | str = messages.INFO,
         extra_tags: str = "",
         fail_silently: bool = False,
     ) -> None:

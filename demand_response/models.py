@@ -5,7 +5,7 @@ never by foreign keys: they live in another module's database."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -94,7 +94,11 @@ def _bounds_errors(instance: models.Model, fields: Sequence[str]) -> dict[str, l
     return {}
 
 
-KW_VALIDATORS = [validate_finite, MinValueValidator(MIN_KW), MaxValueValidator(MAX_KW)]
+KW_VALIDATORS: list[Callable[[Any], None]] = [
+    validate_finite,
+    MinValueValidator(MIN_KW),
+    MaxValueValidator(MAX_KW),
+]
 
 
 def utc(moment: datetime) -> datetime:

@@ -517,6 +517,7 @@ class Ven:
                 delay = min(delay * 2, self.config.retry_max)
                 continue
             delay = self.config.retry_min
+            assert self.client is not None  # start() built it
             logger.info("OpenADR: registered with %s as ven_id %s", self.config.vtn_url, self.client.ven_id)
             while not stop.is_set() and self.client.registration_id is not None:
                 try:

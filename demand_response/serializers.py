@@ -34,7 +34,7 @@ class FlexibleDeviceSerializer(ModelSerializer[FlexibleDevice]):
         read_only_fields = ["created_at", "updated_at"]
         # Uniqueness and limits are the service's checks, with the module's own messages.
         validators: list[Any] = []
-        extra_kwargs = {"name": {"validators": []}}
+        extra_kwargs: dict[str, dict[str, Any]] = {"name": {"validators": []}}
 
 
 class InvitationSerializer(ModelSerializer[Invitation]):
@@ -126,7 +126,9 @@ class InvitationCreateSerializer(serializers.Serializer[Any]):
     programme = serializers.CharField(max_length=64, required=False, default="", allow_blank=True)
     # Not given: the programme's (DR_PROGRAMME_BASELINES, else DR_DEFAULT_BASELINE).
     baseline_method = serializers.ChoiceField(choices=BaselineMethod.choices, required=False, default=None)
-    source = serializers.CharField(max_length=32, default="api")
+    # DRF's metaclass takes declared fields off the class, so this does not shadow Field.source
+    # as django-stubs' view of the class says.
+    source = serializers.CharField(max_length=32, default="api")  # type: ignore[assignment]
     external_id = serializers.CharField(max_length=128, required=False, allow_null=True, default=None)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Keeps each module's tables on its own database alias (DESIGN.md, "Boundaries")."""
+"""Keeps each module's tables on its own database alias (docs/architecture.md, "Boundaries"; ADR 0001)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    """The schedule of DESIGN.md, "Processes"."""
+    """The periodic jobs (docs/architecture.md, "Processes"; the README lists them)."""
     return [
         Job(
             name="sensors: room metrics",
@@ -153,7 +153,7 @@ def sync_schedule(*, using: str = "default") -> dict[str, str]:
                 continue
             marker = _MARKER.search(task.description or "")
             untouched = marker is not None and _current(task) == marker.group("value")
-            if untouched and marker.group("value") != job.default:
+            if untouched and marker is not None and marker.group("value") != job.default:
                 _apply(task, job)
                 task.save()
                 done[job.name] = "updated"

@@ -1,6 +1,7 @@
 """Settings for Energy Dashboard: every value comes from the environment.
 
-A `.env` file beside `manage.py` is read when present. Secrets may also be given
+A `.env` file beside `manage.py` (or the file ENV_FILE names) is read when present; `make`
+writes one for development when there is none (DEBUG on, a generated SECRET_KEY). Secrets may also be given
 as `NAME_FILE` (a path whose content is the value), the Docker-secrets way.
 `.env.example` documents each variable.
 """
@@ -20,9 +21,11 @@ from energy_dashboard.core.client_ip import parse_trusted_proxies
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
+# ENV_FILE is read from the process's environment only (it says where the file is).
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
     # Real environment variables win over the file, as in every 12-factor tool.
-    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+    environ.Env.read_env(ENV_FILE, overwrite=False)
 
 VAR_DIR = Path(env.str("VAR_DIR", default="") or BASE_DIR / "var").resolve()
 
@@ -35,7 +38,8 @@ def secret(name: str, default: str | None = None) -> str | None:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from exc
-    return env.str(name, default=default)
+    # django-environ takes a None default (and returns it); its annotations say str only.
+    return env.str(name, default=default)  # type: ignore[arg-type]
 
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -140,8 +144,9 @@ TEMPLATES = [
 ]
 
 # --- Databases -----------------------------------------------------------------------------
-# One alias per module (DESIGN.md, "Boundaries"); energy_dashboard/db_router.py keeps each
-# app's tables on its own alias. With no URL an alias is its own SQLite file under var/db/.
+# One alias per module (docs/architecture.md, "Boundaries"; ADR 0001);
+# energy_dashboard/db_router.py keeps each app's tables on its own alias. With no URL an alias
+# is its own SQLite file under var/db/.
 DB_DIR = VAR_DIR / "db"
 MODULE_DATABASES = {
     "default": "DATABASE_URL",
@@ -512,6 +517,8 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# A failed CSRF check answers as every other error does: JSON, or a page for a browser on a page.
+CSRF_FAILURE_VIEW = "energy_dashboard.core.exceptions.csrf_failure"
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)

@@ -4,6 +4,11 @@ Each child runs in its own session (process group), so the terminal's Ctrl-C rea
 the supervisor, which then stops the children in order; stopping a child signals its whole
 group, so gunicorn's and Celery's own workers go with it. If the supervisor itself is
 killed, Linux's parent-death signal stops the children it started.
+
+SIGUSR1 restarts the children marked `restartable` (the WebSocket servers), one after the
+other, leaving the rest running: their listening socket stays open in the supervisor, so
+a client that reconnects meanwhile waits in the kernel's backlog instead of being refused.
+The kiosk's browser test uses it to restart daphne under a page that must reconnect.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class Child:
     argv: list[str]
     pass_fds: tuple[int, ...] = ()
     stop_timeout_s: float = 10.0
+    # Restarted in place on SIGUSR1 (see Supervisor.restart_restartable).
+    restartable: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
@@ -175,6 +182,7 @@ class Supervisor:
     cwd: Path
     children: list[Child] = field(default_factory=list)
     stop_requested: int | None = None
+    restart_requested: bool = False
 
     def start(self, child: Child) -> None:
         child.start(self.env, self.cwd)
@@ -187,13 +195,30 @@ class Supervisor:
     def _request_stop(self, signum: int, frame: object) -> None:
         self.stop_requested = signum
 
+    def _request_restart(self, signum: int, frame: object) -> None:
+        self.restart_requested = True
+
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._request_stop)
+        signal.signal(signal.SIGUSR1, self._request_restart)
+
+    def restart_restartable(self) -> None:
+        """Stop and start again each restartable child, in turn (the signal handler only
+        sets a flag; this runs in `wait`'s loop, so no child is seen dead meanwhile)."""
+        for child in self.children:
+            if not child.restartable:
+                continue
+            logger.warning("restarting %s (SIGUSR1)", child.name)
+            self._stop(child)
+            child.start(self.env, self.cwd)
 
     def wait(self, on_tick: Callable[[], None] | None = None) -> int:
         """Block until a stop signal (returns 0) or a child's death (returns 1)."""
         while self.stop_requested is None:
+            if self.restart_requested:
+                self.restart_requested = False
+                self.restart_restartable()
             for child in self.children:
                 code = child.exited()
                 if code is not None:
@@ -208,13 +233,17 @@ class Supervisor:
     def stop_all(self) -> None:
         """Stop children in reverse start order: web first, the embedded Redis last."""
         for child in reversed(self.children):
-            child.signal_group(signal.SIGTERM)
-            if not child.wait(child.stop_timeout_s):
-                logger.warning("%s did not stop in %.0fs; killing it", child.name, child.stop_timeout_s)
-                child.signal_group(signal.SIGKILL)
-                child.wait(5)
-            # Its group may still hold stragglers (a pool process that ignored SIGTERM).
+            self._stop(child)
+
+    @staticmethod
+    def _stop(child: Child) -> None:
+        child.signal_group(signal.SIGTERM)
+        if not child.wait(child.stop_timeout_s):
+            logger.warning("%s did not stop in %.0fs; killing it", child.name, child.stop_timeout_s)
             child.signal_group(signal.SIGKILL)
+            child.wait(5)
+        # Its group may still hold stragglers (a pool process that ignored SIGTERM).
+        child.signal_group(signal.SIGKILL)
 
 
 def python_module(module: str, *args: str) -> list[str]:

@@ -76,6 +76,7 @@ def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ValueError(f"{text!r} is not a network (CIDR such as 10.20.0.0/16 or ::1/128)") from None
         for refused, why in ALWAYS_REFUSED:
+            # Equal versions make both IPv4 or both IPv6, a pairing mypy does not follow.
             if network.version == refused.version and network.subnet_of(refused):  # type: ignore[arg-type]
                 raise ValueError(f"{text!r} is always refused ({why}); it cannot be allowed")
         networks.append(network)

@@ -14,7 +14,7 @@ from ingestion import services
 from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 
 
-class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
+class RemoteSourceForm(forms.ModelForm):
     """Secrets are typed in but never shown back; left empty, the stored one is kept."""
 
     password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, max_length=256)
@@ -36,7 +36,9 @@ class RemoteSourceForm(forms.ModelForm):  # type: ignore[type-arg]
             raise forms.ValidationError(
                 "this source is defined by the FTP_SA4CPS_* settings; change them instead"
             )
-        return super().clean()  # type: ignore[no-any-return]
+        cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns its cleaned_data
+        return cleaned
 
     def clean_password(self) -> str:
         return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")
@@ -120,3 +122,7 @@ class IngestedFileAdmin(admin.ModelAdmin):
             else:
                 level = messages.ERROR if done.status in ("rejected", "failed") else messages.SUCCESS
                 self.message_user(request, f"{row.name}: {done.status}: {done.message}", level)
+
+
+# MQTT brokers and mappings (issue 15) register their own admin.
+from ingestion.mqtt import admin as mqtt_admin  # noqa: E402, F401

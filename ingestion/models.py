@@ -226,3 +226,10 @@ class IngestedFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+
+# MQTT brokers and mappings (issue 15) live in their sub-package; imported here so that Django
+# finds them in the ingestion app.
+from ingestion.mqtt.models import Broker, Mapping  # noqa: E402
+
+__all__ = ["Broker", "IngestedFile", "Mapping", "RemoteSource"]

@@ -244,7 +244,7 @@ def connect(endpoint: Endpoint) -> RemoteClient:
 
 def backoff_delay(backoff: float, retry: int) -> float:
     """Seconds to wait before retry number `retry` (0-based): backoff * 2**retry, jittered to 50-100%."""
-    base = min(backoff * (2**retry), MAX_BACKOFF_S)
+    base: float = min(backoff * (2**retry), MAX_BACKOFF_S)
     # Jitter spreads the retries of many sources that failed together; not security-relevant.
     return base * random.uniform(0.5, 1.0)  # noqa: S311
 
@@ -358,6 +358,7 @@ class _SessionReusingFTP_TLS(ftplib.FTP_TLS):
     # control connection's TLS session, so that nobody else can steal the transfer.
     def ntransfercmd(self, cmd: str, rest: int | str | None = None) -> tuple[socket.socket, int | None]:
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)  # noqa: S321 (plain FTP is a supported protocol)
+        # FTP_TLS's flag for PROT P (private data connections), which typeshed does not declare.
         if self._prot_p:  # type: ignore[attr-defined]
             session = self.sock.session if isinstance(self.sock, ssl.SSLSocket) else None
             conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
@@ -403,12 +404,14 @@ class FtpClient:
         )
         # Data connections go to the control connection's peer (the checked address), never to
         # the address a PASV reply names (ftplib's default, stated here because it is relied on).
-        ftp.trust_server_pasv_ipv4_address = False
+        # (A class attribute of ftplib.FTP that typeshed does not declare.)
+        ftp.trust_server_pasv_ipv4_address = False  # type: ignore[attr-defined]
         self._ftp = ftp
         try:
             self._connect(ftp)
             # Every later wait, including data connections, gets the read timeout.
             ftp.timeout = ep.read_timeout
+            assert ftp.sock is not None  # connected just above
             ftp.sock.settimeout(ep.read_timeout)
             if isinstance(ftp, ftplib.FTP_TLS):
                 self._secure_control(ftp)
@@ -681,7 +684,9 @@ class SftpClient:
             if sftp is None:
                 raise RemoteError("protocol", f"SSH server {ep.address} did not start the SFTP subsystem")
             self._sftp = sftp
-            sftp.get_channel().settimeout(ep.read_timeout)
+            channel = sftp.get_channel()
+            assert channel is not None  # an SFTP client opened on a transport has its channel
+            channel.settimeout(ep.read_timeout)
             try:
                 home = sftp.normalize(".")
             except OSError:
@@ -788,7 +793,7 @@ def _ssh_handshake(ep: Endpoint) -> paramiko.Transport:
         _prefer_pinned_key_types(transport, ep.host_key)
     try:
         transport.start_client(timeout=ep.read_timeout)
-    except paramiko.IncompatiblePeer as exc:
+    except paramiko.ssh_exception.IncompatiblePeer as exc:  # (the stubs export it only there)
         transport.close()
         raise RemoteError(
             "protocol", f"SSH server {ep.address} shares no algorithms with this client", reply=str(exc)
@@ -913,7 +918,7 @@ def load_private_key(text: str) -> paramiko.PKey:
     for crypto_type, paramiko_type in key_classes:
         if isinstance(key, crypto_type):
             # paramiko's Ed25519 loader reads only the OpenSSH format, so hand every key over in it.
-            openssh = key.private_bytes(  # type: ignore[union-attr]
+            openssh = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.OpenSSH,
                 serialization.NoEncryption(),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 
@@ -13,20 +14,27 @@ from ingestion.models import MAX_KEY_CHARS, IngestedFile, RemoteSource
 from ingestion.validators import validate_printable, validate_text_block
 
 
-def _for_operators(context: dict[str, Any]) -> bool:
+def _for_operators(context: Mapping[str, Any]) -> bool:
     request = context.get("request")
     return request is not None and roles.can_operate(request.user)
 
 
-class _ServerWordsForOperators:
+# The mixin below goes before a DRF serializer: to mypy it is one, at run time a plain class.
+if TYPE_CHECKING:
+    _MixinBase = serializers.Serializer[Any]
+else:
+    _MixinBase = object
+
+
+class _ServerWordsForOperators(_MixinBase):
     """What a remote server said is for operators: anyone may have chosen it (a banner, a
     reply), and it is shown to nobody else. Viewers get the field empty."""
 
     operator_only_fields: tuple[str, ...] = ()
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
-        data: dict[str, Any] = super().to_representation(instance)  # type: ignore[misc]
-        if not _for_operators(self.context):  # type: ignore[attr-defined]
+        data: dict[str, Any] = super().to_representation(instance)
+        if not _for_operators(self.context):
             for name in self.operator_only_fields:
                 if name in data:
                     data[name] = ""
@@ -124,8 +132,11 @@ class IngestedFileSerializer(_ServerWordsForOperators, ModelSerializer[IngestedF
 
     operator_only_fields = ("server_reply",)
 
-    # An upload has no source: null (the schema said a string).
-    source = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
+    # An upload has no source: null (the schema said a string). DRF's metaclass takes declared
+    # fields off the class, so this does not shadow Field.source as django-stubs' view says.
+    source: serializers.SlugRelatedField[RemoteSource] = serializers.SlugRelatedField(  # type: ignore[assignment]
+        slug_field="name", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = IngestedFile

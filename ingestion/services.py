@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,12 +27,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from energy_dashboard.core import events
-from energy_dashboard.startup import gc_paused
+from energy_dashboard.core.batch import gc_paused
 from ingestion import remote, slg
 from ingestion.models import MAX_INTERVAL_S, MAX_SETTLE_S, MIN_INTERVAL_S, IngestedFile, RemoteSource
 from ingestion.validators import allowed_networks, secret_path_allowed
@@ -130,6 +130,7 @@ def source_endpoint(source: RemoteSource) -> remote.Endpoint:
         ca_file = _confined(source.ca_file, "tls", "CA") if source.ca_file else ""
     port = source.port or (22 if source.protocol == RemoteSource.Protocol.SFTP else 21)
     return remote.Endpoint(
+        # The model's field is text; Endpoint refuses anything but its Literal protocols.
         protocol=source.protocol,  # type: ignore[arg-type]
         host=source.host,
         port=port,
@@ -710,7 +711,7 @@ def _ingest_records(records: list[slg.Record], meters: dict[str, str], tally: _T
 _DONE = object()
 
 
-def _parsed_chunks(reader: slg.SlgReader, size: int) -> Iterator[list[slg.Record]]:
+def _parsed_chunks(reader: slg.SlgReader, size: int) -> Generator[list[slg.Record], None, None]:
     """The reader's records in chunks, parsed in a thread while this one waits on the database.
 
     The database's half of each chunk (COPY, indexes, commit) releases the GIL; parsing the
@@ -913,7 +914,7 @@ def file_content(*, file: IngestedFile) -> Path:
 
 
 def _retention_cutoffs(now: datetime) -> list[tuple[tuple[str, ...], datetime]]:
-    groups = []
+    groups: list[tuple[tuple[str, ...], datetime]] = []
     for statuses, days in (
         (DONE, settings.INGESTION_FILES_RETENTION_DAYS),
         ((Status.REJECTED, Status.FAILED), settings.INGESTION_REJECTED_FILES_RETENTION_DAYS),
@@ -1000,14 +1001,22 @@ def file_delete_content(*, file: IngestedFile) -> None:
 
 
 def status_summary() -> dict[str, Any]:
-    """Last scan per source, file counts by status, and the latest error."""
+    """Last scan per source, file counts by status, the latest import and the latest error."""
     counts = dict(
         IngestedFile.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
     )
     last_error = (
         IngestedFile.objects.filter(status__in=[Status.REJECTED, Status.FAILED])
         .order_by("-finished_at", "-id")
-        .values("id", "name", "status", "message", "finished_at")
+        .values("id", "name", "status", "message", "finished_at", "error_count")
+        .first()
+    )
+    last_imported = (
+        IngestedFile.objects.filter(status=Status.IMPORTED)
+        .order_by("-finished_at", "-id")
+        .values(
+            "id", "name", "finished_at", "records", "inserted", "already_present", "quarantined", "message"
+        )
         .first()
     )
     return {
@@ -1026,6 +1035,7 @@ def status_summary() -> dict[str, Any]:
             for s in RemoteSource.objects.all()
         ],
         "files": {status: counts.get(status, 0) for status in Status.values},
+        "last_imported": last_imported,
         "last_error": last_error,
     }
 
@@ -1037,3 +1047,81 @@ def overview() -> dict[str, Any]:
         "files": IngestedFile.objects.count(),
         "files_rejected": IngestedFile.objects.filter(status=Status.REJECTED).count(),
     }
+
+
+# --- reads for the pages ----------------------------------------------------------------------
+
+
+def sources_list() -> list[RemoteSource]:
+    """Every source, by name (with its scan state and any SFTP host key offered for acceptance)."""
+    return list(RemoteSource.objects.order_by("name"))
+
+
+def source_get(*, name: str) -> RemoteSource | None:
+    """The source called `name`, or None."""
+    return RemoteSource.objects.filter(name=name).first()
+
+
+def files_list(*, status: str | None = None) -> QuerySet[IngestedFile]:
+    """The file ledger, newest first, without the error lists (a page shows their counts; each
+    file's errors come with `file_get`); lazily evaluated, for a paginator to slice."""
+    rows = IngestedFile.objects.select_related("source").defer("errors").order_by("-discovered_at", "-id")
+    return rows.filter(status=status) if status else rows
+
+
+def file_get(*, file_id: int) -> IngestedFile | None:
+    """One ledger row with its errors (each {line, field, message}), or None."""
+    return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
+
+
+def source_scan_later(*, source: RemoteSource) -> None:
+    """Queue a scan of `source` for a worker once the transaction commits (the page's "scan
+    now": a scan waits `settle_s` and may retry a slow server for longer than a web request
+    may last). Each new file is then imported by its own task and announced on
+    `data_ingestion`. The task is named, not imported: `ingestion.tasks` imports this module."""
+    from celery import current_app
+
+    source_id = source.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.source_scan", args=[source_id]).apply_async(),
+        using=DB,
+    )
+
+
+def file_run_later(*, file: IngestedFile) -> None:
+    """Queue a kept file (`downloaded`, or `queued` for download) for a worker once the
+    transaction commits: a file bigger than INGESTION_INLINE_BYTES takes longer to import than
+    a web request may last. The task is named, not imported (see `source_scan_later`)."""
+    from celery import current_app
+
+    file_id = file.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.file_run", args=[file_id]).apply_async(), using=DB
+    )
+
+
+def demo_load(*, now: datetime | None = None) -> dict[str, int]:
+    """The demo building's meter files (ingestion/demo.py): daily files imported through this
+    pipeline, and one rejected with its errors' line numbers. Idempotent."""
+    # Here, not at the top: the demo builds on this module's pipeline (file_take, file_process).
+    from ingestion import demo
+
+    zone = ZoneInfo(settings.INGESTION_TIME_ZONE or settings.TIME_ZONE)
+    return demo.demo_files_load(now=now, tz=zone)
+
+
+# --- MQTT (ingestion/mqtt, docs/mqtt.md) ---------------------------------------------------
+
+
+def mqtt_brokers_enabled() -> bool:
+    """Whether an enabled MQTT broker exists: `manage.py run` starts the ingester then."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.brokers_enabled()
+
+
+def mqtt_health() -> dict[str, Any]:
+    """The MQTT ingester's state per enabled broker, for /health (`ingestion.mqtt.services.health`)."""
+    from ingestion.mqtt import services as mqtt
+
+    return mqtt.health()

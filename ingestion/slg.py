@@ -207,7 +207,10 @@ def _day(tz: ZoneInfo, day: date) -> tuple[datetime | None, tuple[tuple[Any, ...
     base = table[0][1]
     # Checking every slot (rather than comparing the offsets at both midnights) keeps a day with
     # two clock changes, or a change that is not a whole hour, out of the fast arithmetic path.
-    if all(kind == _NORMAL and start == base + _SLOT_DELTA[s] for s, (kind, start, _) in enumerate(table)):
+    # (A skipped local midnight has no base, and is no ordinary day.)
+    if base is not None and all(
+        kind == _NORMAL and start == base + _SLOT_DELTA[s] for s, (kind, start, _) in enumerate(table)
+    ):
         return base, None
     return None, table
 
@@ -230,7 +233,8 @@ def _spans(
     to be reported.
     """
     if table is None:
-        bounds = tuple(base + INTERVAL * s for s in range(_SLOTS + 1))  # type: ignore[operator]
+        assert base is not None  # _day gives an ordinary day its base
+        bounds = tuple(base + INTERVAL * s for s in range(_SLOTS + 1))
         return bounds[:-1], bounds[1:], 0
     starts = tuple(start for _, start, _ in table)
     ends = tuple(None if start is None else start + INTERVAL for start in starts)
@@ -391,7 +395,7 @@ class SlgReader:
                     return
                 yield self._as_bytes(chunk)
         try:
-            chunks = iter(stream)  # type: ignore[arg-type]
+            chunks = iter(stream)
         except TypeError as exc:
             raise SlgError(f"cannot read SLG data from a {type(stream).__name__}") from exc
         while True:
@@ -780,7 +784,8 @@ class SlgReader:
         mask = self._state.get(key, 0)
         bit = _SLOT_BIT[slot]
         if table is None:
-            where, start, later = _NORMAL, base + _SLOT_DELTA[slot], None  # type: ignore[operator]
+            assert base is not None  # _day gives an ordinary day (no table) its base
+            where, start, later = _NORMAL, base + _SLOT_DELTA[slot], None
         else:
             where, start, later = table[slot]
         when = f"{date.fromordinal(ordinal):%Y-%m-%d} {_SLOT_LABEL[slot]}"

@@ -181,7 +181,7 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
         input_data: Any,
         META: dict[str, Any],
         content_length: int,
-        boundary: bytes,
+        boundary: bytes | str,  # bytes from Django's parser; str in django-stubs
         encoding: str | None = None,
     ) -> None:
         if content_length > self.limit + UPLOAD_FRAMING_BYTES:
@@ -192,7 +192,7 @@ class CappedUploadHandler(TemporaryFileUploadHandler):
         if self.received > self.limit:
             self.file.close()  # a temporary file: closing deletes it
             raise UploadTooLarge(self.limit)
-        return super().receive_data_chunk(raw_data, start)  # type: ignore[no-any-return]
+        return super().receive_data_chunk(raw_data, start)
 
 
 class UploadView(APIView):

@@ -64,6 +64,7 @@ class SensorAdminForm(forms.ModelForm):
             "name",
             "kind",
             "room",
+            "part_of",
             "external_id",
             "status",
             "expected_interval_s",
@@ -76,20 +77,27 @@ class SensorAdmin(admin.ModelAdmin):
     """The registry: assign rooms in the list, change status in bulk."""
 
     form = SensorAdminForm
-    list_display = ["sensor_id", "name", "kind", "room", "status", "last_seen", "external_id"]
+    list_display = ["sensor_id", "name", "kind", "room", "part_of", "status", "last_seen", "external_id"]
     list_editable = ["room"]
+    # A search box, not a select of every sensor: a registry holds thousands. The model's
+    # clean() refuses another kind, a cycle or a hierarchy too deep (validate_part_of).
+    autocomplete_fields = ["part_of"]
     list_filter = ["kind", "status", "room", ("room", admin.EmptyFieldListFilter)]
     search_fields = ["sensor_id", "name", "external_id"]
-    list_select_related = ["room"]
+    list_select_related = ["room", "part_of"]
     readonly_fields = ["last_seen", "created_at", "updated_at"]
     actions = ["mark_active", "mark_inactive", "clear_room"]
 
     def save_model(self, request: HttpRequest, obj: Sensor, form: Any, change: bool) -> None:
         # Through the service, so the bus (and the live feed) hears of every change.
         if change:
-            changes = {field: getattr(obj, field) for field in form.changed_data if field != "room"}
+            changes = {
+                field: getattr(obj, field) for field in form.changed_data if field not in ("room", "part_of")
+            }
             if "room" in form.changed_data:
                 changes["room_name"] = obj.room.name if obj.room else None
+            if "part_of" in form.changed_data:
+                changes["part_of"] = obj.part_of.sensor_id if obj.part_of else None
             services.sensor_update(sensor=Sensor.objects.get(pk=obj.pk), **changes)
         else:
             services.sensor_register(
@@ -101,6 +109,7 @@ class SensorAdmin(admin.ModelAdmin):
                 expected_interval_s=obj.expected_interval_s,
                 metadata=obj.metadata,
                 status=obj.status,
+                part_of=obj.part_of.sensor_id if obj.part_of else None,
             )
 
     def delete_model(self, request: HttpRequest, obj: Sensor) -> None:

@@ -171,7 +171,11 @@ def _recompute_room_windows(room_ids: list[int], start: datetime, end: datetime)
         cursor.execute(
             f"DELETE FROM {room_metrics} WHERE {rooms} AND bucket >= %s AND bucket < %s", [*room_ids, *span]
         )
-        # Power: each sensor's mean over the window, summed over the room's sensors.
+        # Power: each sensor's mean over the window, summed over the room's sensors. Energy and
+        # power are net of sub-meters (sensors.hierarchy): a sub-meter's readings count again,
+        # negated, in its parent's room (the second branch), so a room holds its meters'
+        # unmetered remainders and a nested meter is never counted twice. `own` keeps those
+        # negated rows out of the count of the room's reporting sensors.
         cursor.execute(
             f"INSERT INTO {room_metrics} (room_id, bucket, energy_kwh, power_w, co2_ppm, "
             "temperature_c, humidity_pct, occupancy, sensors_reporting, computed_at) "
@@ -182,14 +186,18 @@ def _recompute_room_windows(room_ids: list[int], start: datetime, end: datetime)
             "avg(CASE WHEN metric = 'temperature' THEN mean END), "
             "avg(CASE WHEN metric = 'humidity' THEN mean END), "
             "sum(CASE WHEN metric = 'occupancy' THEN mean END), "
-            f"count(DISTINCT sensor_id), %s FROM ("
+            f"count(DISTINCT CASE WHEN own = 1 THEN sensor_id END), %s FROM ("
             f"SELECT s.room_id AS room_id, r.sensor_id AS sensor_id, r.metric AS metric, "
-            f"{bucket5} AS b, sum(r.value) AS total, avg(r.value) AS mean "
+            f"{bucket5} AS b, sum(r.value) AS total, avg(r.value) AS mean, 1 AS own "
             f"FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
             f"WHERE s.{rooms} AND r.timestamp >= %s AND r.timestamp < %s "
-            f"GROUP BY s.room_id, r.sensor_id, r.metric, {bucket5}) per_sensor "
+            f"GROUP BY s.room_id, r.sensor_id, r.metric, {bucket5} "
+            f"UNION ALL SELECT p.room_id, r.sensor_id, r.metric, {bucket5}, -sum(r.value), -avg(r.value), 0 "
+            f"FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id JOIN {sensor} p ON p.id = s.part_of_id "
+            f"WHERE p.{rooms} AND r.metric IN ('energy', 'power') AND r.timestamp >= %s AND r.timestamp < %s "
+            f"GROUP BY p.room_id, r.sensor_id, r.metric, {bucket5}) per_sensor "
             "GROUP BY room_id, b",
-            [adapt(timezone.now()), *room_ids, *span],
+            [adapt(timezone.now()), *room_ids, *span, *room_ids, *span],
         )
 
 
@@ -255,13 +263,17 @@ def recompute_dirty(*, limit: int = 5_000) -> Recomputed:
         # A UTC-aligned window may end in the next local day (zones with half-hour offsets).
         touched.add((bucket + timedelta(seconds=MARK_WINDOW_S - 1)).astimezone(tz).date())
     touched |= set(by_day)
-    rooms_of = dict(
-        Sensor.objects.filter(id__in={m[1] for m in marks}, room__isnull=False).values_list("id", "room_id")
-    )
+    # A sensor's readings count in its room's windows and, for a sub-meter's energy and power,
+    # in its parent meter's room's (net of sub-meters): both rooms are recomputed.
+    rooms_of: dict[int, set[int]] = defaultdict(set)
+    for pk, room_id, parent_room_id in Sensor.objects.filter(id__in={m[1] for m in marks}).values_list(
+        "id", "room_id", "part_of__room_id"
+    ):
+        rooms_of[pk].update(room for room in (room_id, parent_room_id) if room is not None)
     windows: dict[int, set[datetime]] = defaultdict(set)
     for _, sensor_id, _, bucket in marks:
-        if sensor_id in rooms_of:
-            windows[rooms_of[sensor_id]].add(bucket)
+        for room_id in rooms_of.get(sensor_id, ()):
+            windows[room_id].add(bucket)
     days = 0
     with transaction.atomic(using=DB):
         for day, (sensors, metrics) in sorted(by_day.items()):
@@ -357,10 +369,14 @@ def backfill(
             metrics = sorted({metric for _, metric in pairs})
             for start in range(0, len(sensor_ids), sensor_batch):
                 _recompute_day(day, sensor_ids[start : start + sensor_batch], metrics)
+            # Each reading's room, and its parent meter's room for a sub-meter (net of sub-meters).
             cursor.execute(
                 f"SELECT DISTINCT s.room_id, {hour} FROM {reading} r JOIN {sensor} s ON s.id = r.sensor_id "
-                f"WHERE s.room_id IS NOT NULL AND r.timestamp >= %s AND r.timestamp < %s{scope}",
-                span,
+                f"WHERE s.room_id IS NOT NULL AND r.timestamp >= %s AND r.timestamp < %s{scope} "
+                f"UNION SELECT DISTINCT p.room_id, {hour} FROM {reading} r "
+                f"JOIN {sensor} s ON s.id = r.sensor_id JOIN {sensor} p ON p.id = s.part_of_id "
+                f"WHERE p.room_id IS NOT NULL AND r.timestamp >= %s AND r.timestamp < %s{scope}",
+                span + span,
             )
             windows: dict[int, set[datetime]] = defaultdict(set)
             for room_id, bucket in cursor.fetchall():

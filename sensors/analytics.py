@@ -10,19 +10,19 @@ reads that other modules and the views use, under the names they have here.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.db import connections
-from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Avg, Case, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.utils import timezone
 
 from energy_dashboard.core.clock import building_tz, iso_z
-from sensors import analytics_cache
+from sensors import analytics_cache, hierarchy
 from sensors.aggregation import (
     as_datetime,
     bucket_sql,
@@ -30,7 +30,9 @@ from sensors.aggregation import (
     local_days,
     local_period_sql,
 )
-from sensors.models import Metric, Reading, Rollup, Room, RoomMetrics, Sensor
+from sensors.filters import SensorFilter
+from sensors.hierarchy import UNASSIGNED
+from sensors.models import MAX_METER_DEPTH, Metric, Reading, Rollup, Room, RoomMetrics, Sensor
 
 DB = "sensors"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -208,9 +210,10 @@ def energy_rows(
     period first; with no room and no sensor named, the whole building's (kind "building").
 
     A room's energy comes from its 5-minute room metrics (the energy of the sensors it held
-    when the window was computed), a sensor's from its rollups (15m, 1h; 1d for longer
-    intervals). The building's is every sensor's energy rollups, those in no room too: the
-    total the summary shows. Days, weeks and months are local calendar periods (a
+    when the window was computed, net of their sub-meters: sensors.hierarchy), a sensor's from
+    its rollups (15m, 1h; 1d for longer intervals). The building's is its top-level meters'
+    energy rollups, those in no room too (a sub-meter's energy is in its parent's): the total
+    the summary shows. Days, weeks and months are local calendar periods (a
     daylight-saving day is 23 or 25 hours).
 
     Summed per period in the database and read CHUNK_ROWS at a time as the caller consumes
@@ -308,8 +311,12 @@ def _rollup_rows(
     span = [Metric.ENERGY.value, resolution, adapt(start), adapt(end)]
     table = Rollup._meta.db_table
     if sensor_ids is None:
+        # The building's: its top-level meters' only, a sub-meter's energy is in its parent's.
+        top_level = (
+            f"r.sensor_id NOT IN (SELECT id FROM {Sensor._meta.db_table} WHERE part_of_id IS NOT NULL)"  # noqa: S608 (our identifiers)
+        )
         rows = _streamed(
-            f"SELECT {period}, sum(r.sum) FROM {table} r WHERE {where} GROUP BY 1 ORDER BY 1",  # noqa: S608 (our identifiers; values are parameters)
+            f"SELECT {period}, sum(r.sum) FROM {table} r WHERE {where} AND {top_level} GROUP BY 1 ORDER BY 1",  # noqa: S608 (our identifiers; values are parameters)
             [*params, *span],
             stream,
         )
@@ -411,6 +418,7 @@ def bucket_count(start: datetime, end: datetime, interval: str) -> int:
 class _SensorEnergy:
     """A sensor's kWh since today's, this week's and this month's local start."""
 
+    pk: int
     sensor_id: str
     kind: str
     room: str
@@ -421,8 +429,8 @@ def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
     """Each energy sensor's kWh since each of `starts`, from daily rollups, in one query."""
     sums = {name: Sum("sum", filter=Q(bucket__gte=since)) for name, since in starts.items()}
     # Grouped by the sensor's key alone (an integer), then named from the registry: cheaper
-    # than grouping the joined text columns.
-    rows = (
+    # than grouping the joined text columns. (Each row also has a key per start, annotated.)
+    rows: Iterable[Mapping[str, Any]] = (
         Rollup.objects.filter(
             metric=Metric.ENERGY, resolution=Rollup.Resolution.DAY, bucket__gte=min(starts.values())
         )
@@ -436,8 +444,9 @@ def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
     }
     return [
         _SensorEnergy(
+            row["sensor_id"],
             *names[row["sensor_id"]][:2],
-            names[row["sensor_id"]][2] or "unassigned",
+            names[row["sensor_id"]][2] or UNASSIGNED,
             {name: row[name] for name in starts},
         )
         for row in rows
@@ -447,7 +456,7 @@ def _energy_per_sensor(starts: dict[str, datetime]) -> list[_SensorEnergy]:
 def _totals(
     sensors: list[_SensorEnergy], period: str, key: Callable[[_SensorEnergy], str]
 ) -> dict[str, float]:
-    """kWh of a period per key (room, kind, sensor); keys with nothing in the period are left out."""
+    """kWh of a period per key (kind, sensor); keys with nothing in the period are left out."""
     totals: dict[str, float] = defaultdict(float)
     for sensor in sensors:
         value = sensor.since[period]
@@ -456,33 +465,42 @@ def _totals(
     return dict(totals)
 
 
+def _of(sensors: list[_SensorEnergy], period: str) -> list[tuple[int, str, float]]:
+    """(pk, room, kWh) of the sensors with energy in the period."""
+    return [(s.pk, s.room, value) for s in sensors if (value := s.since[period]) is not None]
+
+
 def analytics_summary(now: datetime | None = None) -> dict[str, Any]:
     """Current power, energy today / this week / this month (per room and per kind), top
-    consumers this week and comfort figures per room."""
+    consumers this week and comfort figures per room.
+
+    Totals count a nested meter once (sensors.hierarchy): the building's and each kind's are
+    the top-level meters'; each room's is its meters' net of their sub-meters (a meter's
+    unmetered remainder stays in its room), so the rooms' add up to the building's."""
     now = now or timezone.now()
     today = now.astimezone(building_tz()).date()
     day_start = local_day_bounds(today)[0]
     week_start = local_day_bounds(today - timedelta(days=today.weekday()))[0]
     month_start = local_day_bounds(today.replace(day=1))[0]
 
-    # Each power sensor's newest reading of the last 15 minutes, summed.
-    power_by_room: dict[str, float] = defaultdict(float)
-    power_total = 0.0
-    seen: set[int] = set()
+    # Each power sensor's newest reading of the last 15 minutes, summed: the building's from
+    # its top-level meters, each room's net of its meters' sub-meters (sensors.hierarchy).
+    tree = hierarchy.meters()
+    newest_power: dict[int, tuple[int, str | None, float]] = {}
     for sensor_pk, room, value in (
         Reading.objects.filter(metric=Metric.POWER, timestamp__gte=now - CURRENT_WINDOW, timestamp__lte=now)
         .order_by("sensor_id", "-timestamp")
         .values_list("sensor_id", "sensor__room__name", "value")
     ):
-        if sensor_pk not in seen:
-            seen.add(sensor_pk)
-            power_total += value
-            power_by_room[room or "unassigned"] += value
+        newest_power.setdefault(sensor_pk, (sensor_pk, room, value))
+    power_total = tree.top_level_total((pk, value) for pk, _, value in newest_power.values())
+    power_by_room = tree.shares(newest_power.values())
 
     periods = ("today", "week", "month")
     sensors = _energy_per_sensor({"today": day_start, "week": week_start, "month": month_start})
-    energy = {name: _totals(sensors, name, lambda s: s.room) for name in periods}
-    by_kind = {name: _totals(sensors, name, lambda s: s.kind) for name in periods}
+    energy = {name: tree.shares(_of(sensors, name)) for name in periods}
+    top_level = [s for s in sensors if tree.is_top_level(s.pk)]
+    by_kind = {name: _totals(top_level, name, lambda s: s.kind) for name in periods}
     top = sorted(_totals(sensors, "week", lambda s: s.sensor_id).items(), key=lambda kv: kv[1], reverse=True)[
         :10
     ]
@@ -526,7 +544,9 @@ def analytics_summary(now: datetime | None = None) -> dict[str, Any]:
         "timezone": str(building_tz()),
         "current_power_w": power_total,
         "current_power_by_room_w": dict(power_by_room),
-        "energy_kwh": {name: sum(values.values()) for name, values in energy.items()},
+        "energy_kwh": {
+            name: tree.top_level_total((pk, kwh) for pk, _, kwh in _of(sensors, name)) for name in periods
+        },
         "energy_by_room_kwh": energy,
         "energy_by_kind_kwh": by_kind,
         "top_consumers_week_kwh": [{"sensor_id": key, "energy_kwh": value} for key, value in top],
@@ -698,3 +718,611 @@ def load_kw_quarter_hours(
         ).values_list("sensor__sensor_id", "bucket", "sum"):
             out[sensor_id][bucket] = total * 4.0
     return out
+
+
+# --- Comparisons and the meter breakdown (the overview) -------------------------------------
+
+QUARTER = timedelta(minutes=15)
+# The breakdown lists at most this many sub-meters under each meter (the largest first); the
+# others are summed in one line, so a main meter with a thousand sub-meters stays readable.
+BREAKDOWN_MAX_CHILDREN = 12
+# ... and at most this many top-level meters without sub-meters, and hierarchies (the rest
+# summed likewise).
+BREAKDOWN_MAX_STANDALONE = 12
+BREAKDOWN_MAX_TREES = 6
+PERIODS = ("today", "week", "month")
+
+
+def _floor_quarter(moment: datetime) -> datetime:
+    return EPOCH + (moment - EPOCH) // QUARTER * QUARTER
+
+
+def energy_by_sensor(start: datetime, end: datetime, *, prorate_end: bool = False) -> dict[int, float]:
+    """Each sensor's kWh in [start, end) (`start` a local midnight), by primary key: the whole
+    local days from the daily rollups, the rest from the quarter-hour rollups. The quarter
+    hour that holds `end` counts whole, or (`prorate_end`) in proportion to the part of it
+    before `end`: a past period cut at the time of day it is now counts as much of that
+    quarter as has passed of the current one. Sensors without data are absent."""
+    tz = building_tz()
+    tail_start = max(start, local_day_bounds((end - timedelta(microseconds=1)).astimezone(tz).date())[0])
+    totals: dict[int, float] = defaultdict(float)
+    energy = Rollup.objects.filter(metric=Metric.ENERGY).values("sensor_id").order_by()
+
+    def add(rows: QuerySet[Any], weight: float = 1.0) -> None:
+        for row in rows.annotate(kwh=Sum("sum")):
+            totals[row["sensor_id"]] += row["kwh"] * weight
+
+    if tail_start > start:
+        add(energy.filter(resolution=Rollup.Resolution.DAY, bucket__gte=start, bucket__lt=tail_start))
+    quarters = energy.filter(resolution=Rollup.Resolution.QUARTER_HOUR, bucket__gte=tail_start)
+    last = _floor_quarter(end)
+    if prorate_end and last < end and last >= tail_start:
+        add(quarters.filter(bucket__lt=last))
+        add(quarters.filter(bucket=last), (end - last) / QUARTER)
+    else:
+        add(quarters.filter(bucket__lt=end))
+    return dict(totals)
+
+
+def _same_time(day: date, moment: datetime) -> datetime:
+    """`day` at the local wall-clock time of `moment`, as an instant (a time the clocks skip
+    that day is taken with the offset before the change)."""
+    tz = building_tz()
+    return datetime.combine(day, moment.astimezone(tz).timetz().replace(tzinfo=None), tzinfo=tz).astimezone(
+        UTC
+    )
+
+
+def _month_start(year: int, month: int) -> date:
+    return date(year, month, 1)
+
+
+def _month_days(year: int, month: int) -> int:
+    following = date(year + month // 12, month % 12 + 1, 1)
+    return (following - date(year, month, 1)).days
+
+
+def _building_kwh(
+    tree: hierarchy.Meters, start: datetime, end: datetime, *, prorate_end: bool
+) -> float | None:
+    """The top-level meters' kWh in [start, end), None when no meter has data there."""
+    per_sensor = energy_by_sensor(start, end, prorate_end=prorate_end)
+    if not per_sensor:
+        return None
+    return tree.top_level_total(per_sensor.items())
+
+
+def _period(start: datetime, end: datetime, kwh: float | None) -> dict[str, Any]:
+    return {"start": local_iso(start), "end": local_iso(end), "energy_kwh": kwh}
+
+
+def energy_comparison(now: datetime | None = None) -> dict[str, Any]:
+    """The building's energy so far today, this week and this month against the same span of
+    yesterday, of last week and of this month a year ago, each cut at the same local time of
+    day (and weekday, or day of the month: the last day of a shorter month), in the building's
+    time zone: a daylight-saving day is 23 or 25 hours and is compared up to the same clock
+    time. The previous period's whole total is given too. Top-level meters only (a sub-meter's
+    energy is in its parent's). `change_pct` is None when the previous span has no energy."""
+    now = now or timezone.now()
+    tz = building_tz()
+    tree = hierarchy.meters()
+    today = now.astimezone(tz).date()
+    monday = today - timedelta(days=today.weekday())
+    last_year = today.year - 1
+    year_ago = _month_start(last_year, today.month)
+    # Per period: its first day, the previous one's first day, the day the previous one is cut
+    # at (at this time of day), and the day after the previous period (its whole total's end).
+    spans = {
+        "day": (today, today - timedelta(days=1), today - timedelta(days=1), today),
+        "week": (monday, monday - timedelta(days=7), today - timedelta(days=7), monday),
+        "month": (
+            today.replace(day=1),
+            year_ago,
+            year_ago.replace(day=min(today.day, _month_days(last_year, today.month))),
+            _month_start(last_year + today.month // 12, today.month % 12 + 1),
+        ),
+    }
+    labels = {
+        "day": ("Today", "Yesterday"),
+        "week": ("This week", "Last week"),
+        "month": ("This month", f"{today:%B} {last_year}"),
+    }
+    comparisons = []
+    for name, (first, previous_first, previous_day, previous_after) in spans.items():
+        start = local_day_bounds(first)[0]
+        previous_start = local_day_bounds(previous_first)[0]
+        previous_end = _same_time(previous_day, now)
+        previous_whole_end = local_day_bounds(previous_after)[0]
+        current = _building_kwh(tree, start, now, prorate_end=False)
+        previous = _building_kwh(tree, previous_start, previous_end, prorate_end=True)
+        whole = _building_kwh(tree, previous_start, previous_whole_end, prorate_end=False)
+        change = None if current is None or previous is None else current - previous
+        comparisons.append(
+            {
+                "period": name,
+                "label": labels[name][0],
+                "previous_label": labels[name][1],
+                "current": _period(start, now, current),
+                "previous": _period(previous_start, previous_end, previous),
+                "previous_whole": _period(previous_start, previous_whole_end, whole),
+                "change_kwh": change,
+                "change_pct": (change / previous * 100.0) if change is not None and previous else None,
+            }
+        )
+    return {"as_of": iso_z(now), "timezone": str(tz), "comparisons": comparisons}
+
+
+def period_start(period: str, now: datetime) -> datetime:
+    """The start of today, this week (Monday) or this month, local, as an instant."""
+    today = now.astimezone(building_tz()).date()
+    first = {
+        "today": today,
+        "week": today - timedelta(days=today.weekday()),
+        "month": today.replace(day=1),
+    }[period]
+    return local_day_bounds(first)[0]
+
+
+def _rest(nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The line that sums the meters left out of a list."""
+    if not nodes:
+        return None
+    return {"meters": len(nodes), "energy_kwh": sum(node["energy_kwh"] or 0.0 for node in nodes)}
+
+
+def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict[str, Any]:
+    """Where the building's energy of a period (today, this week, this month; local) went.
+
+    - `meters`: the largest BREAKDOWN_MAX_TREES meter hierarchies (a top-level meter with
+      sub-meters; `meters_more` sums the others), every level with its
+      kWh, its sub-meters (the largest BREAKDOWN_MAX_CHILDREN; `more` sums the others) and its
+      `unmetered_kwh`: what it measured beyond its sub-meters (negative when they measured
+      more: a meter missing data, or wired wrong; `unmetered_negative` says so);
+    - `standalone`: the largest top-level meters without sub-meters (`more` sums the others);
+    - `by_room`: each room's share (net of sub-meters: sensors.hierarchy, "unassigned" for
+      meters in no room), `by_kind`: the top-level meters' kWh per kind;
+    - `total_kwh`: the top-level meters' kWh, which the rooms' shares add up to.
+    A nested meter is counted once everywhere.
+    """
+    now = now or timezone.now()
+    start = period_start(period, now)
+    tree = hierarchy.meters()
+    per_sensor = energy_by_sensor(start, now)
+    registry = {
+        pk: (sensor_id, name, kind, room)
+        for pk, sensor_id, name, kind, room in Sensor.objects.filter(
+            pk__in=set(per_sensor) | set(tree.parent)
+        ).values_list("pk", "sensor_id", "name", "kind", "room__name")
+    }
+    children: dict[int, list[int]] = defaultdict(list)
+    for pk, parent in tree.parent.items():
+        if parent is not None:
+            children[parent].append(pk)
+    # Meters with data, and every ancestor of one (a parent without data of its own still
+    # shows its sub-meters).
+    shown: set[int] = set()
+    for pk in per_sensor:
+        node: int | None = pk
+        for _ in range(MAX_METER_DEPTH):
+            if node is None or node in shown:
+                break
+            shown.add(node)
+            node = tree.parent.get(node)
+
+    def build(pk: int, level: int) -> dict[str, Any]:
+        sensor_id, name, kind, room = registry[pk]
+        kwh = per_sensor.get(pk)
+        subs = [
+            build(child, level + 1) for child in children.get(pk, []) if child in shown and child in registry
+        ]
+        subs.sort(key=lambda n: n["energy_kwh"] or 0.0, reverse=True)
+        node: dict[str, Any] = {
+            "sensor_id": sensor_id,
+            "name": name or sensor_id,
+            "kind": kind,
+            "room": room,
+            "level": level,
+            "energy_kwh": kwh,
+        }
+        if subs:
+            metered = sum(sub["energy_kwh"] or 0.0 for sub in subs)
+            unmetered = None if kwh is None else kwh - metered
+            node.update(
+                sub_meters=subs[:BREAKDOWN_MAX_CHILDREN],
+                more=_rest(subs[BREAKDOWN_MAX_CHILDREN:]),
+                sub_metered_kwh=metered,
+                unmetered_kwh=unmetered,
+                unmetered_negative=unmetered is not None and unmetered < -1e-9,
+            )
+        return node
+
+    # Sensors of other kinds with energy data are top-level too (sensors.hierarchy); a sensor
+    # deleted since the rollups were read is left out.
+    trees = [build(pk, 1) for pk in shown if tree.is_top_level(pk) and pk in registry]
+    trees.sort(key=lambda n: n["energy_kwh"] or 0.0, reverse=True)
+    with_subs = [node for node in trees if "sub_meters" in node]
+    standalone = [node for node in trees if "sub_meters" not in node]
+    rows = [(pk, registry[pk][3], kwh) for pk, kwh in per_sensor.items() if pk in registry]
+    by_room = sorted(tree.shares(rows).items(), key=lambda kv: kv[1], reverse=True)
+    by_kind: dict[str, float] = defaultdict(float)
+    for pk, _, kwh in rows:
+        if tree.is_top_level(pk):
+            by_kind[registry[pk][2]] += kwh
+    return {
+        "period": period,
+        "start": local_iso(start),
+        "end": local_iso(now),
+        "timezone": str(building_tz()),
+        "total_kwh": tree.top_level_total((pk, kwh) for pk, _, kwh in rows) if rows else None,
+        "meters": with_subs[:BREAKDOWN_MAX_TREES],
+        "meters_more": _rest(with_subs[BREAKDOWN_MAX_TREES:]),
+        "standalone": standalone[:BREAKDOWN_MAX_STANDALONE],
+        "standalone_more": _rest(standalone[BREAKDOWN_MAX_STANDALONE:]),
+        "by_room": [{"room": room, "energy_kwh": kwh} for room, kwh in by_room],
+        "by_kind": dict(sorted(by_kind.items(), key=lambda kv: kv[1], reverse=True)),
+    }
+
+
+# --- A room's series (the room page) --------------------------------------------------------
+
+ROOM_RESOLUTIONS = ("raw", "5m", "15m", "1h", "1d")
+# The metrics a room's series shows, in the page's order.
+ROOM_METRICS = (
+    Metric.POWER,
+    Metric.ENERGY,
+    Metric.CO2,
+    Metric.TEMPERATURE,
+    Metric.HUMIDITY,
+    Metric.OCCUPANCY,
+)
+# At most this many points (all series together) in one answer: a chart draws a few thousand
+# points per series well, hundreds of thousands not at all. Past it the API answers 400.
+ROOM_SERIES_MAX_POINTS = 20_000
+# `resolution=auto`: raw readings for ranges up to this long (when they fit the limit), else
+# the finest rollup with at most AUTO_MAX_BUCKETS buckets (a day at 5 minutes, a week at 15,
+# a month at an hour, a year at a day).
+AUTO_RAW_SPAN = timedelta(hours=6)
+AUTO_MAX_BUCKETS = 800
+# How a room's rollup bucket combines its sensors' buckets of one metric: energy is the sum of
+# their kWh, power and occupancy the sum of their means, the climate metrics the mean of means
+# (as the 5-minute room metrics do).
+_ROOM_SUM_OF_MEANS = {Metric.POWER, Metric.OCCUPANCY}
+_ROOM_WINDOW_FIELDS = {
+    Metric.ENERGY: "energy_kwh",
+    Metric.POWER: "power_w",
+    Metric.CO2: "co2_ppm",
+    Metric.TEMPERATURE: "temperature_c",
+    Metric.HUMIDITY: "humidity_pct",
+    Metric.OCCUPANCY: "occupancy",
+}
+
+
+class TooManyPoints(ValueError):
+    """A room series past ROOM_SERIES_MAX_POINTS."""
+
+
+def room_series_buckets(start: datetime, end: datetime, resolution: str) -> int:
+    """How many `resolution` buckets [start, end) touches (arithmetic only, as bucket_count)."""
+    if resolution == "5m":
+        step = timedelta(seconds=300)
+        return -((EPOCH - end) // step) - (start - EPOCH) // step
+    return bucket_count(start, end, resolution)
+
+
+def room_series_resolution(start: datetime, end: datetime) -> str:
+    """The resolution `auto` takes for [start, end) before counting raw points: see AUTO_*."""
+    if end - start <= AUTO_RAW_SPAN:
+        return "raw"
+    for resolution in ("5m", "15m", "1h"):
+        if room_series_buckets(start, end, resolution) <= AUTO_MAX_BUCKETS:
+            return resolution
+    return "1d"
+
+
+def _points_check(points: int, resolution: str) -> None:
+    if points > ROOM_SERIES_MAX_POINTS:
+        raise TooManyPoints(
+            f"at most {ROOM_SERIES_MAX_POINTS} points per answer (ROOM_SERIES_MAX_POINTS); "
+            f"this range at {resolution} has more: shorten it or take a coarser resolution."
+        )
+
+
+def _room_raw(
+    sensors: dict[int, str], metrics: list[str], start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """Each sensor's raw readings of each metric (a series per sensor: readings of several
+    sensors at different instants do not add up point by point)."""
+    rows = list(
+        Reading.objects.filter(
+            sensor_id__in=list(sensors), metric__in=metrics, timestamp__gte=start, timestamp__lt=end
+        )
+        .order_by("metric", "sensor_id", "timestamp")
+        .values_list("metric", "sensor_id", "timestamp", "value")[: ROOM_SERIES_MAX_POINTS + 1]
+    )
+    _points_check(len(rows), "raw")
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for metric, pk, moment, value in rows:
+        series[(metric, sensors[pk])].append((moment, value))
+    return series
+
+
+def _room_windows(
+    room: Room, metrics: list[str], start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """The room's 5-minute room metrics, one series per metric."""
+    fields = [_ROOM_WINDOW_FIELDS[Metric(m)] for m in metrics]
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for bucket, *values in (
+        RoomMetrics.objects.filter(room=room, bucket__gte=start, bucket__lt=end)
+        .order_by("bucket")
+        .values_list("bucket", *fields)
+    ):
+        for metric, value in zip(metrics, values, strict=True):
+            if value is not None:
+                series[(metric, None)].append((bucket, value))
+    return series
+
+
+def _room_rollups(
+    sensors: dict[int, str], metrics: list[str], resolution: str, start: datetime, end: datetime
+) -> dict[tuple[str, str | None], list[tuple[datetime, float]]]:
+    """The room's sensors' rollups, combined per metric and bucket (see _ROOM_SUM_OF_MEANS)."""
+    rows = (
+        Rollup.objects.filter(
+            sensor_id__in=list(sensors),
+            metric__in=metrics,
+            resolution=resolution,
+            bucket__gte=start,
+            bucket__lt=end,
+        )
+        .values("metric", "bucket")
+        .annotate(total=Sum("sum"), means=Sum("mean"), mean=Avg("mean"))
+        .order_by("metric", "bucket")
+    )
+    # Energy and power net of sub-meters (sensors.hierarchy), as the room metrics are: the
+    # readings of a sub-meter of one of the room's meters are taken off again, so a nested
+    # meter in the room is not counted twice and one elsewhere counts in its own room only.
+    nested = [m for m in metrics if m in (Metric.ENERGY, Metric.POWER)]
+    taken_off: dict[tuple[str, datetime], float] = defaultdict(float)
+    if nested:
+        for row in (
+            Rollup.objects.filter(
+                sensor__part_of_id__in=list(sensors),
+                metric__in=nested,
+                resolution=resolution,
+                bucket__gte=start,
+                bucket__lt=end,
+            )
+            .values("metric", "bucket")
+            .annotate(total=Sum("sum"), means=Sum("mean"))
+            .order_by()
+        ):
+            taken_off[(row["metric"], as_datetime(row["bucket"]))] += (
+                row["total"] if row["metric"] == Metric.ENERGY else row["means"]
+            )
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]] = defaultdict(list)
+    for row in rows:
+        metric = row["metric"]
+        bucket = as_datetime(row["bucket"])
+        if metric == Metric.ENERGY:
+            value = row["total"] - taken_off.get((metric, bucket), 0.0)
+        elif metric in _ROOM_SUM_OF_MEANS:
+            value = row["means"] - taken_off.get((metric, bucket), 0.0)
+        else:
+            value = row["mean"]
+        series[(metric, None)].append((bucket, value))
+    return series
+
+
+def room_series(
+    *, room: Room, metrics: Sequence[str], start: datetime, end: datetime, resolution: str
+) -> dict[str, Any]:
+    """A room's points per metric in [start, end) at `resolution` (`auto`: see AUTO_*), with
+    local timestamps and their offset; raises TooManyPoints past ROOM_SERIES_MAX_POINTS.
+
+    raw: each of the room's sensors' readings, a series per sensor and metric; 5m: the room's
+    5-minute room metrics (the sensors it held when each window was computed); 15m, 1h, 1d (a
+    local day, 23 or 25 hours on daylight-saving days): its current sensors' rollups combined,
+    a series per metric. Rollups and room metrics are as fresh as the room-metrics job (every
+    5 minutes); raw readings are there as soon as they are stored.
+    """
+    wanted = [str(m) for m in ROOM_METRICS if m in metrics]
+    sensors = dict(Sensor.objects.filter(room=room).values_list("pk", "sensor_id"))
+    chosen = resolution
+    if resolution == "auto":
+        chosen = room_series_resolution(start, end)
+    series: dict[tuple[str, str | None], list[tuple[datetime, float]]]
+    if chosen == "raw":
+        try:
+            series = _room_raw(sensors, wanted, start, end)
+        except TooManyPoints:
+            if resolution != "auto":
+                raise
+            chosen = "5m" if room_series_buckets(start, end, "5m") <= AUTO_MAX_BUCKETS else "15m"
+    if chosen != "raw":
+        _points_check(room_series_buckets(start, end, chosen) * len(wanted), chosen)
+        if chosen == "5m":
+            series = _room_windows(room, wanted, start, end)
+        else:
+            series = _room_rollups(sensors, wanted, chosen, start, end)
+    out = []
+    for metric in wanted:
+        keys = sorted(key for key in series if key[0] == metric) or [(metric, None)]
+        for key in keys:
+            out.append(
+                {
+                    "metric": str(metric),
+                    "sensor_id": key[1],
+                    "points": [[local_iso(at), value] for at, value in series.get(key, [])],
+                }
+            )
+    return {
+        "room": room.name,
+        "timezone": settings.TIME_ZONE,
+        "start": local_iso(start),
+        "end": local_iso(end),
+        "resolution": chosen,
+        "requested_resolution": resolution,
+        "max_points": ROOM_SERIES_MAX_POINTS,
+        "series": out,
+    }
+
+
+# --- The sensors' latest values (the room and sensors pages) ---------------------------------
+
+# The order of the sensors page: those that need a look first.
+_STATUS_ORDER = (Sensor.Status.FAULT, Sensor.Status.STALE, Sensor.Status.ACTIVE, Sensor.Status.INACTIVE)
+
+
+def sensors_latest(sensors: Iterable[tuple[int, str]]) -> dict[int, tuple[datetime, float]]:
+    """Each sensor's newest reading of its kind's metric: pk -> (timestamp, value), for
+    (pk, kind) pairs. One query per kind (a correlated subquery served by the readings'
+    (sensor, metric, timestamp) key), whatever the number of sensors."""
+    by_kind: dict[str, list[int]] = defaultdict(list)
+    for pk, kind in sensors:
+        by_kind[kind].append(pk)
+    out: dict[int, tuple[datetime, float]] = {}
+    for kind, pks in by_kind.items():
+        newest = Reading.objects.filter(sensor=OuterRef("pk"), metric=default_metric[kind]).order_by(
+            "-timestamp"
+        )
+        rows = (
+            Sensor.objects.filter(pk__in=pks)
+            .annotate(
+                latest_at=Subquery(newest.values("timestamp")[:1]),
+                latest_value=Subquery(newest.values("value")[:1]),
+            )
+            .filter(latest_at__isnull=False)
+            .values_list("pk", "latest_at", "latest_value")
+        )
+        out.update({pk: (as_datetime(moment), value) for pk, moment, value in rows})
+    return out
+
+
+def _sensor_rows(sensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    latest = sensors_latest((s["pk"], s["kind"]) for s in sensors)
+    rows = []
+    for sensor in sensors:
+        found = latest.get(sensor["pk"])
+        rows.append(
+            {
+                "sensor_id": sensor["sensor_id"],
+                "name": sensor["name"],
+                "kind": sensor["kind"],
+                "kind_label": Sensor.Kind(sensor["kind"]).label,
+                "room": sensor["room__name"],
+                "status": sensor["status"],
+                "status_label": Sensor.Status(sensor["status"]).label,
+                "last_seen": sensor["last_seen"],
+                "metric": str(default_metric[sensor["kind"]]),
+                "last_value": found[1] if found else None,
+                "last_value_at": found[0] if found else None,
+            }
+        )
+    return rows
+
+
+_SENSOR_FIELDS = ("pk", "sensor_id", "name", "kind", "room__name", "status", "last_seen")
+
+
+def room_detail(name: str) -> dict[str, Any] | None:
+    """A room's descriptive fields and its sensors with status, last seen and latest value (None
+    when no room has that name)."""
+    room = Room.objects.filter(name=name).first()
+    if room is None:
+        return None
+    sensors = list(Sensor.objects.filter(room=room).order_by("sensor_id").values(*_SENSOR_FIELDS))
+    return {
+        "name": room.name,
+        "display_name": room.display_name or room.name,
+        "floor": room.floor,
+        "area_m2": room.area_m2,
+        "capacity": room.capacity,
+        "sensors": _sensor_rows(sensors),
+    }
+
+
+def sensors_table(*, filters: Any, offset: int, limit: int) -> dict[str, Any]:
+    """A page of the sensor registry, filtered as the API's list is (`filters`: a QueryDict or
+    mapping of sensors.filters.SensorFilter's parameters), faulty and stale sensors first:
+    {"count", "rows", "errors"} (errors: the filters that could not be read, which are ignored)."""
+    ranked = Sensor.objects.annotate(
+        status_rank=Case(
+            *(When(status=status, then=Value(rank)) for rank, status in enumerate(_STATUS_ORDER)),
+            default=Value(len(_STATUS_ORDER)),
+            output_field=IntegerField(),
+        )
+    )
+    found = SensorFilter(data=filters, queryset=ranked)
+    errors = {} if found.is_valid() else {field: list(msgs) for field, msgs in found.errors.items()}
+    queryset = found.qs if not errors else ranked
+    queryset = queryset.order_by("status_rank", "sensor_id")
+    count = queryset.count()
+    sensors = list(queryset.values(*_SENSOR_FIELDS)[offset : offset + limit])
+    return {"count": count, "rows": _sensor_rows(sensors), "errors": errors}
+
+
+# --- The overview's live figures --------------------------------------------------------------
+
+# The overview's chart of the building's power: this far back, in windows of this length
+# (the sum over top-level meters of each one's mean in the window, as the room metrics do).
+RECENT_POWER = timedelta(hours=1)
+RECENT_POWER_STEP_S = 300
+LIVE_METRICS = (Metric.POWER, Metric.CO2, Metric.TEMPERATURE, Metric.HUMIDITY)
+
+
+def meter_parents() -> dict[str, dict[str, str | None]]:
+    """Each sub-meter's parent: sensor_id -> {part_of: the parent's sensor_id, parent_room: its
+    room's name}. What a page needs to net live power of sub-meters out (sensors.hierarchy)."""
+    return {
+        sensor_id: {"part_of": parent, "parent_room": parent_room}
+        for sensor_id, parent, parent_room in Sensor.objects.filter(part_of__isnull=False).values_list(
+            "sensor_id", "part_of__sensor_id", "part_of__room__name"
+        )
+    }
+
+
+def overview_live(now: datetime | None = None) -> dict[str, Any]:
+    """What the overview's live parts start from.
+
+    - `recent`: the building's power over the last RECENT_POWER, [local time, W] per
+      RECENT_POWER_STEP_S window (top-level meters only), oldest first;
+    - `latest`: each sensor's newest power, CO2, temperature and humidity reading of the last
+      CURRENT_WINDOW, as [sensor_id, room, metric, UTC time, value] (the page keeps them
+      current from the live feed).
+    Two grouped queries, whatever the number of readings in the window.
+    """
+    now = now or timezone.now()
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    reading, sensor = Reading._meta.db_table, Sensor._meta.db_table
+    window = bucket_sql(connection.vendor, "r.timestamp", RECENT_POWER_STEP_S)
+    recent = _streamed(
+        f"SELECT b, sum(mean) FROM (SELECT r.sensor_id, {window} AS b, avg(r.value) AS mean "  # noqa: S608 (our identifiers; values are parameters)
+        f"FROM {reading} r WHERE r.metric = %s AND r.timestamp >= %s AND r.timestamp <= %s "
+        f"AND r.sensor_id NOT IN (SELECT id FROM {sensor} WHERE part_of_id IS NOT NULL) "
+        "GROUP BY 1, 2) per_sensor GROUP BY b ORDER BY b",
+        [Metric.POWER.value, adapt(now - RECENT_POWER), adapt(now)],
+        stream=False,
+    )
+    metrics = [m.value for m in LIVE_METRICS]
+    latest = _streamed(
+        f"SELECT s.sensor_id, room.name, r.metric, r.timestamp, r.value FROM {reading} r "  # noqa: S608 (our identifiers; values are parameters)
+        f"JOIN (SELECT sensor_id, metric, max(timestamp) AS newest FROM {reading} "
+        f"WHERE metric IN ({', '.join(['%s'] * len(metrics))}) AND timestamp >= %s AND timestamp <= %s "
+        "GROUP BY sensor_id, metric) m "
+        "ON r.sensor_id = m.sensor_id AND r.metric = m.metric AND r.timestamp = m.newest "
+        f"JOIN {sensor} s ON s.id = r.sensor_id LEFT JOIN {Room._meta.db_table} room ON room.id = s.room_id "
+        "ORDER BY s.sensor_id, r.metric",
+        [*metrics, adapt(now - CURRENT_WINDOW), adapt(now)],
+        stream=False,
+    )
+    return {
+        "as_of": iso_z(now),
+        "step_s": RECENT_POWER_STEP_S,
+        "recent": [[iso_z(as_datetime(moment)), watts] for moment, watts in recent],
+        "latest": [
+            [sensor_id, room, metric, iso_z(as_datetime(moment)), value]
+            for sensor_id, room, metric, moment, value in latest
+        ],
+    }

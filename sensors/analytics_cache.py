@@ -21,7 +21,7 @@ from datetime import date
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from energy_dashboard.core.heartbeats import redis_client
+from energy_dashboard.core.redis import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +83,18 @@ def cached(kind: str, request: str, days: Iterable[date], compute: Callable[[], 
         client = redis_client()
         versions = client.mget(version_keys)
         digest = hashlib.sha256(
-            "\n".join([kind, request, *(v.decode() if v else "0" for v in versions)]).encode()
+            # The client does not decode responses: a value is bytes (redis-py's types say bytes | str).
+            "\n".join(
+                [kind, request, *(v.decode() if isinstance(v, bytes) and v else "0" for v in versions)]
+            ).encode()
         ).hexdigest()
         key = f"{PREFIX}{kind}:{digest}"
         found = client.get(key)
     except (OSError, RedisError) as exc:
         logger.debug("analytics cache unavailable: %s", exc)
         return compute()
-    if found is not None:
-        return bytes(found)
+    if isinstance(found, bytes):
+        return found
     answer = compute()
     try:
         client.set(key, answer, ex=ttl)

@@ -20,6 +20,9 @@ MAX_ROOM_CAPACITY = 100_000
 MAX_ROOM_AREA_M2 = Decimal("1000000")
 METADATA_MAX_DEPTH = 10
 METADATA_MAX_BYTES = 16 * 1024
+# A meter hierarchy (Sensor.part_of) is at most this many levels deep: a building's main meter,
+# a floor's, a room's, a circuit's. Every total walks it, so it is bounded like any input.
+MAX_METER_DEPTH = 4
 
 
 def metadata_depth_exceeds(value: Any, limit: int = METADATA_MAX_DEPTH) -> bool:
@@ -112,8 +115,24 @@ class Sensor(models.Model):
         default=300, validators=[MinValueValidator(1), MaxValueValidator(MAX_EXPECTED_INTERVAL_S)]
     )
     metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
+    # The meter this one is a sub-meter of (a building's main meter, its floors' and circuits'
+    # meters): what it measures is part of what its parent measures, so a total counts a meter
+    # only when none of its ancestors is in the same total (sensors.hierarchy). Deleting the
+    # parent makes its sub-meters top-level meters again.
+    part_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sub_meters",
+        help_text=f"The meter this is a sub-meter of: same kind, at most {MAX_METER_DEPTH} levels deep.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # Kinds that meter a quantity a parent meter also measures (energy, power): only these
+    # may be part of another meter.
+    METER_KINDS = frozenset({Kind.ENERGY_METER, Kind.POWER})
 
     class Meta:
         ordering = ["sensor_id"]
@@ -121,6 +140,75 @@ class Sensor(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.sensor_id
+
+    def clean(self) -> None:
+        super().clean()
+        validate_part_of(self, self.part_of)
+
+
+def _height(sensor: Sensor) -> int:
+    """Levels of sub-meters below `sensor` (0: none), read at most MAX_METER_DEPTH levels down
+    (one query per level)."""
+    if sensor.pk is None:
+        return 0
+    level, height = [sensor.pk], 0
+    while level and height <= MAX_METER_DEPTH:
+        level = list(Sensor.objects.filter(part_of_id__in=level).values_list("pk", flat=True))
+        if level:
+            height += 1
+    return height
+
+
+def _refused(field: str, message: str, code: str) -> ValidationError:
+    return ValidationError({field: ValidationError(message, code=code)})
+
+
+def validate_part_of(sensor: Sensor, parent: Sensor | None) -> None:
+    """A meter may be part of `parent` when both meter the same quantity (same kind, a meter
+    kind), the parent is not the meter itself nor one of its sub-meters (no cycle), and the
+    hierarchy stays at most MAX_METER_DEPTH levels deep. Raises ValidationError (on `part_of`,
+    or on `kind` when a kind change would break the meter's existing sub-meters)."""
+    if sensor.pk is not None and sensor.kind:
+        mismatched = Sensor.objects.filter(part_of_id=sensor.pk).exclude(kind=sensor.kind)
+        if (child := mismatched.values_list("sensor_id", flat=True).first()) is not None:
+            raise _refused(
+                "kind",
+                f"sub-meter {child} is of another kind; a meter's sub-meters are of its kind.",
+                "part_of_kind",
+            )
+    if parent is None:
+        return
+    if sensor.kind not in Sensor.METER_KINDS:
+        raise _refused(
+            "part_of", "only energy meters and power sensors can be part of another meter.", "part_of_kind"
+        )
+    if parent.kind != sensor.kind:
+        raise _refused(
+            "part_of",
+            f"{parent.sensor_id} is of kind {parent.kind}, this of {sensor.kind}: a sub-meter is of its "
+            "parent's kind.",
+            "part_of_kind",
+        )
+    # The parent's ancestors, bounded: a chain longer than the limit is refused before it is
+    # walked further, so a cycle written straight to the database cannot loop here.
+    depth, ancestor = 1, parent
+    while ancestor is not None:
+        if sensor.pk is not None and ancestor.pk == sensor.pk:
+            raise _refused(
+                "part_of",
+                f"{parent.sensor_id} is {sensor.sensor_id} or one of its sub-meters (a cycle).",
+                "part_of_cycle",
+            )
+        depth += 1
+        if depth > MAX_METER_DEPTH:
+            break
+        ancestor = ancestor.part_of
+    if depth + _height(sensor) > MAX_METER_DEPTH:
+        raise _refused(
+            "part_of",
+            f"a meter hierarchy is at most {MAX_METER_DEPTH} levels deep; this makes it deeper.",
+            "part_of_depth",
+        )
 
 
 class Metric(models.TextChoices):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
@@ -53,7 +53,7 @@ UNITS: dict[str, dict[str, Any]] = {
     Metric.HUMIDITY: {"%": 1.0, "pct": 1.0, "percent": 1.0, "%rh": 1.0},
     Metric.OCCUPANCY: {"people": 1.0, "count": 1.0, "": 1.0},
 }
-DEFAULT_UNIT = {
+DEFAULT_UNIT: dict[str, str] = {
     Metric.ENERGY: "kwh",
     Metric.POWER: "w",
     Metric.CO2: "ppm",
@@ -252,7 +252,8 @@ def convert(metric: str, value: float, unit: str | None) -> float:
         if key == "k":
             return value - 273.15
         return value
-    return value * accepted[key]
+    factor: float = accepted[key]  # None only for the temperatures, converted above
+    return value * factor
 
 
 # How a (metric, unit) pair converts: a factor (None: call `convert`, for temperatures) and the
@@ -335,7 +336,8 @@ def validate(  # noqa: PLR0912, PLR0915 (one loop on the hot path: a helper per 
         try:
             if not isinstance(item, dict):
                 raise PointError(NOT_AN_OBJECT)
-            get = item.get
+            # Any, not the dict's `Any | None`: each value's type is checked below, one by one.
+            get: Callable[..., Any] = item.get
             sensor_id = get("sensor_id", default_sensor)
             if default_sensor is not None and sensor_id != default_sensor:
                 raise PointError(other_sensor(sensor_id, default_sensor))

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from energy_dashboard.core.api import ModelSerializer, QuerySerializer, UTCDateTimeField
 from energy_dashboard.core.limits import EARLIEST, LATEST, within_horizon
 from sensors.analytics import bucket_count
-from sensors.models import Metric, Room, Sensor, validate_metadata
+from sensors.models import MAX_METER_DEPTH, Metric, Room, Sensor, validate_metadata, validate_part_of
 
 
 class InstantField(UTCDateTimeField):
@@ -121,6 +121,14 @@ class SensorSerializer(ModelSerializer[Sensor]):
         slug_field="name", queryset=Room.objects.all(), allow_null=True, required=False
     )
     metadata = MetadataField(required=False)
+    part_of = serializers.SlugRelatedField(
+        slug_field="sensor_id",
+        queryset=Sensor.objects.all(),
+        allow_null=True,
+        required=False,
+        help_text="The sensor_id of the meter this one is a sub-meter of (same kind; at most "
+        f"{MAX_METER_DEPTH} levels deep; no cycles). Totals count a meter only once.",
+    )
 
     class Meta:
         model = Sensor
@@ -129,6 +137,7 @@ class SensorSerializer(ModelSerializer[Sensor]):
             "name",
             "kind",
             "room",
+            "part_of",
             "external_id",
             "status",
             "last_seen",
@@ -143,6 +152,20 @@ class SensorSerializer(ModelSerializer[Sensor]):
         if self.instance is not None and value != self.instance.sensor_id:
             raise serializers.ValidationError("sensor_id is the sensor's key and cannot change.")
         return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The meter hierarchy as the model checks it (sensors.models.validate_part_of), as a
+        400 with the field's message rather than an error at save time."""
+        if "part_of" in attrs or "kind" in attrs:
+            candidate = self.instance or Sensor()
+            kind = attrs.get("kind", candidate.kind)
+            parent = attrs.get("part_of", candidate.part_of)
+            probe = Sensor(pk=candidate.pk, sensor_id=attrs.get("sensor_id", candidate.sensor_id), kind=kind)
+            try:
+                validate_part_of(probe, parent)
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
 
 
 class SeriesQuery(QuerySerializer):
@@ -199,7 +222,9 @@ class IngestRefused(serializers.Serializer[Any]):
 
     message = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    # (DRF's metaclass takes declared fields off the class: this does not shadow
+    # Serializer.errors, as django-stubs' view of the class says.)
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)  # type: ignore[assignment]
     accepted = serializers.IntegerField(required=False)
     duplicates = serializers.IntegerField(required=False)
     conflicts = serializers.IntegerField(required=False)
@@ -293,4 +318,52 @@ class DataQuery(serializers.Serializer[Any]):
             check_raw_range(attrs["start"], attrs["end"])
         else:
             check_rollup_range(attrs["start"], attrs["end"], attrs["interval"])
+        return attrs
+
+
+class BreakdownQuery(serializers.Serializer[Any]):
+    """Query parameters of GET /analytics/breakdown."""
+
+    period = serializers.ChoiceField(
+        choices=["today", "week", "month"],
+        default="today",
+        help_text="Local: since midnight, Monday or the 1st.",
+    )
+
+
+class RoomSeriesQuery(QuerySerializer):
+    """Query parameters of GET /rooms/{name}/series."""
+
+    start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")
+    end = InstantField(required=False, help_text="Default: now. Naive = building time.")
+    resolution = serializers.ChoiceField(
+        choices=["auto", "raw", "5m", "15m", "1h", "1d"],
+        default="auto",
+        help_text="auto: raw up to 6 h, else the finest of 5m, 15m, 1h, 1d with at most 800 buckets.",
+    )
+    metrics = serializers.CharField(
+        required=False, help_text="Comma-separated metrics. Default: all of them."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Known metrics; raw: at most READINGS_MAX_RANGE_DAYS; otherwise at most
+        ANALYTICS_MAX_RANGE_DAYS (the points are bounded by ROOM_SERIES_MAX_POINTS)."""
+        names = _names(attrs.get("metrics", ""))
+        unknown = [name for name in names if name not in Metric.values]
+        if unknown:
+            raise serializers.ValidationError(
+                {"metrics": f"unknown metric {unknown[0]!r}; known: {', '.join(Metric.values)}."}
+            )
+        attrs["metrics"] = names or list(Metric.values)
+        attrs.setdefault("end", timezone.now())
+        attrs.setdefault("start", attrs["end"] - timedelta(days=1))
+        if attrs["start"] >= attrs["end"]:
+            raise serializers.ValidationError({"start": "start must be before end."})
+        if attrs["resolution"] == "raw":
+            check_raw_range(attrs["start"], attrs["end"])
+        days = settings.ANALYTICS_MAX_RANGE_DAYS
+        if attrs["end"] - attrs["start"] > timedelta(days=days):
+            raise serializers.ValidationError(
+                {"start": f"a range may span at most {days} days (ANALYTICS_MAX_RANGE_DAYS)."}
+            )
         return attrs

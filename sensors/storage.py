@@ -393,6 +393,8 @@ def _write_staged(cursor: Any, points: list[Point], vendor: str) -> Written:
     )
     conflicts = int(cursor.fetchone()[0])
     cursor.execute(f"DELETE FROM {STAGING}")
+    # Keyed as each backend returns a row: epoch microseconds (PostgreSQL) or a naive datetime.
+    by_key: dict[tuple[int, str, int | datetime], Point]
     if vendor == "postgresql":
         by_key = {(p[1], p[2], _micros(p[3])): p for p in points}
     else:
@@ -541,7 +543,8 @@ def sensors_insert(sensors: Sequence[Sensor]) -> list[Sensor]:
     """
     connection = connections[DB]
     fields = [f for f in Sensor._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # A concrete field always has a column; django-stubs types Field.column as str | None.
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)  # type: ignore[arg-type]
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     created: list[Sensor] = []
     for start in range(0, len(sensors), 500):

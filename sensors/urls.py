@@ -12,7 +12,10 @@ router.register("rooms", views.RoomViewSet, basename="room")
 urlpatterns = [
     path("readings", views.ReadingsView.as_view(), name="readings"),
     path("analytics/summary", views.AnalyticsSummaryView.as_view(), name="analytics-summary"),
+    path("analytics/comparison", views.AnalyticsComparisonView.as_view(), name="analytics-comparison"),
+    path("analytics/breakdown", views.AnalyticsBreakdownView.as_view(), name="analytics-breakdown"),
     path("analytics/energy", views.AnalyticsEnergyView.as_view(), name="analytics-energy"),
     path("data/query", views.DataQueryView.as_view(), name="data-query"),
+    path("rooms/<slug:name>/series", views.RoomSeriesView.as_view(), name="room-series"),
     *router.urls,
 ]

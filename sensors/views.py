@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, QuerySet
 from django.http import HttpResponse
@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers as drf_serializers
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,14 +19,15 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from energy_dashboard.core.api import CSVRenderer, csv_response
+from energy_dashboard.core.batch import gc_paused
 from energy_dashboard.core.clock import iso_z
 from energy_dashboard.core.permissions import ReadAny
-from energy_dashboard.startup import gc_paused
-from sensors import services
+from sensors import analytics, services
 from sensors.analytics import RAW_COLUMNS, ROLLUP_COLUMNS, local_iso
 from sensors.filters import RoomFilter, SensorFilter
 from sensors.models import Room, Sensor
 from sensors.serializers import (
+    BreakdownQuery,
     DataQuery,
     EnergyQuery,
     EnergyReport,
@@ -34,6 +35,7 @@ from sensors.serializers import (
     IngestSummary,
     ReadingsBatch,
     RoomSerializer,
+    RoomSeriesQuery,
     SensorSerializer,
     SeriesQuery,
 )
@@ -43,6 +45,9 @@ def _room_name(data: dict[str, Any]) -> dict[str, Any]:
     if "room" in data:
         room = data.pop("room")
         data["room_name"] = room.name if room else None
+    if "part_of" in data:  # the services name the parent meter by its sensor_id
+        parent = data.pop("part_of")
+        data["part_of"] = parent.sensor_id if parent else None
     return data
 
 
@@ -58,6 +63,10 @@ RENDERERS = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
 
 
 class SensorDataMixin:
+    if TYPE_CHECKING:  # mixed into SensorViewSet, whose GenericAPIView provides it
+
+        def get_object(self) -> Sensor: ...
+
     """GET and POST /sensors/{sensor_id}/data, added to the sensor viewset."""
 
     @extend_schema(
@@ -77,7 +86,7 @@ class SensorDataMixin:
     @action(detail=True, methods=["get", "post"], renderer_classes=RENDERERS)
     def data(self, request: Request, sensor_id: str | None = None) -> Any:
         """A sensor's series (GET) or a batch of its readings (POST)."""
-        sensor: Sensor = self.get_object()  # type: ignore[attr-defined]
+        sensor = self.get_object()
         if request.method == "POST":
             return _ingest(request, sensor_id=sensor.sensor_id)
         query = SeriesQuery(data=request.query_params)
@@ -124,7 +133,7 @@ def _ingest(request: Request, *, sensor_id: str | None = None) -> Response:
 
 
 def _store(request: Request, sensor_id: str | None) -> Response:
-    body = request.data
+    body: Any = request.data  # parsed JSON of any shape, checked below
     if isinstance(body, list):  # a bare list of readings is accepted too
         body = {"readings": body}
     # The shape only: readings_ingest checks each item and answers per item. (A DRF ListField
@@ -172,6 +181,38 @@ class AnalyticsSummaryView(APIView):
             # Dashboards poll this: at most ANALYTICS_SUMMARY_MAX_AGE seconds old (see there).
             return HttpResponse(services.analytics_summary_json(), content_type="application/json")
         return Response(services.analytics_summary())
+
+
+class AnalyticsComparisonView(APIView):
+    """Energy so far today, this week and this month against yesterday, last week and the same
+    month a year ago, each up to the same local time (the building's time zone)."""
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        description="The building's energy (its top-level meters': a sub-meter's energy is in its "
+        "parent's) so far today, this week and this month, and over the same span of yesterday, last "
+        "week and this month a year ago, cut at the same local time of day; with each previous "
+        "period's whole total. Local times carry their offset; a daylight-saving day is 23 or 25 hours.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(services.energy_comparison())
+
+
+class AnalyticsBreakdownView(APIView):
+    """Where the energy of today, this week or this month went: meter hierarchies with each
+    level's unmetered remainder, rooms and kinds, a nested meter counted once."""
+
+    @extend_schema(
+        parameters=[BreakdownQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="Each meter hierarchy (a meter and its sub-meters, `part_of`) with every level's "
+        "kWh and unmetered remainder, the largest standalone meters, each room's share (net of "
+        "sub-meters, so the rooms add up to `total_kwh`) and the top-level meters' kWh per kind.",
+    )
+    def get(self, request: Request) -> Response:
+        query = BreakdownQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(services.energy_breakdown(query.validated_data["period"]))
 
 
 class AnalyticsEnergyView(APIView):
@@ -257,12 +298,13 @@ class SensorViewSet(SensorDataMixin, viewsets.ModelViewSet[Sensor]):
     lookup_field = "sensor_id"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
-    def perform_create(self, serializer: SensorSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: drf_serializers.BaseSerializer[Sensor]) -> None:
         data = _room_name(dict(serializer.validated_data))
         serializer.instance = services.sensor_register(**data)
 
-    def perform_update(self, serializer: SensorSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: drf_serializers.BaseSerializer[Sensor]) -> None:
         data = _room_name(dict(serializer.validated_data))
+        assert serializer.instance is not None  # an update has its object
         serializer.instance = services.sensor_update(sensor=serializer.instance, **data)
 
     def perform_destroy(self, instance: Sensor) -> None:
@@ -288,11 +330,12 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         # unordered list repeat and skip rooms.
         return Room.objects.annotate(sensor_count=Count("sensors")).order_by("name")
 
-    def perform_create(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: drf_serializers.BaseSerializer[Room]) -> None:
         room = services.room_create(**serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=room.pk)
 
-    def perform_update(self, serializer: RoomSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: drf_serializers.BaseSerializer[Room]) -> None:
+        assert serializer.instance is not None  # an update has its object
         services.room_update(room=serializer.instance, **serializer.validated_data)
 
     def perform_destroy(self, instance: Room) -> None:
@@ -309,3 +352,50 @@ class RoomViewSet(viewsets.ModelViewSet[Room]):
         """A room with its latest 5-minute metrics and each sensor's latest reading."""
         room = self.get_object()
         return Response({**self.get_serializer(room).data, "latest": services.room_latest(room)})
+
+
+class RoomSeriesView(APIView):
+    """GET /rooms/{name}/series: a room's points per metric at a resolution, for its charts."""
+
+    renderer_classes = RENDERERS
+
+    @extend_schema(
+        parameters=[RoomSeriesQuery],
+        responses=OpenApiTypes.OBJECT,
+        description="A room's points per metric in [start, end), timestamps in the building's time "
+        "zone with their offset. `raw`: each sensor's readings (a series per sensor and metric); "
+        "`5m`: the room's 5-minute room metrics; `15m`, `1h`, `1d` (local days, 23 or 25 hours on "
+        "daylight-saving days): its sensors' rollups combined (energy and power summed, climate "
+        "averaged); `auto` (default) chooses one to fit the range and says which in `resolution`. "
+        f"At most {analytics.ROOM_SERIES_MAX_POINTS} points in all (ROOM_SERIES_MAX_POINTS; "
+        "400 past it); raw ranges at most READINGS_MAX_RANGE_DAYS days. `?format=csv` gives the "
+        "same points as rows (metric, sensor_id, timestamp, value).",
+    )
+    def get(self, request: Request, name: str) -> Any:
+        room = Room.objects.filter(name=name).first()
+        if room is None:
+            raise NotFound(f"No room named {name!r}.")
+        query = RoomSeriesQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            answer = services.room_series(
+                room=room,
+                metrics=params["metrics"],
+                start=params["start"],
+                end=params["end"],
+                resolution=params["resolution"],
+            )
+        except analytics.TooManyPoints as exc:
+            raise ValidationError({"resolution": [str(exc)]}) from None
+        if _csv_wanted(request):
+            return csv_response(
+                f"{room.name}-{answer['resolution']}.csv",
+                ["metric", "sensor_id", "timestamp", "value"],
+                (
+                    [s["metric"], s["sensor_id"] or "", at, value]
+                    for s in answer["series"]
+                    for at, value in s["points"]
+                ),
+            )
+        return Response(answer)

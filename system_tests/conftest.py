@@ -17,12 +17,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 BASE = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -118,6 +119,29 @@ class Product:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def restart_websockets(self) -> None:
+        """Restart daphne alone, as a deploy would: `run`'s supervisor restarts its
+        restartable children on SIGUSR1 (energy_dashboard/supervisor.py)."""
+        os.kill(self.process.pid, signal.SIGUSR1)
+
+    def reverse(self, *names: tuple[str, ...] | str) -> dict[str, str | None]:
+        """The paths of URL names in the product's URL conf (None for a name it does not
+        have); a name with arguments is given as a tuple (name, arg, ...)."""
+        wanted = [[n] if isinstance(n, str) else list(n) for n in names]
+        code = (
+            "import json, sys\n"
+            "from django.urls import NoReverseMatch, reverse\n"
+            "out = {}\n"
+            f"for name, *args in {wanted!r}:\n"
+            "    try:\n"
+            "        out[name] = reverse(name, args=args)\n"
+            "    except NoReverseMatch:\n"
+            "        out[name] = None\n"
+            "sys.stdout.write('URLS' + json.dumps(out))\n"
+        )
+        printed = self.manage("shell", "-c", code)
+        return dict(json.loads(printed.split("URLS", 1)[1]))
+
 
 def _wait_healthy(product: Product, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -134,9 +158,11 @@ def _wait_healthy(product: Product, timeout: float) -> None:
     raise AssertionError(f"the product did not become healthy:\n{product.output()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
-    folder = tmp_path_factory.mktemp("product")
+@contextmanager
+def running_product(folder: Path) -> Iterator[Product]:
+    """`manage.py run --demo` on free loopback ports with its data under `folder`, healthy;
+    stopped (its whole process group) on exit. The browser tests' `product` and
+    tools/screenshots.py both use it."""
     port, ws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     env.update(
@@ -177,13 +203,6 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     running = Product(f"http://127.0.0.1:{port}", ws_port, env, log, process)
     try:
         _wait_healthy(running, 120)
-        running.manage(
-            "shell",
-            "-c",
-            "from django.contrib.auth.models import Group, User; "
-            f"u = User.objects.create_user('viewer', password='{VIEWER_PASSWORD}'); "
-            "u.groups.add(Group.objects.get(name='viewers'))",
-        )
         yield running
     finally:
         if process.poll() is None:
@@ -195,9 +214,27 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
 
 
 @pytest.fixture(scope="session")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+    with running_product(tmp_path_factory.mktemp("product")) as running:
+        running.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import Group, User; "
+            f"u = User.objects.create_user('viewer', password='{VIEWER_PASSWORD}'); "
+            "u.groups.add(Group.objects.get(name='viewers'))",
+        )
+        yield running
+
+
+def launch_chromium(playwright: Playwright) -> Browser:
+    """Debian's Chromium, headless, as the browser tests run it."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        launched = launch_chromium(playwright)
         yield launched
         launched.close()
 
@@ -213,15 +250,26 @@ class Session:
 
 
 def _new_session(
-    browser: Browser, product: Product, *, color_scheme: str = "light", viewport: dict[str, int] | None = None
+    browser: Browser,
+    product: Product,
+    *,
+    color_scheme: str = "light",
+    viewport: dict[str, int] | None = None,
+    theme: str | None = None,
+    bypass_csp: bool = False,
 ) -> Session:
+    """A fresh context; `theme` sets the theme cookie (light/dark) as the theme button does;
+    `bypass_csp` lets a test inject a script of its own (axe-core) into the pages."""
     context = browser.new_context(
         base_url=product.url,
         viewport=viewport or {"width": 1366, "height": 900},
         color_scheme=color_scheme,  # type: ignore[arg-type]
         timezone_id=TIME_ZONE,
         locale="en-GB",
+        bypass_csp=bypass_csp,
     )
+    if theme:
+        context.add_cookies([{"name": "theme", "value": theme, "url": product.url}])
     page = context.new_page()
     errors: list[str] = []
     violations: list[str] = []
@@ -250,6 +298,21 @@ def anonymous(browser: Browser, product: Product) -> Iterator[Session]:
 
 
 @pytest.fixture
+def anonymous_with(browser: Browser, product: Product) -> Iterator[Callable[..., Session]]:
+    """Make an anonymous browser session with options: `anonymous_with(theme="dark")`."""
+    sessions: list[Session] = []
+
+    def make(**options: Any) -> Session:
+        session = _new_session(browser, product, **options)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        session.context.close()
+
+
+@pytest.fixture
 def signed_in(browser: Browser, product: Product) -> Iterator[Callable[..., Session]]:
     """Make a signed-in browser session: `signed_in("viewer")`, `signed_in(color_scheme="dark")`."""
     sessions: list[Session] = []
@@ -263,3 +326,7 @@ def signed_in(browser: Browser, product: Product) -> Iterator[Callable[..., Sess
     yield make
     for session in sessions:
         session.context.close()
+
+
+# For tools/screenshots.py: a browser context as the tests make them.
+new_session = _new_session

@@ -12,7 +12,9 @@ below (`from demand_response import services`; `services.<name>`). Each subject 
 - `events.py`: events, from scheduling (the overlap rule) through dispatch to completion or
   cancellation, and the scheduler's tick;
 - `measurement.py`: the baseline method of a programme and an event's delivery measurement;
-- `summary.py`: the counts of the platform overview.
+- `summary.py`: the counts of the platform overview, and the lists the pages show;
+- `demo.py`: the demo building's devices, a completed event and a pending invitation, made
+  by the subjects above.
 
 Two private files serve them: `_common.py` (the refusals, the database alias, the checks and
 helpers every subject uses) and `_announce.py` (the `dr_events` messages). The files depend on
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from demand_response.models import OPEN_EVENT
 from demand_response.services._common import Conflict, DRError, as_operator
+from demand_response.services.demo import demo_load
 from demand_response.services.devices import (
     device_check_references,
     device_create,
@@ -59,7 +62,7 @@ from demand_response.services.policy import (
     policy_get,
     policy_update,
 )
-from demand_response.services.summary import overview
+from demand_response.services.summary import event_get, events_list, invitations_list, overview
 
 __all__ = [
     "OPEN_EVENT",
@@ -70,6 +73,7 @@ __all__ = [
     "Flexibility",
     "as_operator",
     "auto_response_run",
+    "demo_load",
     "device_check_references",
     "device_create",
     "device_delete",
@@ -78,7 +82,9 @@ __all__ = [
     "event_cancel",
     "event_complete",
     "event_create",
+    "event_get",
     "event_measure",
+    "events_list",
     "events_tick",
     "flexibility_compute",
     "invitation_accept",
@@ -86,6 +92,7 @@ __all__ = [
     "invitation_decline",
     "invitation_mark_reported",
     "invitations_expire",
+    "invitations_list",
     "invitations_unreported",
     "overview",
     "policy_evaluate",

@@ -24,7 +24,8 @@ def programme_baseline(programme: str) -> str:
     """The baseline method of a programme: DR_PROGRAMME_BASELINES names it per programme
     (the utility's rules differ: CAISO programmes use 10 of 10, PJM's High 4 of 5), else
     DR_DEFAULT_BASELINE."""
-    return settings.DR_PROGRAMME_BASELINES.get(programme, settings.DR_DEFAULT_BASELINE)
+    method: str = settings.DR_PROGRAMME_BASELINES.get(programme, settings.DR_DEFAULT_BASELINE)
+    return method
 
 
 def _floor_quarter(moment: datetime) -> datetime:

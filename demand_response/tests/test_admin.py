@@ -18,13 +18,6 @@ from demand_response.serializers import FlexibleDeviceSerializer
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 
-@pytest.fixture
-def operator_client(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
 def test_the_admin_form_the_api_and_the_service_take_the_one_list_of_device_settings() -> None:
     # The admin saves through device_create(name=..., **settings) and the API passes its
     # validated data: a setting missing from one of them would fail there, not here.

@@ -488,13 +488,6 @@ def test_a_flexibility_window_outside_the_horizon_is_a_400_naming_the_field(
 # --- The admin -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def operator_client(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
 DEVICE_FORM = {
     "name": "chiller",
     "sensor_id": "ahu-power",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from demand_response import services
 from demand_response.models import DispatchCommand, DREvent, Invitation
 from demand_response.tests.conftest import power
+from demand_response.tests.helpers import permissive_policy
 from energy_dashboard.celery import app
 from energy_dashboard.testing import WORKER_ARGS, subprocess_env
 from sensors import services as sensors_services
@@ -36,15 +37,7 @@ def test_a_worker_accepts_activates_and_completes_an_event(start_process: Any) -
     sensors_services.sensor_register(sensor_id="ahu-power", kind="power", room_name="plant")
     services.device_create(name="ahu", sensor_id="ahu-power", max_shed_kw=30, priority=1)
     power("ahu-power", 40, timezone.now() - timedelta(seconds=30))
-    services.policy_update(
-        updated_by="test",
-        enabled=True,
-        allowed_days=list(range(7)),
-        allowed_from_hour=0,
-        allowed_until_hour=24,
-        min_notice_minutes=0,
-        max_share=1.0,
-    )
+    permissive_policy()
     worker = start_process("worker", *WORKER_ARGS, env=subprocess_env())
     worker.wait_for(lambda out: "ready." in out, timeout=60, what="the worker starting")
 

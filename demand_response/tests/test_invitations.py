@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from demand_response import services
 from demand_response.models import DREvent, EventDevice, FlexibleDevice, Invitation
+from demand_response.tests.helpers import permissive_policy
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -186,20 +187,6 @@ def test_unreported_answers_are_listed_until_marked(loads: datetime) -> None:
 # --- Auto-response ------------------------------------------------------------------------------
 
 
-def policy(**changes: Any) -> None:
-    rules: dict[str, Any] = {
-        "enabled": True,
-        "allowed_days": list(range(7)),
-        "allowed_from_hour": 0,
-        "allowed_until_hour": 24,
-        "max_duration_minutes": 240,
-        "min_notice_minutes": 0,
-        "max_share": 1.0,
-        "excluded_devices": [],
-    }
-    services.policy_update(updated_by="test", **{**rules, **changes})
-
-
 def answer(invitation: Invitation) -> tuple[str, str, str]:
     invitation.refresh_from_db()
     return invitation.status, invitation.answered_by, invitation.reason
@@ -212,7 +199,7 @@ def test_disabled_policy_leaves_invitations_for_operators(loads: datetime) -> No
 
 
 def test_policy_accepts_what_the_flexibility_covers(loads: datetime) -> None:
-    policy(max_share=0.8)
+    permissive_policy(max_share=0.8)
     invitation = invite(36)  # 80 % of 45 kW
     assert services.auto_response_run() == {"expired": 0, "accepted": 1, "declined": 0, "errors": 0}
     assert answer(invitation) == ("accepted", "policy", "covered by 2 device(s) within the policy")
@@ -223,7 +210,7 @@ def test_policy_accepts_what_the_flexibility_covers(loads: datetime) -> None:
 
 
 def test_policy_leaves_excluded_devices_out(loads: datetime) -> None:
-    policy(excluded_devices=["ahu"])
+    permissive_policy(excluded_devices=["ahu"])
     invitation = invite(12)
     services.auto_response_run()
     assert answer(invitation)[0] == "accepted"
@@ -247,7 +234,7 @@ def test_policy_leaves_excluded_devices_out(loads: datetime) -> None:
 def test_policy_declines_with_the_rule_that_failed(
     loads: datetime, rules: dict[str, Any], kw: float, hours: float, reason: str
 ) -> None:
-    policy(**rules)
+    permissive_policy(**rules)
     invitation = invite(kw, hours=hours)
     assert services.auto_response_run()["declined"] == 1
     assert answer(invitation) == ("declined", "policy", reason)
@@ -261,13 +248,13 @@ def test_policy_declines_outside_allowed_days_and_hours(loads: datetime) -> None
     saturday = Invitation.objects.create(
         reduction_kw=5, start=start, end=start + timedelta(hours=1), response_deadline=start
     )
-    policy(allowed_days=[0, 1, 2, 3, 4])
+    permissive_policy(allowed_days=[0, 1, 2, 3, 4])
     services.auto_response_run(now=now)
     assert answer(saturday) == ("declined", "policy", "Sat is not an allowed day")
     evening = Invitation.objects.create(
         reduction_kw=5, start=start, end=start + timedelta(hours=1), response_deadline=start
     )
-    policy(allowed_from_hour=8, allowed_until_hour=14)
+    permissive_policy(allowed_from_hour=8, allowed_until_hour=14)
     services.auto_response_run(now=now)
     assert answer(evening) == ("declined", "policy", "14:00-15:00 is outside the allowed hours 08:00-14:00")
 
@@ -275,7 +262,7 @@ def test_policy_declines_outside_allowed_days_and_hours(loads: datetime) -> None
 def test_an_operator_answering_while_the_policy_decides_wins_and_the_policy_answers_nothing(
     loads: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    policy()
+    permissive_policy()
     invitation = invite(10)
     evaluate = services.policy_evaluate
 
@@ -313,7 +300,7 @@ def test_two_accepts_past_the_pending_check_give_one_answer_and_one_event(
 
 
 def test_policy_run_expires_overdue_invitations_first(loads: datetime) -> None:
-    policy()
+    permissive_policy()
     invitation = invite()
     result = services.auto_response_run(now=invitation.response_deadline + timedelta(minutes=1))
     assert result == {"expired": 1, "accepted": 0, "declined": 0, "errors": 0}
@@ -363,11 +350,11 @@ def test_an_event_across_midnight_is_allowed_when_both_days_and_their_hours_are(
     def decide() -> services.Decision:
         return services.policy_evaluate(policy=services.policy_get(), invitation=invitation, now=now)
 
-    policy()  # every day, 00-24: 23:30-00:30 is inside
+    permissive_policy()  # every day, 00-24: 23:30-00:30 is inside
     assert decide().accept, decide().reason
     next_day = (start + timedelta(hours=1)).weekday()
-    policy(allowed_days=[d for d in range(7) if d != next_day])
+    permissive_policy(allowed_days=[d for d in range(7) if d != next_day])
     names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
     assert decide().reason == f"{names[next_day]} is not an allowed day"
-    policy(allowed_from_hour=8)  # the half hour after midnight is before 08:00
+    permissive_policy(allowed_from_hour=8)  # the half hour after midnight is before 08:00
     assert decide().reason == "23:30-00:30 is outside the allowed hours 08:00-24:00"

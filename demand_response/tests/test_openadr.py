@@ -19,6 +19,7 @@ from openleadr import OpenADRServer
 from demand_response import openadr, services
 from demand_response.models import DispatchCommand, DREvent, FlexibleDevice, Invitation
 from demand_response.tests.conftest import power
+from demand_response.tests.helpers import permissive_policy
 from energy_dashboard.testing import free_port, subprocess_env
 
 pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")
@@ -153,16 +154,7 @@ def run_ven(vtn: Vtn) -> Iterator[Callable[..., openadr.Ven]]:
 
 @pytest.fixture
 def policy_on() -> None:
-    services.policy_update(
-        updated_by="test",
-        enabled=True,
-        allowed_days=list(range(7)),
-        allowed_from_hour=0,
-        allowed_until_hour=24,
-        min_notice_minutes=0,
-        max_duration_minutes=240,
-        max_share=1.0,
-    )
+    permissive_policy()
 
 
 def a_start(minutes: int) -> datetime:
@@ -316,8 +308,12 @@ def test_an_operator_answer_given_later_is_relayed_to_the_vtn(
     services.invitation_accept(invitation=invitation, answered_by="operator:op")
 
     assert until(lambda: vtn.opts.get(event_id), 15, "the relayed answer") == "optIn"
-    invitation.refresh_from_db()
-    assert invitation.reported_at is not None
+    # The VEN marks the answer reported once the VTN has taken it: just after the VTN saw it.
+    until(
+        lambda: Invitation.objects.filter(pk=invitation.pk, reported_at__isnull=False).exists(),
+        10,
+        "the answer marked as reported",
+    )
     assert ven.relayed == [(event_id, "optIn")]
     assert DREvent.objects.get(invitation=invitation).status == "scheduled"
 

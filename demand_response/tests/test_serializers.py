@@ -39,6 +39,7 @@ from demand_response.serializers import (
     InvitationCreateSerializer,
     PolicySerializer,
 )
+from demand_response.tests.helpers import permissive_policy
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -211,16 +212,7 @@ def jobs_run_cleanly(*instants: datetime) -> None:
 @pytest.fixture
 def policy_on(plant: dict[str, FlexibleDevice]) -> None:
     """A policy that evaluates every invitation (all days and hours, any notice, a week long)."""
-    services.policy_update(
-        updated_by="test",
-        enabled=True,
-        allowed_days=list(range(7)),
-        allowed_from_hour=0,
-        allowed_until_hour=24,
-        max_duration_minutes=10080,
-        min_notice_minutes=0,
-        max_share=1.0,
-    )
+    permissive_policy(max_duration_minutes=10080)
 
 
 def pending_invitation(**changes: Any) -> Any:

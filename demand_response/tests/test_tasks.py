@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 
 from demand_response import services, tasks
 from demand_response.models import AutoResponsePolicy, DispatchCommand, DREvent, FlexibleDevice, Invitation
+from demand_response.tests.helpers import permissive_policy
 from sensors import services as sensors_services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -45,20 +46,6 @@ def vendor() -> str:
 
 def warned(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(r.levelname == "WARNING" and text in r.getMessage() for r in caplog.records)
-
-
-def policy_on(**changes: Any) -> None:
-    rules: dict[str, Any] = {
-        "enabled": True,
-        "allowed_days": list(range(7)),
-        "allowed_from_hour": 0,
-        "allowed_until_hour": 24,
-        "max_duration_minutes": 240,
-        "min_notice_minutes": 0,
-        "max_share": 1.0,
-        "excluded_devices": [],
-    }
-    services.policy_update(updated_by="test", **{**rules, **changes})
 
 
 def invite(kw: float = 10, *, in_hours: float = 3) -> Invitation:
@@ -99,7 +86,7 @@ BAD_INVITATIONS = [
 def test_auto_response_skips_and_reports_an_invitation_it_cannot_handle(
     loads: datetime, caplog: pytest.LogCaptureFixture, values: dict[str, Any]
 ) -> None:
-    policy_on()
+    permissive_policy()
     good, bad = invite(10), invite(10)
     if values.get("end") == "start+30d":
         values = {"end": bad.start + timedelta(days=30)}
@@ -131,7 +118,7 @@ BAD_POLICIES = [
 def test_auto_response_skips_a_policy_it_cannot_apply_and_still_expires(
     loads: datetime, caplog: pytest.LogCaptureFixture, values: dict[str, Any]
 ) -> None:
-    policy_on()
+    permissive_policy()
     pending, late = invite(10), overdue()
     if not store(AutoResponsePolicy, 1, **values):
         # PostgreSQL's integer column holds at most 2^31 - 1.
@@ -157,7 +144,7 @@ def test_auto_response_leaves_out_a_device_it_cannot_compute_with(
     caplog: pytest.LogCaptureFixture,
     values: dict[str, Any],
 ) -> None:
-    policy_on()
+    permissive_policy()
     assert store(FlexibleDevice, plant["ahu"].pk, **values)
     invitation = invite(12)  # ev 10 + lights 2 without the ahu
     result = tasks.auto_response_tick()
@@ -170,7 +157,7 @@ def test_auto_response_leaves_out_a_device_it_cannot_compute_with(
 def test_a_device_whose_sensor_is_gone_is_no_flexibility_not_an_error(
     loads: datetime, plant: dict[str, FlexibleDevice]
 ) -> None:
-    policy_on()
+    permissive_policy()
     gone = sensors_services.sensor_register(sensor_id="ahu-power", kind="power")
     sensors_services.sensor_delete(sensor=gone)
     invitation = invite(12)

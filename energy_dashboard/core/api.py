@@ -35,9 +35,12 @@ class UTCDateTimeField(serializers.DateTimeField):
     schema's `date-time`) has no form for. Input is read as DRF reads it (naive = building time).
     """
 
-    def to_representation(self, value: datetime | str | None) -> str | None:
-        if not value or isinstance(value, str):
-            return value or None
+    # None for no value, as DRF's own DateTimeField gives (its stubs say str).
+    def to_representation(self, value: datetime | str | None) -> str | None:  # type: ignore[override]
+        if not value:
+            return None
+        if isinstance(value, str):
+            return value
         if timezone.is_naive(value):
             value = timezone.make_aware(value, building_tz())
         return iso_z(value)
@@ -192,7 +195,8 @@ class StrictFilterBackend(DjangoFilterBackend):
     """django-filter's backend, refusing an empty value of any filter that is not free text and
     a boolean filter's value other than true / false (BOOLEANS)."""
 
-    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:
+    # DRF hands a filter backend its Request (django-filter's stubs say HttpRequest).
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:  # type: ignore[override]
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is not None:
             errors: dict[str, list[str]] = {}
@@ -205,7 +209,7 @@ class StrictFilterBackend(DjangoFilterBackend):
                         errors[name] = [f"{name} {EMPTY}"]
             if errors:
                 raise ValidationError(errors)
-        return super().filter_queryset(request, queryset, view)  # type: ignore[no-any-return]
+        return super().filter_queryset(request, queryset, view)
 
 
 class QuerySerializer(serializers.Serializer[Any]):

@@ -1,4 +1,5 @@
-"""Every API error is a JSON body with a message."""
+"""Every API error is a JSON body with a message; a browser on a page gets the same error as a
+page in the product's layout (`wants_page`)."""
 
 from __future__ import annotations
 
@@ -86,9 +87,28 @@ def _json_error(status: int, message: str, code: str) -> JsonResponse:
     return JsonResponse({"message": message, "code": code}, status=status)
 
 
-def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """404 as JSON: API clients and browsers alike get a body that says what was missing."""
-    return _json_error(404, f"Nothing at {request.path}.", "not_found")
+# The URL prefixes that always answer JSON, whatever the client accepts.
+JSON_PREFIXES = ("/api/", "/health")
+HEADINGS = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Page not found",
+    413: "Too large",
+    500: "Something went wrong",
+}
+
+
+def wants_page(request: HttpRequest) -> bool:
+    """True for a browser on a page: not an API path, and HTML preferred to JSON (a browser's
+    Accept lists text/html first; an API client's says application/json or */*)."""
+    if request.path.startswith(JSON_PREFIXES):
+        return False
+    for media in request.accepted_types:
+        if media.match("application/json"):
+            return False
+        if media.match("text/html") and media.main_type != "*":
+            return True
+    return False
 
 
 @csrf_exempt  # it changes nothing; a write to an unknown path is a 404, not a CSRF page
@@ -106,31 +126,73 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
     return not_found(request)
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
-    """500 as JSON; the traceback goes to the log, never to the client."""
-    return _json_error(500, "Internal error; it has been logged.", "server_error")
+def _error(request: HttpRequest, status: int, message: str, code: str) -> HttpResponse:
+    """The error as JSON, or for a browser on a page as the layout's error page."""
+    if not wants_page(request):
+        return _json_error(status, message, code)
+    # Imported here: the layout's helper renders templates, which the API's errors never need.
+    from energy_dashboard.core.web import render_page
+
+    try:
+        return render_page(
+            request,
+            "pages/error.html",
+            title=HEADINGS.get(status, "Error"),
+            section="",
+            context={"heading": HEADINGS.get(status, "Error"), "detail": message, "status_code": status},
+            status=status,
+        )
+    except Exception:
+        # The layout needs the session and the database (the user's role, the navigation);
+        # when that is what failed, the error still gets its answer.
+        logger.exception("the error page could not be rendered; answering JSON")
+        return _json_error(status, message, code)
 
 
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """404: a body that says what was missing (JSON, or a page for a browser on a page)."""
+    return _error(request, 404, f"Nothing at {request.path}.", "not_found")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500; the traceback goes to the log, never to the client."""
+    return _error(request, 500, "Internal error; it has been logged.", "server_error")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """400 raised outside DRF (a disallowed Host header), or a body Django itself refused:
     those say which limit they crossed."""
     if isinstance(exception, RequestDataTooBig):
-        return _json_error(
+        return _error(
+            request,
             413,
             "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE "
             f"({settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes); send less per request.",
             "too_large",
         )
     if isinstance(exception, TooManyFieldsSent):
-        return _json_error(
+        return _error(
+            request,
             400,
             f"The request has more than DATA_UPLOAD_MAX_NUMBER_FIELDS "
             f"({settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}) fields.",
             "too_many_fields",
         )
-    return _json_error(400, "Bad request.", "bad_request")
+    return _error(request, 400, "Bad request.", "bad_request")
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """403 raised outside DRF (e.g. a failed CSRF check)."""
-    return _json_error(403, "Permission denied.", "permission_denied")
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """403 raised outside DRF."""
+    return _error(request, 403, "Permission denied.", "permission_denied")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """403 for a form or request that failed the CSRF check (CSRF_FAILURE_VIEW); the reason
+    (a missing token, a wrong origin) is logged, the client is told what to do."""
+    logger.warning("CSRF check failed for %s: %s", request.path, reason)
+    return _error(
+        request,
+        403,
+        "The form's security token was missing or out of date (CSRF); reload the page and try again.",
+        "csrf_failed",
+    )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from functools import lru_cache
 from typing import TypedDict
 
-import redis
 from django.conf import settings
+
+from energy_dashboard.core.redis import redis_client
 
 WORKER_PREFIX = "ed:heartbeat:worker:"
 BEAT_KEY = "ed:heartbeat:beat"
@@ -25,16 +25,6 @@ class Heartbeat(TypedDict):
     name: str
     pid: int
     at: float
-
-
-@lru_cache(maxsize=1)
-def redis_client() -> redis.Redis:
-    """One client (and connection pool) per process, with short timeouts so a dead Redis fails fast."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT_S,
-    )
 
 
 def beat(key: str, name: str, pid: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission, PermissionsMixin
 from django.db import transaction
 
 OPERATORS = "operators"
@@ -27,13 +27,15 @@ def sync_roles() -> None:
 
 
 def _in_group(user: AbstractBaseUser | AnonymousUser, name: str) -> bool:
-    if not user.is_authenticated:
+    # Groups belong to PermissionsMixin, which the project's User model (Django's) has.
+    if not user.is_authenticated or not isinstance(user, PermissionsMixin):
         return False
     # Cached on the user object: one query per request however often it is asked.
     names: set[str] | None = getattr(user, "_ed_groups", None)
     if names is None:
-        names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
-        user._ed_groups = names  # type: ignore[union-attr]
+        names = set(user.groups.values_list("name", flat=True))
+        # A per-request cache that Django's User does not declare.
+        user._ed_groups = names  # type: ignore[attr-defined]
     return name in names
 
 

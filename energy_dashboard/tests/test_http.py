@@ -12,6 +12,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from energy_dashboard.core import heartbeats
+from energy_dashboard.core.redis import redis_client
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -73,14 +74,14 @@ def test_health_expires_a_silent_worker(client: Client, redis_clean: Any, settin
 
 
 def test_health_says_redis_is_down_quickly(client: Client, settings: Any, tmp_path: Any) -> None:
-    heartbeats.redis_client.cache_clear()
+    redis_client.cache_clear()
     settings.REDIS_URL = f"unix://{tmp_path}/no-redis.sock"
     try:
         start = time.monotonic()
         response = client.get("/health")
         elapsed = time.monotonic() - start
     finally:
-        heartbeats.redis_client.cache_clear()
+        redis_client.cache_clear()
     assert response.status_code == 503
     body = response.json()
     assert body["redis"]["ok"] is False and "error" in body["redis"]

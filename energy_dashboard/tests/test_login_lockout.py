@@ -23,7 +23,8 @@ from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from energy_dashboard.core import heartbeats, roles
+from energy_dashboard.core import roles
+from energy_dashboard.core.redis import redis_client
 from energy_dashboard.db_router import ModuleRouter
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -43,7 +44,7 @@ def _address(n: int) -> str:
 def _fresh_throttle() -> Iterator[None]:
     # The per-address throttle counts in Redis, which outlives each test's transaction.
     def clear() -> None:
-        client = heartbeats.redis_client()
+        client = redis_client()
         for key in client.scan_iter(match="*throttle_login_*"):
             client.delete(key)
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from energy_dashboard.core import heartbeats
+from energy_dashboard.core.redis import redis_client
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -28,7 +28,7 @@ def _rate_limit() -> int:
 
 
 def _clear_login_throttle() -> None:
-    client = heartbeats.redis_client()
+    client = redis_client()
     for key in client.scan_iter(match="*throttle_login_*"):
         client.delete(key)
 

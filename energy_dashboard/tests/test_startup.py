@@ -3,15 +3,12 @@ walk it (a 70-90 ms pause every few hundred requests otherwise)."""
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from energy_dashboard.startup import gc_paused
 
 BASE = Path(__file__).resolve().parents[2]
 
@@ -35,31 +32,3 @@ def test_loading_the_application_freezes_its_objects_and_every_view(module: str)
     # Django, DRF and the product's modules: well over 50,000 objects.
     assert int(frozen) > 50_000
     assert sensors_views == ingestion_views == "True"
-
-
-def test_gc_paused_switches_the_collector_off_and_back_on() -> None:
-    inside: list[bool] = []
-
-    def failing_batch() -> None:
-        with gc_paused():
-            inside.append(gc.isenabled())
-            with gc_paused():  # nested: left off, and not switched back on by the inner one
-                inside.append(gc.isenabled())
-            inside.append(gc.isenabled())
-            raise RuntimeError("the batch failed")
-
-    assert gc.isenabled()
-    with pytest.raises(RuntimeError):
-        failing_batch()
-    assert inside == [False, False, False]
-    assert gc.isenabled()
-
-
-def test_gc_paused_leaves_a_collector_switched_off_elsewhere_off() -> None:
-    gc.disable()
-    try:
-        with gc_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()

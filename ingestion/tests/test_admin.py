@@ -17,13 +17,6 @@ from ingestion.tests.servers import FtpServer
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 
-@pytest.fixture
-def operator_client(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
 def day_file(cpe: str) -> bytes:
     return meter_file(cpe, count=4)
 

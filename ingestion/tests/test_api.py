@@ -203,6 +203,7 @@ def test_status_counts_files_by_status_and_shows_the_last_error(viewer_api: APIC
     status = viewer_api.get("/api/v1/ingestion/status").json()
     assert status["files"]["imported"] == 1 and status["files"]["rejected"] == 1
     assert status["last_error"]["name"] == "bad.slg_v2" and status["last_error"]["message"]
+    assert status["last_imported"]["name"] == "ok.slg_v2" and status["last_imported"]["inserted"] > 0
 
 
 def test_the_settings_source_is_created_from_ftp_sa4cps_and_cannot_be_edited(

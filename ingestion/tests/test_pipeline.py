@@ -25,7 +25,7 @@ from sensors import services as sensors
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 LISBON = ZoneInfo("Europe/Lisbon")
-SAMPLE = Path(__file__).resolve().parent / "data" / "sample_day.slg_v2"  # ../shared/samples, copied
+SAMPLE = Path(__file__).resolve().parent / "data" / "sample_day.slg_v2"  # the format's sample day
 
 
 def slg_bytes(cpe: str, first: datetime, count: int, *, base: int = 100) -> bytes:

@@ -6,9 +6,11 @@ Each name is defined, under that name, in the file of its subject:
 - `readings`: readings in, as items (`readings_ingest`) or typed rows (`readings_import`),
   checked by `sensors.rules` and stored by `sensors.storage`;
 - `upkeep`: rollups and room metrics brought up to date, backfills, retention;
-- `demo`: the demo building and its synthetic readings;
+- `demo`: the demo building, its history and its synthetic live readings;
 - `sensors.analytics`, the module's read side: series, energy, the summary, free queries, a
-  room's latest figures, and the reads other modules make (latest power, quarter-hour load).
+  room's latest figures, the reads other modules make (latest power, quarter-hour load), and
+  the overview's energy comparisons and meter breakdown (a nested meter counted once:
+  `sensors.hierarchy`).
 
 Inside the sensors module its own files import each other freely; import-linter holds every
 other module to this package (pyproject.toml, "other modules reach sensors only through
@@ -20,16 +22,24 @@ from sensors.analytics import (
     analytics_summary_json,
     data_query,
     default_metric,
+    energy_breakdown,
+    energy_comparison,
     energy_report,
     energy_report_json,
     energy_rows,
     load_kw_quarter_hours,
+    meter_parents,
+    overview_live,
     power_latest,
+    room_detail,
     room_latest,
+    room_series,
     sensor_series,
     sensor_series_rows,
+    sensors_latest,
+    sensors_table,
 )
-from sensors.services.demo import demo_load, simulate
+from sensors.services.demo import demo_history, demo_load, simulate
 from sensors.services.readings import IngestResult, readings_import, readings_ingest, readings_transaction
 from sensors.services.registry import (
     meters_for_external_ids,
@@ -59,13 +69,18 @@ __all__ = [
     "analytics_summary_json",
     "data_query",
     "default_metric",
+    "demo_history",
     "demo_load",
+    "energy_breakdown",
+    "energy_comparison",
     "energy_report",
     "energy_report_json",
     "energy_rows",
     "load_kw_quarter_hours",
+    "meter_parents",
     "meters_for_external_ids",
     "overview",
+    "overview_live",
     "power_latest",
     "readings_cleanup",
     "readings_import",
@@ -74,9 +89,11 @@ __all__ = [
     "rollups_backfill",
     "room_create",
     "room_delete",
+    "room_detail",
     "room_latest",
     "room_metrics_payload",
     "room_names",
+    "room_series",
     "room_update",
     "sensor_delete",
     "sensor_register",
@@ -84,7 +101,9 @@ __all__ = [
     "sensor_series_rows",
     "sensor_update",
     "sensors_known",
+    "sensors_latest",
     "sensors_list",
     "sensors_mark_stale",
+    "sensors_table",
     "simulate",
 ]

@@ -10,9 +10,9 @@ from typing import Any, TypedDict, overload
 
 from django.db import transaction
 
+from energy_dashboard.core.batch import gc_paused
 from energy_dashboard.core.clock import iso_z
 from energy_dashboard.core.events import energy_data, send_on_commit
-from energy_dashboard.startup import gc_paused
 from sensors import rules, storage
 from sensors.models import Reading
 from sensors.rules import Point, Rejection, TypedRow

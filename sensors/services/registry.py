@@ -4,7 +4,7 @@ energy meters that imports register."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from energy_dashboard.core.events import send_on_commit, sensor_events
 from sensors import analytics_cache, storage
-from sensors.models import MAX_EXPECTED_INTERVAL_S, Room, Sensor
+from sensors.models import MAX_EXPECTED_INTERVAL_S, Room, Sensor, validate_part_of
 from sensors.storage import SensorRef
 
 logger = logging.getLogger(__name__)
@@ -75,10 +75,16 @@ def sensor_register(
     expected_interval_s: int = 300,
     metadata: dict[str, Any] | None = None,
     status: str = Sensor.Status.ACTIVE,
+    part_of: str | None = None,
 ) -> Sensor:
-    """Register a sensor if its id is new; send `sensor_events` (registered) when it was."""
+    """Register a sensor if its id is new; send `sensor_events` (registered) when it was.
+
+    `part_of`: the sensor_id of the meter this one is a sub-meter of (Sensor.DoesNotExist when
+    unknown; ValidationError when the hierarchy refuses it, see sensors.models.validate_part_of).
+    """
     with transaction.atomic(using=DB):
         room = Room.objects.get(name=room_name) if room_name else None
+        parent = Sensor.objects.get(sensor_id=part_of) if part_of else None
         sensor, created = Sensor.objects.get_or_create(
             sensor_id=sensor_id,
             defaults={
@@ -89,10 +95,15 @@ def sensor_register(
                 "expected_interval_s": expected_interval_s,
                 "metadata": metadata or {},
                 "status": status,
+                "part_of": parent,
             },
         )
         if created:
+            if parent is not None:
+                validate_part_of(sensor, parent)  # rolls the registration back when refused
             sensor_event_send(sensor, "registered")
+    if created and parent is not None:
+        analytics_cache.registry_changed()  # totals now leave the sub-meter out
     return sensor
 
 
@@ -110,11 +121,15 @@ def sensor_event_send(sensor: Sensor | SensorRef, event: str) -> None:
 
 
 def sensor_update(*, sensor: Sensor, **changes: Any) -> Sensor:
-    """Change a sensor's registry fields (room given as `room_name`); sends `sensor_events`."""
+    """Change a sensor's registry fields (room given as `room_name`, the meter it is part of
+    as `part_of`, a sensor_id or None); sends `sensor_events`."""
     with transaction.atomic(using=DB):
         if "room_name" in changes:
             room_name = changes.pop("room_name")
             sensor.room = Room.objects.get(name=room_name) if room_name else None
+        if "part_of" in changes:
+            parent = changes.pop("part_of")
+            sensor.part_of = Sensor.objects.get(sensor_id=parent) if parent else None
         for field, value in changes.items():
             setattr(sensor, field, value)
         sensor.full_clean()
@@ -140,7 +155,7 @@ def sensor_delete(*, sensor: Sensor) -> None:
     analytics_cache.registry_changed()
 
 
-def sensors_list() -> list[dict[str, Any]]:
+def sensors_list() -> list[Mapping[str, Any]]:
     """Every sensor's key, kind, room and external id (for other modules and commands)."""
     return list(
         Sensor.objects.order_by("sensor_id").values(
@@ -229,7 +244,8 @@ def meters_for_external_ids(*, external_ids: Sequence[str], source: str = "inges
         new = [external_id for external_id in wanted if external_id not in known]
         for sensor in storage.sensors_insert([_new_meter(external_id, source) for external_id in new]):
             sensor_event_send(sensor, "registered")
-            known[sensor.external_id] = sensor.sensor_id  # type: ignore[index]
+            assert sensor.external_id is not None  # _new_meter gave it one
+            known[sensor.external_id] = sensor.sensor_id
         # Not created here: registered meanwhile by another import, or the id is taken.
         if missing := [external_id for external_id in new if external_id not in known]:
             known.update(_meters(missing))
@@ -261,4 +277,6 @@ def _new_meter(external_id: str, source: str) -> Sensor:
 
 
 def _meters(external_ids: Sequence[str]) -> dict[str, str]:
-    return dict(Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id"))
+    rows = Sensor.objects.filter(external_id__in=external_ids).values_list("external_id", "sensor_id")
+    # `external_id__in` matches no NULL: every key is a string.
+    return {external_id: sensor_id for external_id, sensor_id in rows if external_id is not None}

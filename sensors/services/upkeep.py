@@ -112,7 +112,10 @@ def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> d
             # One statement per batch: DELETE ... WHERE pk IN (SELECT pk ... LIMIT n). A
             # reading's pk is its (sensor, metric, timestamp) key (ADR 0008).
             with transaction.atomic(using=DB):
-                count, _ = queryset.model.objects.filter(pk__in=queryset.values("pk")[:batch_size]).delete()
+                # The models declare no manager: the default one is `objects`.
+                count, _ = queryset.model._default_manager.filter(
+                    pk__in=queryset.values("pk")[:batch_size]
+                ).delete()
             deleted[name] += count
             if count < batch_size:
                 break

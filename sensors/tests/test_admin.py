@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 @pytest.fixture
-def operator_client(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
-@pytest.fixture
 def registry() -> None:
     services.room_create(name="lab")
     services.sensor_register(sensor_id="p1", kind="power", room_name="lab")

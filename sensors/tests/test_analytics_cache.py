@@ -125,7 +125,7 @@ def test_registry_changes_make_every_answer_unreachable(viewer_api: APIClient, c
 def test_without_redis_answers_are_computed(
     viewer_api: APIClient, computed: list[str], settings: Any, tmp_path: Any
 ) -> None:
-    from energy_dashboard.core.heartbeats import redis_client
+    from energy_dashboard.core.redis import redis_client
 
     store([1, 2])
     settings.REDIS_URL = f"unix://{tmp_path}/none.sock"

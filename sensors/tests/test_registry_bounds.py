@@ -137,13 +137,6 @@ def test_sensor_text_fields_are_bounded(operator_api: APIClient, body: dict[str,
     )
 
 
-@pytest.fixture
-def operator_client(operator: Any) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
-
-
 def test_the_admin_refuses_what_the_api_refuses(operator_client: Client) -> None:
     form = {
         "sensor_id": "s",

@@ -52,11 +52,19 @@ export function palette() {
   };
 }
 
+// ECharts sizes its text in pixels (12 by default): scale it with the page's root font size,
+// so that a kiosk's wall screen (a 24 px base, assets/css/kiosk.css) or a reader's larger
+// browser font gets axis labels to match.
+function fontSize(px = 12) {
+  const root = parseFloat(getComputedStyle(document.documentElement).fontSize) || 16;
+  return Math.round((px * root) / 16);
+}
+
 function base(p, description) {
   return {
     color: p.series,
     backgroundColor: "transparent",
-    textStyle: { color: p.text, fontFamily: getComputedStyle(document.body).fontFamily },
+    textStyle: { color: p.text, fontFamily: getComputedStyle(document.body).fontFamily, fontSize: fontSize() },
     animation: false,
     aria: { enabled: true, label: description ? { description } : { enabled: true }, decal: { show: true } },
     tooltip: {
@@ -66,20 +74,22 @@ function base(p, description) {
       textStyle: { color: p.text },
       confine: true,
     },
-    legend: { textStyle: { color: p.text }, top: 0, type: "plain" },
-    grid: { left: 8, right: 16, top: 36, bottom: 8, containLabel: true },
+    legend: { textStyle: { color: p.text, fontSize: fontSize() }, top: 0, type: "plain" },
+    grid: { left: 8, right: 16, top: fontSize(36), bottom: 8, containLabel: true },
   };
 }
 
-/** Axis styling for the theme. */
+/** Axis styling for the theme; `extra.axisLabel` is merged into the default label style
+ * (its colour and size), the rest of `extra` replaces what it names. */
 export function axis(p, extra = {}) {
+  const { axisLabel, ...rest } = extra;
   return {
     axisLine: { lineStyle: { color: p.grid } },
     axisTick: { lineStyle: { color: p.grid } },
-    axisLabel: { color: p.muted, hideOverlap: true },
+    axisLabel: { color: p.muted, hideOverlap: true, fontSize: fontSize(), ...axisLabel },
     splitLine: { lineStyle: { color: p.grid } },
-    nameTextStyle: { color: p.muted },
-    ...extra,
+    nameTextStyle: { color: p.muted, fontSize: fontSize() },
+    ...rest,
   };
 }
 
@@ -101,6 +111,12 @@ export function createChart(element, build, { description, minIntervalMs = 250 }
     const option = pending;
     pending = null;
     chart.setOption(option, { lazyUpdate: false, silent: true });
+    // bench/ui.py sets `window.__edRepaints = []` to time POST -> repaint (bounded).
+    const repaints = window.__edRepaints;
+    if (repaints) {
+      repaints.push(performance.timeOrigin + performance.now());
+      if (repaints.length > 5000) repaints.splice(0, repaints.length - 5000);
+    }
     element.dispatchEvent(new CustomEvent("chart:painted", { bubbles: true }));
   };
   const entry = {
