@@ -451,7 +451,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "energy_dashboard.core.parsers.JSONParser",
         "energy_dashboard.core.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "energy_dashboard.core.parsers.MultiPartParser",
     ],
     # django-filter's, refusing empty typed values and booleans other than true / false (400).
     "DEFAULT_FILTER_BACKENDS": ["energy_dashboard.core.api.StrictFilterBackend"],

@@ -284,3 +284,18 @@ def test_request_bodies_have_components_of_their_own(schema: dict[str, Any]) -> 
     assert components["RemoteSourceRequest"]["properties"]["host"]["minLength"] == 1
     body = schema["paths"]["/api/v1/rooms/"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"] == "#/components/schemas/RoomRequest"
+
+
+def test_a_multipart_body_without_a_named_part_is_a_400(operator_api: APIClient) -> None:
+    services.room_create(name="r-1", floor="2")
+    boundary = "11bfe68dfb51f4628d37768d64916d66"
+    garbage = f"--{boundary}\r\n-6.959221139571464e+16--{boundary}--\r\n"
+    content_type = f"multipart/form-data; boundary={boundary}"
+    answer = operator_api.generic("PATCH", "/api/v1/rooms/r-1", garbage, content_type=content_type)
+    assert answer.status_code == 400, answer.content
+    assert "no part is a named field" in answer.json()["message"]
+    # An empty form (the closing boundary alone) is still an empty PATCH.
+    empty = operator_api.generic(
+        "PATCH", "/api/v1/rooms/r-1", f"--{boundary}--\r\n", content_type=content_type
+    )
+    assert empty.status_code == 200 and empty.json()["floor"] == "2"
