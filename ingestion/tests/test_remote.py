@@ -21,6 +21,7 @@ from ingestion.remote import (
     Endpoint,
     RemoteError,
     RemoteFile,
+    SftpClient,
     backoff_delay,
     connect,
     download_with_retries,
@@ -110,7 +111,8 @@ def test_patterns_choose_the_files(sftp_endpoint: Endpoint, ftp_endpoint: Endpoi
     for endpoint in (sftp_endpoint, ftp_endpoint):
         only_sgl = replace(endpoint, patterns=("*.sgl_v2",))
         assert [f.name for f in list_files_with_retries(only_sgl)] == ["2024-03-02_meter-b.sgl_v2"]
-        tmp = replace(endpoint, patterns=["*.tmp", "readme.*"])
+        # A list, as a form gives it: Endpoint takes it as patterns (annotated a tuple).
+        tmp = replace(endpoint, patterns=["*.tmp", "readme.*"])  # type: ignore[arg-type]
         assert [f.name for f in list_files_with_retries(tmp)] == [
             "2024-03-05_meter-d.slg_v2.tmp",
             "readme.txt",
@@ -212,6 +214,7 @@ def test_sftp_wrong_password_without_a_key_is_an_auth_error(sftp_endpoint: Endpo
 
 
 def test_sftp_accepts_a_pkcs8_pem_key(sftp_endpoint: Endpoint) -> None:
+    assert sftp_endpoint.private_key is not None
     key = serialization.load_ssh_private_key(sftp_endpoint.private_key.encode(), password=None)
     pkcs8 = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -309,6 +312,7 @@ def test_fetch_host_key_shows_the_key_without_logging_in(
     anonymous = replace(sftp_endpoint, username="nobody-here", private_key=None, host_key=None)
     assert fetch_host_key(anonymous) == (sftp_server.host_key_line, sftp_server.host_fingerprint)
     with connect(sftp_endpoint) as client:
+        assert isinstance(client, SftpClient)
         assert client.fetch_host_key() == (sftp_server.host_key_line, sftp_server.host_fingerprint)
 
 

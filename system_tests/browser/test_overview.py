@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from system_tests.conftest import Product, Session
@@ -27,7 +28,7 @@ def _post_power(product: Product, sensor_id: str, watts: float) -> None:
 
 
 def test_a_posted_batch_reaches_the_chart_and_its_room_card_within_two_seconds(
-    product: Product, signed_in: Session
+    product: Product, signed_in: Callable[..., Session]
 ) -> None:
     assert product.request("POST", "/api/v1/rooms/", {"name": "bt-live-room"})[0] == 201
     assert (
