@@ -58,15 +58,17 @@ run: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP)
 
 ## make system-deps: what the tests need that pip cannot install, from Debian's packages (needs
 ## root or sudo the first time): OpenSSH's sshd, which the SFTP tests start on a high loopback
-## port, and Chromium, which the browser tests drive through Playwright.
-SYSTEM_PACKAGES := openssh-server chromium fonts-dejavu-core
+## port, Mosquitto, which the MQTT tests start likewise, and Chromium, which the browser tests
+## drive through Playwright.
+SYSTEM_PACKAGES := openssh-server mosquitto chromium fonts-dejavu-core
 system-deps:
 	@missing=""; \
 	command -v /usr/sbin/sshd >/dev/null || missing="$$missing openssh-server"; \
+	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing$$missing (for the SFTP and browser tests)"; \
+	  echo "installing$$missing (for the SFTP, MQTT and browser tests)"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends $$missing >/dev/null; \
 	  : "the package may start a system sshd on port 22, which the tests do not need: stop that one"; \

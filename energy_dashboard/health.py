@@ -73,6 +73,18 @@ def process_checks() -> dict[str, Any]:
     }
 
 
+def mqtt_check() -> dict[str, Any]:
+    """The MQTT ingester, per enabled broker (connected, last message, counts). A broker that
+    is down is shown here and leaves the platform healthy (it is someone else's server); an
+    ingester that does not report while a broker is enabled is a process down, and is not."""
+    from ingestion import services as ingestion_services
+
+    try:
+        return ingestion_services.mqtt_health()
+    except Exception as exc:
+        return {"ok": False, "running": None, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def health() -> tuple[bool, dict[str, Any]]:
     """Every check; healthy only when all pass."""
     databases = database_checks()
@@ -85,15 +97,18 @@ def health() -> tuple[bool, dict[str, Any]]:
             "beat": {"ok": False, "error": "Redis is down"},
         }
     )
+    mqtt = mqtt_check() if redis_state["ok"] else {"ok": False, "running": None, "error": "Redis is down"}
     healthy = (
         all(c["ok"] for c in databases.values())
         and redis_state["ok"]
         and processes["workers"]["ok"]
         and processes["beat"]["ok"]
+        and mqtt.get("running") is not False
     )
     return healthy, {
         "status": "ok" if healthy else "unhealthy",
         "databases": databases,
         "redis": redis_state,
         **processes,
+        "mqtt": mqtt,
     }

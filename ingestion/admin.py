@@ -122,3 +122,7 @@ class IngestedFileAdmin(admin.ModelAdmin):
             else:
                 level = messages.ERROR if done.status in ("rejected", "failed") else messages.SUCCESS
                 self.message_user(request, f"{row.name}: {done.status}: {done.message}", level)
+
+
+# MQTT brokers and mappings (issue 15) register their own admin.
+from ingestion.mqtt import admin as mqtt_admin  # noqa: E402, F401

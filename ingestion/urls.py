@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from energy_dashboard.core.api import OptionalSlashRouter
 from ingestion import views
@@ -14,5 +14,6 @@ router.register("files", views.IngestedFileViewSet, basename="ingestion-file")
 urlpatterns = [
     path("upload", views.UploadView.as_view(), name="ingestion-upload"),
     path("status", views.StatusView.as_view(), name="ingestion-status"),
+    path("mqtt/", include("ingestion.mqtt.urls")),
     *router.urls,
 ]

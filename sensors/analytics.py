@@ -726,8 +726,10 @@ QUARTER = timedelta(minutes=15)
 # The breakdown lists at most this many sub-meters under each meter (the largest first); the
 # others are summed in one line, so a main meter with a thousand sub-meters stays readable.
 BREAKDOWN_MAX_CHILDREN = 12
-# ... and at most this many top-level meters without sub-meters (the rest summed likewise).
+# ... and at most this many top-level meters without sub-meters, and hierarchies (the rest
+# summed likewise).
 BREAKDOWN_MAX_STANDALONE = 12
+BREAKDOWN_MAX_TREES = 6
 PERIODS = ("today", "week", "month")
 
 
@@ -871,7 +873,8 @@ def _rest(nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
 def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict[str, Any]:
     """Where the building's energy of a period (today, this week, this month; local) went.
 
-    - `meters`: each meter hierarchy (a top-level meter with sub-meters), every level with its
+    - `meters`: the largest BREAKDOWN_MAX_TREES meter hierarchies (a top-level meter with
+      sub-meters; `meters_more` sums the others), every level with its
       kWh, its sub-meters (the largest BREAKDOWN_MAX_CHILDREN; `more` sums the others) and its
       `unmetered_kwh`: what it measured beyond its sub-meters (negative when they measured
       more: a meter missing data, or wired wrong; `unmetered_negative` says so);
@@ -951,7 +954,8 @@ def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict
         "end": local_iso(now),
         "timezone": str(building_tz()),
         "total_kwh": tree.top_level_total((pk, kwh) for pk, _, kwh in rows) if rows else None,
-        "meters": with_subs,
+        "meters": with_subs[:BREAKDOWN_MAX_TREES],
+        "meters_more": _rest(with_subs[BREAKDOWN_MAX_TREES:]),
         "standalone": standalone[:BREAKDOWN_MAX_STANDALONE],
         "standalone_more": _rest(standalone[BREAKDOWN_MAX_STANDALONE:]),
         "by_room": [{"room": room, "energy_kwh": kwh} for room, kwh in by_room],
@@ -1256,3 +1260,69 @@ def sensors_table(*, filters: Any, offset: int, limit: int) -> dict[str, Any]:
     count = queryset.count()
     sensors = list(queryset.values(*_SENSOR_FIELDS)[offset : offset + limit])
     return {"count": count, "rows": _sensor_rows(sensors), "errors": errors}
+
+
+# --- The overview's live figures --------------------------------------------------------------
+
+# The overview's chart of the building's power: this far back, in windows of this length
+# (the sum over top-level meters of each one's mean in the window, as the room metrics do).
+RECENT_POWER = timedelta(hours=1)
+RECENT_POWER_STEP_S = 300
+LIVE_METRICS = (Metric.POWER, Metric.CO2, Metric.TEMPERATURE, Metric.HUMIDITY)
+
+
+def meter_parents() -> dict[str, dict[str, str | None]]:
+    """Each sub-meter's parent: sensor_id -> {part_of: the parent's sensor_id, parent_room: its
+    room's name}. What a page needs to net live power of sub-meters out (sensors.hierarchy)."""
+    return {
+        sensor_id: {"part_of": parent, "parent_room": parent_room}
+        for sensor_id, parent, parent_room in Sensor.objects.filter(part_of__isnull=False).values_list(
+            "sensor_id", "part_of__sensor_id", "part_of__room__name"
+        )
+    }
+
+
+def overview_live(now: datetime | None = None) -> dict[str, Any]:
+    """What the overview's live parts start from.
+
+    - `recent`: the building's power over the last RECENT_POWER, [local time, W] per
+      RECENT_POWER_STEP_S window (top-level meters only), oldest first;
+    - `latest`: each sensor's newest power, CO2, temperature and humidity reading of the last
+      CURRENT_WINDOW, as [sensor_id, room, metric, UTC time, value] (the page keeps them
+      current from the live feed).
+    Two grouped queries, whatever the number of readings in the window.
+    """
+    now = now or timezone.now()
+    connection = connections[DB]
+    adapt = connection.ops.adapt_datetimefield_value
+    reading, sensor = Reading._meta.db_table, Sensor._meta.db_table
+    window = bucket_sql(connection.vendor, "r.timestamp", RECENT_POWER_STEP_S)
+    recent = _streamed(
+        f"SELECT b, sum(mean) FROM (SELECT r.sensor_id, {window} AS b, avg(r.value) AS mean "  # noqa: S608 (our identifiers; values are parameters)
+        f"FROM {reading} r WHERE r.metric = %s AND r.timestamp >= %s AND r.timestamp <= %s "
+        f"AND r.sensor_id NOT IN (SELECT id FROM {sensor} WHERE part_of_id IS NOT NULL) "
+        "GROUP BY 1, 2) per_sensor GROUP BY b ORDER BY b",
+        [Metric.POWER.value, adapt(now - RECENT_POWER), adapt(now)],
+        stream=False,
+    )
+    metrics = [m.value for m in LIVE_METRICS]
+    latest = _streamed(
+        f"SELECT s.sensor_id, room.name, r.metric, r.timestamp, r.value FROM {reading} r "  # noqa: S608 (our identifiers; values are parameters)
+        f"JOIN (SELECT sensor_id, metric, max(timestamp) AS newest FROM {reading} "
+        f"WHERE metric IN ({', '.join(['%s'] * len(metrics))}) AND timestamp >= %s AND timestamp <= %s "
+        "GROUP BY sensor_id, metric) m "
+        "ON r.sensor_id = m.sensor_id AND r.metric = m.metric AND r.timestamp = m.newest "
+        f"JOIN {sensor} s ON s.id = r.sensor_id LEFT JOIN {Room._meta.db_table} room ON room.id = s.room_id "
+        "ORDER BY s.sensor_id, r.metric",
+        [*metrics, adapt(now - CURRENT_WINDOW), adapt(now)],
+        stream=False,
+    )
+    return {
+        "as_of": iso_z(now),
+        "step_s": RECENT_POWER_STEP_S,
+        "recent": [[iso_z(as_datetime(moment)), watts] for moment, watts in recent],
+        "latest": [
+            [sensor_id, room, metric, iso_z(as_datetime(moment)), value]
+            for sensor_id, room, metric, moment, value in latest
+        ],
+    }

@@ -299,7 +299,7 @@ class BreakdownQuery(serializers.Serializer[Any]):
     )
 
 
-class RoomSeriesQuery(serializers.Serializer[Any]):
+class RoomSeriesQuery(QuerySerializer):
     """Query parameters of GET /rooms/{name}/series."""
 
     start = InstantField(required=False, help_text="Default: end - 24 h. Naive = building time.")

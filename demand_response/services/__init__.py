@@ -12,7 +12,9 @@ below (`from demand_response import services`; `services.<name>`). Each subject 
 - `events.py`: events, from scheduling (the overlap rule) through dispatch to completion or
   cancellation, and the scheduler's tick;
 - `measurement.py`: the baseline method of a programme and an event's delivery measurement;
-- `summary.py`: the counts of the platform overview, and the lists the pages show.
+- `summary.py`: the counts of the platform overview, and the lists the pages show;
+- `demo.py`: the demo building's devices, a completed event and a pending invitation, made
+  by the subjects above.
 
 Two private files serve them: `_common.py` (the refusals, the database alias, the checks and
 helpers every subject uses) and `_announce.py` (the `dr_events` messages). The files depend on
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from demand_response.models import OPEN_EVENT
 from demand_response.services._common import Conflict, DRError, as_operator
+from demand_response.services.demo import demo_load
 from demand_response.services.devices import (
     device_check_references,
     device_create,
@@ -70,6 +73,7 @@ __all__ = [
     "Flexibility",
     "as_operator",
     "auto_response_run",
+    "demo_load",
     "device_check_references",
     "device_create",
     "device_delete",

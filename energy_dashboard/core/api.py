@@ -46,15 +46,38 @@ class UTCDateTimeField(serializers.DateTimeField):
         return iso_z(value)
 
 
+class StrictCharField(serializers.CharField):
+    """A text field that takes text only: DRF's CharField turns a JSON number into its digits
+    (`{"name": 0}` made a device named "0"), where the schema says `string`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(serializers.SlugField):
+    """A slug that takes text only (see StrictCharField)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 _M = TypeVar("_M", bound=models.Model)
 
 
 class ModelSerializer(serializers.ModelSerializer[_M]):
-    """DRF's ModelSerializer with the model's instants as UTCDateTimeField."""
+    """DRF's ModelSerializer with the model's instants as UTCDateTimeField and its text fields
+    taking text only (StrictCharField)."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.DateTimeField: UTCDateTimeField,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.SlugField: StrictSlugField,
     }
 
 

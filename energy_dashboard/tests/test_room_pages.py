@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from energy_dashboard.pages.rooms import SENSORS_PER_PAGE, span_of
@@ -58,6 +60,13 @@ def test_a_bad_range_says_so_and_shows_something() -> None:
     long = span_of({"range": "custom", "from": "2020-01-01", "to": "2026-01-01"}, today)
     assert (long.after - long.first).days == 400 and long.errors
     assert span_of({"range": "day", "date": "25/10/2026"}, today).errors
+    # Days outside the horizon are refused before any bound is computed from them.
+    for far in ("9999-12-31", "0001-01-01", "2199-12-31"):
+        span = span_of({"range": "year", "date": far}, today)
+        assert span.errors and span.first == date(2026, 1, 1), far
+    far_custom = span_of({"range": "custom", "from": "1900-01-01", "to": "9999-12-31"}, today)
+    assert far_custom.first == today
+    assert len(far_custom.errors) == 2
 
 
 @pytest.mark.clock(AFTER_FIXED_DATES)
@@ -82,6 +91,9 @@ def test_the_room_page_hands_its_script_the_local_day(browser: Client) -> None:
         assert label in html
     assert "/api/v1/rooms/lab/series?start=2026-10-24T23%3A00%3A00Z" in html
     assert "?range=day&amp;date=2026-10-24" in html and "?range=day&amp;date=2026-10-26" in html
+    # A week that starts in November, chosen by a day of December: December's carpet.
+    week = config_of(browser.get("/rooms/lab/?range=week&date=2026-12-02").content.decode())
+    assert (week["start"], week["carpet"]["start"]) == ("2026-11-30T00:00:00Z", "2026-12-01T00:00:00Z")
 
 
 def test_today_is_live_and_an_unknown_room_is_404(browser: Client) -> None:
@@ -89,6 +101,10 @@ def test_today_is_live_and_an_unknown_room_is_404(browser: Client) -> None:
     config = config_of(browser.get("/rooms/lab/").content.decode())
     assert config["live"] is True
     assert Sensor.objects.count() == 0
+    for query in ("range=year&date=9999-12-31", "range=custom&from=2026-13-01", "resolution=1s&range=x"):
+        odd = browser.get(f"/rooms/lab/?{query}")
+        assert odd.status_code == 200, query
+        assert 'class="error"' in odd.content.decode(), query
     missing = browser.get("/rooms/nowhere/")
     assert missing.status_code == 404 and "No such room" in missing.content.decode()
 
@@ -141,3 +157,17 @@ def test_the_sensors_page_shows_the_latest_value(browser: Client) -> None:
     )
     html = browser.get("/sensors/").content.decode()
     assert 'data-value="22.0"' in html and "2026-11-30T09:02:00+00:00" in html
+
+
+@pytest.mark.clock(AFTER_FIXED_DATES)
+def test_the_sensors_page_reads_a_page_in_a_bounded_number_of_queries(browser: Client) -> None:
+    services.room_create(name="lab")
+    kinds = ["power", "co2", "temperature", "humidity", "energy_meter", "occupancy"]
+    for n in range(300):
+        services.sensor_register(sensor_id=f"s-{n:03d}", kind=kinds[n % 6], room_name="lab")
+    with CaptureQueriesContext(connections["sensors"]) as captured:
+        response = browser.get("/sensors/?page=3")
+    assert response.status_code == 200
+    assert len(re.findall(r'<tr data-sensor="', response.content.decode())) == SENSORS_PER_PAGE
+    # The count, the page, one latest-value query per kind, the room names: not one per sensor.
+    assert len(captured.captured_queries) <= 10, [q["sql"][:120] for q in captured.captured_queries]

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from sensors import services
@@ -196,3 +197,28 @@ def test_an_api_path_without_its_slash_is_still_redirected(viewer_api: APIClient
     answer = viewer_api.get("/api/v1/schema?format=json")
     assert answer.status_code == 301
     assert answer["Location"] == "/api/v1/schema/?format=json"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/demand-response/devices/", {"name": 0, "sensor_id": "s-1", "max_shed_kw": 1}, "name"),
+        ("/api/v1/rooms/", {"name": "r-1", "floor": 2}, "floor"),
+        ("/api/v1/sensors/", {"sensor_id": 5, "kind": "power"}, "sensor_id"),
+    ],
+)
+def test_a_number_where_the_schema_says_string_is_a_400(
+    operator_api: APIClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    services.sensor_register(sensor_id="s-1", kind="power")
+    answer = operator_api.post(path, body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert list(answer.json()["errors"]) == [field]
+
+
+def test_an_unknown_api_path_is_a_404_for_writes_with_a_session_too(operator: Any) -> None:
+    client = Client(enforce_csrf_checks=True)  # a browser's session, no CSRF token sent
+    client.force_login(operator)
+    answer = client.patch("/api/v1/sensors/%C2%84/", {}, content_type="application/json")
+    assert answer.status_code == 404
+    assert answer.json()["code"] == "not_found"

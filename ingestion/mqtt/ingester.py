@@ -210,6 +210,7 @@ class Connection:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._host, self._port = broker.host, broker.effective_port
+        self.tls = broker.tls
         return client
 
     def start(self) -> None:
@@ -270,6 +271,14 @@ class Connection:
             self.epoch += 1
         if was and reason.is_failure:
             self.error_kind, self.error = "connect", f"lost the connection to broker {self.name}: {reason}"
+            logger.warning("%s", self.error)
+        elif not was and not self.error:
+            # Closed before its CONNACK: with TLS 1.3 a broker refuses a missing or unknown client
+            # certificate only after the handshake, by closing the connection.
+            self.error_kind = "tls" if self.tls else "connect"
+            self.error = f"broker {self.name} closed the connection before accepting it ({reason})"
+            if self.tls:
+                self.error += "; does it require a client certificate this one does not have?"
             logger.warning("%s", self.error)
 
     def _on_subscribe(
@@ -531,8 +540,8 @@ class Ingester:
             try:
                 stamped = self._store_once(batch)
                 break
-            except DatabaseError as exc:
-                logger.error("storing %d MQTT messages failed, again in %.1f s: %s", len(batch), pause, exc)
+            except Exception as exc:  # the database or Redis: nothing acknowledged, tried again
+                logger.error("storing %d MQTT messages failed, again in %.1f s: %r", len(batch), pause, exc)
                 for conn in {m.conn for m in batch}:
                     conn.error_kind, conn.error = "storage", f"the readings could not be stored: {exc}"
                 close_old_connections()
@@ -616,6 +625,11 @@ class Ingester:
                 tally.problem(mapping, problem.kind, problem.reason, message)
                 if problem.kind == MALFORMED:
                     message.conn.counts.malformed += 1
+                continue
+            except Exception as exc:  # a payload no rule foresaw: counted, never a crash
+                logger.exception("mapping %s could not read a message of %s", mapping.name, message.topic)
+                tally.problem(mapping, MALFORMED, f"could not be read ({type(exc).__name__})", message)
+                message.conn.counts.malformed += 1
                 continue
             for item in out:
                 items.append(item)

@@ -6,7 +6,7 @@ Each name is defined, under that name, in the file of its subject:
 - `readings`: readings in, as items (`readings_ingest`) or typed rows (`readings_import`),
   checked by `sensors.rules` and stored by `sensors.storage`;
 - `upkeep`: rollups and room metrics brought up to date, backfills, retention;
-- `demo`: the demo building and its synthetic readings;
+- `demo`: the demo building, its history and its synthetic live readings;
 - `sensors.analytics`, the module's read side: series, energy, the summary, free queries, a
   room's latest figures, the reads other modules make (latest power, quarter-hour load), and
   the overview's energy comparisons and meter breakdown (a nested meter counted once:
@@ -28,6 +28,8 @@ from sensors.analytics import (
     energy_report_json,
     energy_rows,
     load_kw_quarter_hours,
+    meter_parents,
+    overview_live,
     power_latest,
     room_detail,
     room_latest,
@@ -37,7 +39,7 @@ from sensors.analytics import (
     sensors_latest,
     sensors_table,
 )
-from sensors.services.demo import demo_load, simulate
+from sensors.services.demo import demo_history, demo_load, simulate
 from sensors.services.readings import IngestResult, readings_import, readings_ingest, readings_transaction
 from sensors.services.registry import (
     meters_for_external_ids,
@@ -67,6 +69,7 @@ __all__ = [
     "analytics_summary_json",
     "data_query",
     "default_metric",
+    "demo_history",
     "demo_load",
     "energy_breakdown",
     "energy_comparison",
@@ -74,8 +77,10 @@ __all__ = [
     "energy_report_json",
     "energy_rows",
     "load_kw_quarter_hours",
+    "meter_parents",
     "meters_for_external_ids",
     "overview",
+    "overview_live",
     "power_latest",
     "readings_cleanup",
     "readings_import",

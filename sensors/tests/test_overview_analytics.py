@@ -260,3 +260,35 @@ def test_a_rooms_series_counts_each_nested_meter_once() -> None:
         room=Room.objects.get(name="plant"), metrics=["power"], start=T0, end=NOW, resolution="15m"
     )
     assert plant["series"][0]["points"][-1][1] == pytest.approx(3800)
+
+
+@pytest.mark.usefixtures("building")
+def test_the_live_start_is_the_top_level_power_and_each_sensors_newest_reading() -> None:
+    store(
+        [
+            {
+                "sensor_id": "main-power",
+                "metric": "power",
+                "timestamp": iso(NOW - timedelta(minutes=m)),
+                "value": v,
+            }
+            for m, v in ((20, 4000), (9, 4000), (2, 6000))
+        ]
+        + [
+            {
+                "sensor_id": "lab-power",
+                "metric": "power",
+                "timestamp": iso(NOW - timedelta(minutes=2)),
+                "value": 900,
+            }
+        ]
+    )
+    live = services.overview_live(NOW)
+    # 5-minute windows: 05:40 (4000), 05:50 (4000), 05:55 (6000); the sub-meter is left out.
+    assert [watts for _, watts in live["recent"]] == [4000, 4000, 6000]
+    assert live["latest"] == [
+        ["lab-power", "lab", "power", iso(NOW - timedelta(minutes=2)), 900],
+        ["main-power", "plant", "power", iso(NOW - timedelta(minutes=2)), 6000],
+    ]
+    assert services.meter_parents()["lab-meter"] == {"part_of": "main", "parent_room": None}
+    assert services.meter_parents()["lab-power"] == {"part_of": "main-power", "parent_room": "plant"}

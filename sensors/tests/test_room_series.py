@@ -187,6 +187,10 @@ def test_bad_queries_are_json_errors(viewer_api: APIClient) -> None:
     assert unknown.status_code == 400 and "watts" in unknown.json()["message"]
     backwards = viewer_api.get(f"{URL}?{span(T0, T0 - timedelta(hours=1))}")
     assert backwards.status_code == 400 and "start" in backwards.json()["errors"]
+    for field in ("start", "end", "resolution", "metrics"):
+        empty = viewer_api.get(f"{URL}?{field}=")
+        assert empty.status_code == 400, empty.content
+        assert list(empty.json()["errors"]) == [field]
     long_raw = viewer_api.get(f"{URL}?resolution=raw&{span(T0 - timedelta(days=40), T0)}")
     assert long_raw.status_code == 400 and "READINGS_MAX_RANGE_DAYS" in long_raw.json()["message"]
 

@@ -36,10 +36,12 @@ function steps(events, field) {
 const timelineNode = document.querySelector('[data-chart="dr-timeline"]');
 let timeline = null;
 let timelineEvents = config.events || [];
+let timelineInvitations = config.invitations || [];
 function timelineOption() {
   const events = timelineEvents;
+  const invitations = timelineInvitations;
   return (p) => ({
-    legend: { top: 0 },
+    legend: { top: 0, textStyle: { color: p.text } },
     xAxis: axis(p, {
       type: "time",
       axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => `${dateTime(v)}` },
@@ -72,6 +74,15 @@ function timelineOption() {
         lineStyle: { type: "dashed", width: 3 },
         data: steps(events, "measured_kw"),
       },
+      {
+        name: "Asked (pending invitations)",
+        type: "line",
+        showSymbol: true,
+        symbol: "diamond",
+        symbolSize: 9,
+        lineStyle: { type: "dotted", width: 3 },
+        data: steps(invitations, "reduction_kw"),
+      },
     ],
   });
 }
@@ -87,10 +98,19 @@ const reportNode = document.querySelector('[data-chart="dr-report"]');
 if (reportNode && config.intervals) {
   const at = (row) => Date.parse(row.start);
   const committed = config.committedKw || 0;
+  const QUARTER_MS = 15 * 60 * 1000;
+  // Each value holds over its quarter-hour: a step at each interval's end, and a last point
+  // at the end of the last interval so that it is drawn too.
+  const held = (value) => {
+    const points = config.intervals.map((row) => [at(row), value(row)]);
+    const last = config.intervals[config.intervals.length - 1];
+    if (last) points.push([at(last) + QUARTER_MS, value(last)]);
+    return points;
+  };
   createChart(
     reportNode,
     (p) => ({
-      legend: { top: 0 },
+      legend: { top: 0, textStyle: { color: p.text } },
       xAxis: axis(p, { type: "time", axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => time(v) } }),
       yAxis: axis(p, { type: "value", name: "kW", scale: true, axisLabel: { color: p.muted, formatter: (v) => number(v, 0) } }),
       tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : `${number(v, 2)} kW`) },
@@ -98,27 +118,27 @@ if (reportNode && config.intervals) {
         {
           name: "Baseline",
           type: "line",
-          step: "start",
+          step: "end",
           symbol: "circle",
-          data: config.intervals.map((row) => [at(row), row.baseline_kw]),
+          data: held((row) => row.baseline_kw),
         },
         {
           name: "Metered load",
           type: "line",
-          step: "start",
+          step: "end",
           symbol: "triangle",
           symbolSize: 8,
           lineStyle: { width: 3 },
           areaStyle: { opacity: 0.1 },
-          data: config.intervals.map((row) => [at(row), row.actual_kw]),
+          data: held((row) => row.actual_kw),
         },
         {
           name: "Baseline less the commitment",
           type: "line",
-          step: "start",
+          step: "end",
           symbol: "none",
           lineStyle: { type: "dotted", width: 2 },
-          data: config.intervals.map((row) => [at(row), row.baseline_kw - committed]),
+          data: held((row) => row.baseline_kw - committed),
         },
       ],
     }),
@@ -187,9 +207,15 @@ async function refreshRegions() {
   }
   const configNode = fresh.getElementById("page-config");
   if (timeline && configNode) {
-    timelineEvents = JSON.parse(configNode.textContent || "{}").events || [];
+    const freshConfig = JSON.parse(configNode.textContent || "{}");
+    timelineEvents = freshConfig.events || [];
+    timelineInvitations = freshConfig.invitations || [];
     timeline.update({
-      series: [{ data: steps(timelineEvents, "target_kw") }, { data: steps(timelineEvents, "measured_kw") }],
+      series: [
+        { data: steps(timelineEvents, "target_kw") },
+        { data: steps(timelineEvents, "measured_kw") },
+        { data: steps(timelineInvitations, "reduction_kw") },
+      ],
     });
   }
 }

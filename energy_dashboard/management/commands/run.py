@@ -7,7 +7,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,7 +25,11 @@ from energy_dashboard.supervisor import (
     listen,
     python_module,
 )
+from ingestion import services as ingestion_services
 from sensors import services as sensors_services
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,8 @@ def _daphne_limits() -> list[str]:
 class Command(BaseCommand):
     help = (
         "Start Energy Dashboard: an embedded Redis when REDIS_URL is unset, migrations of every "
-        "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat. "
+        "database, then gunicorn (HTTP), daphne (WebSockets), a Celery worker and beat, and the MQTT "
+        "ingester when a broker is enabled. "
         "Ctrl-C or SIGTERM stops them all; SIGUSR1 restarts daphne alone."
     )
 
@@ -116,6 +121,7 @@ class Command(BaseCommand):
             call_command("migrate_all", verbosity=0)
             if opts["demo"]:
                 self._load_demo()
+            opts["mqtt"] = ingestion_services.mqtt_brokers_enabled()
             # The children open their own connections; do not hand them ours.
             connections.close_all()
 
@@ -216,6 +222,10 @@ class Command(BaseCommand):
                     restartable=True,
                 )
             )
+        if opts.get("mqtt"):
+            # The MQTT ingester (docs/mqtt.md): started when a broker is enabled at start; it
+            # follows later changes to brokers and mappings on its own.
+            supervisor.start(Child("mqtt", [sys.executable, "manage.py", "mqtt_ingest"], stop_timeout_s=15.0))
         if settings.OPENADR_VTN_URL:
             # The OpenADR VEN talks to the utility's VTN in its own process.
             supervisor.start(Child("openadr-ven", [sys.executable, "manage.py", "openadr_ven"]))
@@ -236,9 +246,31 @@ class Command(BaseCommand):
             web += ["--access-logfile", "-"]
         supervisor.start(Child("web", web, pass_fds=(http_sock.fileno(),)))
 
-    def _load_demo(self) -> None:
+    def _load_demo(self, now: datetime | None = None) -> None:
+        # Each module's demo through its own services, in dependency order: the building's
+        # sensors; the utility's meter files; its demand response, which replays a past event
+        # over the history it writes; the rest of the history. Idempotent: a second run adds
+        # only what time added since. (Imported here: only --demo needs the other modules.)
+        import time
+
+        from django.utils import timezone
+
+        from demand_response import services as dr_services
+        from ingestion import services as ingestion_services
+
+        started = time.monotonic()
+        now = now or timezone.now()
         counts = sensors_services.demo_load()
-        self.stdout.write(f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors")
+        # The files first: the history's aggregation then rolls their readings up too.
+        files = ingestion_services.demo_load(now=now)
+        dr = dr_services.demo_load(now=now)
+        history = sensors_services.demo_history(now=now)
+        self.stdout.write(
+            f"Demo building: {counts['rooms']} rooms, {counts['sensors']} sensors, "
+            f"{dr['devices']} flexible devices, {files['imported']} meter files imported and "
+            f"{files['rejected']} rejected; {dr['readings'] + history['readings']} readings added "
+            f"({time.monotonic() - started:.1f} s)"
+        )
         user_model = get_user_model()
         password = settings.DEMO_PASSWORD
         with transaction.atomic(using="default"):
