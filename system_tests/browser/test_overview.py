@@ -83,7 +83,9 @@ def test_a_posted_batch_reaches_the_chart_and_its_room_card_within_two_seconds(
     assert not session.errors, session.errors
 
 
-def test_the_comparisons_and_the_hierarchy_remainder_show(product: Product, signed_in: Session) -> None:
+def test_the_comparisons_and_the_hierarchy_remainder_show(
+    product: Product, signed_in: Callable[..., Session]
+) -> None:
     for sensor in (
         {"sensor_id": "bt-main", "kind": "energy_meter", "name": "BT main meter"},
         {"sensor_id": "bt-sub", "kind": "energy_meter", "name": "BT sub-meter", "part_of": "bt-main"},
