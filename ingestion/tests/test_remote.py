@@ -21,6 +21,7 @@ from ingestion.remote import (
     Endpoint,
     RemoteError,
     RemoteFile,
+    RemoteProtocol,
     SftpClient,
     backoff_delay,
     connect,
@@ -350,9 +351,9 @@ def test_plain_ftp_to_a_server_that_requires_tls_is_refused(ftps_server: FtpServ
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "ftps", "sftp"])
-def test_connection_refused_is_retried_with_exponential_backoff(protocol: str) -> None:
+def test_connection_refused_is_retried_with_exponential_backoff(protocol: RemoteProtocol) -> None:
     endpoint = Endpoint(
-        protocol=protocol,  # type: ignore[arg-type]
+        protocol=protocol,
         host="127.0.0.1",
         port=free_port(),  # nothing listens there
         username="u",
@@ -380,12 +381,12 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "sftp"])
-def test_a_server_that_accepts_but_never_answers_times_out(protocol: str) -> None:
+def test_a_server_that_accepts_but_never_answers_times_out(protocol: RemoteProtocol) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         endpoint = Endpoint(
-            protocol=protocol,  # type: ignore[arg-type]
+            protocol=protocol,
             host="127.0.0.1",
             port=silent.getsockname()[1],
             username="u",

@@ -131,6 +131,7 @@ def written(
     records: Iterable[tuple[str, datetime, int, bool]], tz: ZoneInfo = LISBON, **options: object
 ) -> bytes:
     options.setdefault("file_date", date(2026, 10, 26))
+    # Options of any type: the tests hand the writer wrong ones on purpose.
     return b"".join(write_slg(records, tz=tz, **options))  # type: ignore[arg-type]
 
 
@@ -765,7 +766,7 @@ def test_writer_argument_errors() -> None:
         with pytest.raises(SlgError):
             written([], **options)
     with pytest.raises(SlgError, match="tz must be"):
-        written([], tz=UTC)  # type: ignore[arg-type]
+        written([], tz=UTC)  # type: ignore[arg-type]  # a timezone.utc, not a ZoneInfo, on purpose
 
 
 # Memory -------------------------------------------------------------------------------------------------
