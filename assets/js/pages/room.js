@@ -230,7 +230,8 @@ async function loadCarpet() {
         orient: "horizontal",
         left: "center",
         bottom: 0,
-        itemHeight: 120,
+        // The scale and its two labels fit a phone's width too.
+        itemHeight: element.clientWidth < 480 ? 70 : 120,
         textStyle: { color: p.muted },
         text: [metric("energy", top), metric("energy", 0)],
         textGap: 6,
