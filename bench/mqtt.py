@@ -227,7 +227,9 @@ def main() -> None:
         pg = psycopg.connect(database_url, autocommit=True)
 
         def count() -> int:
-            return int(pg.execute("SELECT count(*) FROM sensors_reading").fetchone()[0])
+            row = pg.execute("SELECT count(*) FROM sensors_reading").fetchone()
+            assert row is not None
+            return int(row[0])
 
         started = time.time()
         first = (datetime.now(UTC) - timedelta(days=1)).timestamp()

@@ -81,7 +81,11 @@ def test_a_reading_batch_refused_whole_answers_as_its_400_is_documented(
     ref = documented["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     component = schema["components"]["schemas"][ref]
     services.sensor_register(sensor_id="s-1", kind="power")
-    for body in ({"readings": []}, {"readings": [{"sensor_id": "s-1", "value": "x"}]}):
+    bodies: tuple[dict[str, Any], ...] = (
+        {"readings": []},
+        {"readings": [{"sensor_id": "s-1", "value": "x"}]},
+    )
+    for body in bodies:
         answer = operator_api.post("/api/v1/readings", body, format="json")
         assert answer.status_code == 400
         data = answer.json()

@@ -138,7 +138,8 @@ def _error_of(exc: BaseException, broker: str) -> tuple[str, str]:
         return "connect", f"broker {broker} refused the connection (is it running?)"
     if isinstance(exc, TimeoutError):
         return "connect", f"broker {broker} did not answer in time"
-    return "connect", f"cannot connect to broker {broker}: {exc.strerror or exc}"  # type: ignore[attr-defined]
+    reason = exc.strerror if isinstance(exc, OSError) else None
+    return "connect", f"cannot connect to broker {broker}: {reason or exc}"
 
 
 @dataclass

@@ -99,7 +99,7 @@ def values(sensor_id: str, metric: str) -> list[float]:
 
 # Shelly Gen2 API, Switch component, "Switch.GetStatus example" (the status notified on
 # <id>/status/switch:0). aenergy.total is in Wh.
-SHELLY_STATUS = {
+SHELLY_STATUS: dict[str, Any] = {
     "id": 0,
     "source": "timer",
     "output": True,
