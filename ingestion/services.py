@@ -1074,6 +1074,32 @@ def file_get(*, file_id: int) -> IngestedFile | None:
     return IngestedFile.objects.select_related("source").filter(pk=file_id).first()
 
 
+def source_scan_later(*, source: RemoteSource) -> None:
+    """Queue a scan of `source` for a worker once the transaction commits (the page's "scan
+    now": a scan waits `settle_s` and may retry a slow server for longer than a web request
+    may last). Each new file is then imported by its own task and announced on
+    `data_ingestion`. The task is named, not imported: `ingestion.tasks` imports this module."""
+    from celery import current_app
+
+    source_id = source.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.source_scan", args=[source_id]).apply_async(),
+        using=DB,
+    )
+
+
+def file_run_later(*, file: IngestedFile) -> None:
+    """Queue a kept file (`downloaded`, or `queued` for download) for a worker once the
+    transaction commits: a file bigger than INGESTION_INLINE_BYTES takes longer to import than
+    a web request may last. The task is named, not imported (see `source_scan_later`)."""
+    from celery import current_app
+
+    file_id = file.pk
+    transaction.on_commit(
+        lambda: current_app.signature("ingestion.tasks.file_run", args=[file_id]).apply_async(), using=DB
+    )
+
+
 def demo_load(*, now: datetime | None = None) -> dict[str, int]:
     """The demo building's meter files (ingestion/demo.py): daily files imported through this
     pipeline, and one rejected with its errors' line numbers. Idempotent."""

@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from demand_response import services as dr
 from energy_dashboard.core import roles
@@ -79,12 +79,16 @@ def _refused(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 @page_view
 def demand_response(request: HttpRequest) -> HttpResponse:
     """Pending invitations (answered here by operators), events, flexibility now."""
     pending = dr.invitations_list(status="pending")
-    answered = [i for i in dr.invitations_list(limit=RECENT_ANSWERS + len(pending)) if i.status != "pending"]
+    answered = sorted(
+        (i for i in dr.invitations_list(limit=RECENT_ANSWERS + len(pending)) if i.status != "pending"),
+        key=lambda i: (i.answered_at is not None, i.answered_at),
+        reverse=True,
+    )
     events = dr.events_list(limit=RECENT_EVENTS)
     flexibility = dr.flexibility_compute().as_dict()
     return render_page(
@@ -168,7 +172,7 @@ def _report(event: Any) -> dict[str, Any]:
     return report
 
 
-@require_GET
+@require_safe
 @page_view
 def event_report(request: HttpRequest, event_id: int) -> HttpResponse:
     """One event: its devices' parts, baseline and metered load, delivery against commitment."""

@@ -1,10 +1,12 @@
 """The ingestion page: the remote sources with their last scan ("scan now"; an unknown SFTP host
-key's fingerprint to accept), the file ledger (status, counts, errors with their line numbers,
-re-process), and an upload form.
+key's fingerprint to accept), the enabled MQTT brokers' state (read-only), the file ledger
+(status, counts, errors with their line numbers, re-process), and an upload form.
 
-Every command goes through `ingestion.services`, as the admin's actions do: a scan, a
-re-process and an upload run in the request, so the page shows their outcome (a message, and
-for a file its ledger page with each error and its line). Plain forms (multipart for the
+Every command goes through `ingestion.services`, as the API's do: an upload or a re-process
+of a file up to INGESTION_INLINE_BYTES runs in the request, so the page shows its outcome (a
+message, and the file's ledger page with each error and its line); a bigger file, and a scan,
+are queued for a worker (they may take longer than a request may last), and their outcome
+reaches the page by the live feed. Plain forms (multipart for the
 upload, CSRF on each) so that the page works without JavaScript; the script adds drag and drop
 and live updates. Viewers see no control, and a POST of theirs is refused (403) and changes
 nothing.
@@ -13,6 +15,7 @@ nothing.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -21,7 +24,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from energy_dashboard.core import roles
 from energy_dashboard.core.web import page_view, render_page
@@ -45,10 +48,14 @@ STATUS_BADGE = {
 
 
 def upload_limit() -> int:
-    """The largest file the page takes: it is processed in the request (the answer shows its
-    outcome), so at most INGESTION_INLINE_BYTES; bigger files go through the API's upload,
-    which queues them for a worker."""
-    return int(min(settings.INGESTION_INLINE_BYTES, settings.INGESTION_UPLOAD_MAX_BYTES))
+    """The largest file the page takes: INGESTION_UPLOAD_MAX_BYTES, as the API's upload."""
+    return int(settings.INGESTION_UPLOAD_MAX_BYTES)
+
+
+def _inline(row: Any) -> bool:
+    """A file up to INGESTION_INLINE_BYTES is imported in the request (the answer shows its
+    outcome); a bigger one is queued for a worker, and its page follows it live."""
+    return bool((row.size or 0) <= settings.INGESTION_INLINE_BYTES)
 
 
 def _refused(request: HttpRequest) -> HttpResponse:
@@ -70,7 +77,7 @@ def _file_row(row: Any) -> dict[str, Any]:
     return {"id": row.pk, "status": row.status, "badge": STATUS_BADGE.get(row.status, "neutral")}
 
 
-@require_GET
+@require_safe
 @page_view
 def ingestion(request: HttpRequest) -> HttpResponse:
     """Sources, the upload form (operators), the ledger (paginated, optionally by status)."""
@@ -80,6 +87,7 @@ def ingestion(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(ingestion_services.files_list(status=status or None), FILES_PER_PAGE)
     files = paginator.get_page(request.GET.get("page"))
     summary = ingestion_services.status_summary()
+    mqtt = ingestion_services.mqtt_health()
     return render_page(
         request,
         "pages/ingestion.html",
@@ -90,6 +98,9 @@ def ingestion(request: HttpRequest) -> HttpResponse:
         page={"uploadLimit": upload_limit()},
         context={
             "sources": ingestion_services.sources_list(),
+            # Enabled MQTT brokers and what the ingester last said of each (docs/ingestion.md).
+            "mqtt": mqtt,
+            "brokers": sorted(mqtt["brokers"].items()),
             "files": files,
             "counts": summary["files"],
             "status": status,
@@ -100,7 +111,7 @@ def ingestion(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 @page_view
 def file_detail(request: HttpRequest, file_id: int) -> HttpResponse:
     """One ledger row: its counts, its message, every error with its line number."""
@@ -152,7 +163,7 @@ class _CappedUpload(TemporaryFileUploadHandler):
         if self.received > self.limit:
             self.too_large = True
             return None  # the rest of the file is read and dropped; nothing is kept
-        return super().receive_data_chunk(raw_data, start)  # type: ignore[no-any-return]
+        return super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size: int) -> Any:
         if self.too_large:
@@ -164,9 +175,8 @@ class _CappedUpload(TemporaryFileUploadHandler):
 def _too_large(request: HttpRequest) -> HttpResponse:
     messages.error(
         request,
-        f"The file is larger than this page takes ({upload_limit():,} bytes, INGESTION_INLINE_BYTES); "
-        "nothing was kept. Upload it through the API (POST /api/v1/ingestion/upload), which queues "
-        "big files for a worker.",
+        f"The file is larger than the upload limit ({upload_limit():,} bytes, "
+        "INGESTION_UPLOAD_MAX_BYTES); nothing was kept.",
     )
     return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
 
@@ -202,11 +212,14 @@ def _upload(request: HttpRequest, handler: _CappedUpload) -> HttpResponse:
         return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
     try:
         row = ingestion_services.file_take(name=upload.name or "", stream=upload)
-        row = ingestion_services.file_process(file_id=row.pk)
     except ingestion_services.IngestionError as exc:
         messages.error(request, f"The upload was not taken: {exc}.")
         return HttpResponseRedirect(reverse("page-ingestion") + "#upload")
-    _outcome(request, row)
+    if not _inline(row):
+        ingestion_services.file_run_later(file=row)
+        messages.info(request, f"{row.name}: kept and queued for a worker; this page shows its outcome.")
+        return _to_file(row)
+    _outcome(request, ingestion_services.file_process(file_id=row.pk))
     return _to_file(row)
 
 
@@ -220,11 +233,14 @@ def file_reprocess(request: HttpRequest, file_id: int) -> HttpResponse:
     if row is None:
         raise Http404(f"No file {file_id} in the ledger.")
     try:
-        row = ingestion_services.file_reprocess(file=row)
+        if _inline(row):
+            _outcome(request, ingestion_services.file_reprocess(file=row))
+        else:
+            ingestion_services.file_reprocess_prepare(file=row)
+            ingestion_services.file_run_later(file=row)
+            messages.info(request, f"{row.name}: queued for a worker; this page shows its outcome.")
     except ingestion_services.IngestionError as exc:
         messages.error(request, f"{row.name} was not processed again: {exc}.")
-        return _to_file(row)
-    _outcome(request, row)
     return _to_file(row)
 
 
@@ -238,26 +254,24 @@ def _source_or_404(name: str) -> Any:
 @require_POST
 @page_view
 def source_scan(request: HttpRequest, name: str) -> HttpResponse:
-    """Scan a source now and process what it takes, here (as the admin's "scan now" does)."""
+    """Queue a scan of a source now (a worker runs it, as the API's scan does by default: a
+    scan may take longer than a request may last); its files reach the ledger live."""
     if not roles.can_operate(request.user):
         return _refused(request)
     source = _source_or_404(name)
-    processed: list[int] = []
-    result = ingestion_services.source_scan(source=source, on_file=processed.append)
-    files = [ingestion_services.file_run(file_id=pk) for pk in processed]
-    if result.skipped:
-        messages.warning(request, f"{source.name}: not scanned: {result.skipped}.")
-    elif result.ok:
-        taken = [f for f in files if f is not None]
-        rejected = sum(1 for f in taken if f.status in ("rejected", "failed"))
+    if not source.enabled:
+        messages.error(request, f"{source.name} is disabled; enable it before scanning it.")
+    else:
+        ingestion_services.source_scan_later(source=source)
         messages.success(
             request,
-            f"{source.name}: {result.listed} listed, {len(result.queued)} new file(s) taken"
-            f"{f' ({rejected} rejected or failed)' if rejected else ''}, "
-            f"{len(result.growing)} still growing.",
+            f"{source.name}: scan queued. New files appear in the ledger below as they are imported; "
+            "the source's last scan shows once it is done.",
         )
-    else:
-        messages.error(request, f"{source.name}: the scan failed: {result.error or result.skipped}")
+        # `scanned` tells the page's script to watch for the scan's outcome.
+        return HttpResponseRedirect(
+            reverse("page-ingestion") + f"?{urlencode({'scanned': source.name})}#source-{source.name}"
+        )
     return HttpResponseRedirect(reverse("page-ingestion") + f"#source-{source.name}")
 
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from energy_dashboard.core.clock import building_tz, iso_z
+from energy_dashboard.core.limits import EARLIEST, LATEST
 from energy_dashboard.core.web import page_view, render_page
 from sensors import services as sensors_services
 
@@ -62,11 +63,19 @@ class Span:
     errors: list[str]
 
 
+# The days a range may name: inside the product's horizon with a year to spare, so that a
+# year's or a month's bounds (and the carpet's month) are instants every query can take.
+FIRST_DAY = date(EARLIEST.year + 1, 1, 1)
+LAST_DAY = date(LATEST.year - 2, 12, 31)
+
+
 def _date(text: str | None) -> date | None:
+    """A YYYY-MM-DD day inside FIRST_DAY..LAST_DAY, else None."""
     try:
-        return date.fromisoformat(text) if text else None
+        day = date.fromisoformat(text) if text else None
     except ValueError:
         return None
+    return day if day is None or FIRST_DAY <= day <= LAST_DAY else None
 
 
 def _month_start(day: date, months: int = 0) -> date:
@@ -83,7 +92,9 @@ def span_of(params: Any, today: date) -> Span:
         kind = "today"
     anchor = _date(params.get("date")) or today
     if params.get("date") and _date(params.get("date")) is None:
-        errors.append("The date is not a date (YYYY-MM-DD): showing today.")
+        errors.append(
+            f"The date is not a day (YYYY-MM-DD) from {FIRST_DAY} to {LAST_DAY}: showing today's range."
+        )
     if kind == "today":
         anchor = today
         return Span(kind, anchor, today, today + timedelta(days=1), errors)
@@ -96,6 +107,9 @@ def span_of(params: Any, today: date) -> Span:
         return Span(kind, anchor, _month_start(anchor), _month_start(anchor, 1), errors)
     if kind == "year":
         return Span(kind, anchor, date(anchor.year, 1, 1), date(anchor.year + 1, 1, 1), errors)
+    for name in ("from", "to"):
+        if params.get(name) and _date(params.get(name)) is None:
+            errors.append(f"{name.title()} is not a day (YYYY-MM-DD) from {FIRST_DAY} to {LAST_DAY}.")
     first = _date(params.get("from")) or anchor
     last = _date(params.get("to")) or first
     if last < first:

@@ -221,3 +221,9 @@ def test_an_unknown_event_is_a_404_page_for_a_browser_and_json_for_the_api(opera
     assert "Page not found" in page.content.decode()
     api = client.get("/api/v1/demand-response/events/999999/", HTTP_ACCEPT="text/html")
     assert api.status_code == 404
+
+
+def test_the_pages_answer_head_as_get(operator: User) -> None:
+    client = _client(operator)
+    assert client.head(PAGE).status_code == 200
+    assert client.head("/ingestion/").status_code == 200

@@ -70,6 +70,20 @@ def ftp(tmp_path: Path, settings: Any) -> Iterator[FtpServer]:
         server.stop()
 
 
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """The worker's part runs here: Celery's eager mode runs queued tasks (a scan, then one
+    import per new file) in this process, once the request's transaction commits."""
+    from energy_dashboard.celery import app
+
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = before
+
+
 def test_an_operator_sees_sources_upload_and_ledger_controls(operator: User, offered: RemoteSource) -> None:
     row = services.file_process(file_id=services.file_take(name="bad.slg_v2", stream=_bytes(b"junk")).pk)
     html = _client(operator).get(PAGE).content.decode()
@@ -128,15 +142,38 @@ def test_uploading_a_good_file_imports_it(operator: User) -> None:
 def test_an_upload_without_a_file_or_too_big_is_refused_with_a_message(operator: User, settings: Any) -> None:
     client = _client(operator)
     assert _messages(client.post("/ingestion/upload", {}, follow=True)) == ["Choose a meter file to upload."]
-    settings.INGESTION_INLINE_BYTES = 100
+    settings.INGESTION_UPLOAD_MAX_BYTES = 100
     big = SimpleUploadedFile("big.slg_v2", meter_file("PT4003", count=8))
     (message,) = _messages(client.post("/ingestion/upload", {"file": big}, follow=True))
-    assert message.startswith("The file is larger than this page takes (100 bytes")
+    assert message.startswith("The file is larger than the upload limit (100 bytes")
     # Past the framing allowance the body is refused before it is read.
     huge = SimpleUploadedFile("huge.slg_v2", b"0" * (100 + page.UPLOAD_FRAMING_BYTES + 1))
     (message,) = _messages(client.post("/ingestion/upload", {"file": huge}, follow=True))
-    assert message.startswith("The file is larger than this page takes")
+    assert message.startswith("The file is larger than the upload limit")
     assert not IngestedFile.objects.exists()
+
+
+def test_a_file_bigger_than_the_inline_limit_is_queued_for_a_worker(
+    operator: User, settings: Any, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.INGESTION_INLINE_BYTES = 100
+    client = _client(operator)
+    upload = SimpleUploadedFile("big.slg_v2", corrupt_file())
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        answer = client.post("/ingestion/upload", {"file": upload})
+        row = IngestedFile.objects.get()
+        assert row.status == "downloaded"  # kept, not processed in the request
+    assert answer["Location"] == f"/ingestion/files/{row.pk}/"
+    page_ = client.get(answer["Location"])
+    assert _messages(page_) == ["big.slg_v2: kept and queued for a worker; this page shows its outcome."]
+    row.refresh_from_db()
+    assert row.status == "rejected" and [e["line"] for e in row.errors] == [2, 4]
+    assert [e["line"] for e in page_.context["errors"]] == [2, 4]
+    # Re-processing it is queued too.
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        again = client.post(f"/ingestion/files/{row.pk}/reprocess", follow=True)
+    assert _messages(again) == ["big.slg_v2: queued for a worker; this page shows its outcome."]
+    assert IngestedFile.objects.get(pk=row.pk).attempts == row.attempts + 1
 
 
 def test_an_upload_without_the_csrf_token_is_refused(operator: User) -> None:
@@ -154,7 +191,7 @@ def test_forged_posts_by_a_viewer_with_a_valid_token_are_refused_and_change_noth
     client = _client(viewer, csrf=True)
     client.get(PAGE)
     token = client.cookies["csrftoken"].value
-    posts = [
+    posts: list[tuple[str, dict[str, Any]]] = [
         ("/ingestion/upload", {"file": SimpleUploadedFile("v.slg_v2", meter_file("PT4005", count=2))}),
         (f"/ingestion/files/{row.pk}/reprocess", {}),
         ("/ingestion/sources/utility-sftp/scan", {}),
@@ -187,14 +224,32 @@ def test_accepting_the_offered_host_key_pins_it(operator: User, offered: RemoteS
     assert FINGERPRINT not in done.content.decode()
 
 
-def test_scan_now_takes_the_servers_new_file_and_the_page_shows_it(operator: User, ftp: FtpServer) -> None:
+def test_scan_now_queues_the_scan_and_a_worker_takes_the_servers_new_file(
+    operator: User, ftp: FtpServer, eager_celery: None, django_capture_on_commit_callbacks: Any
+) -> None:
     source = source_for(ftp, name="utility-ftp")
-    response = _client(operator).post(f"/ingestion/sources/{source.name}/scan", follow=True)
-    assert _messages(response) == ["utility-ftp: 1 listed, 1 new file(s) taken, 0 still growing."]
+    client = _client(operator)
+    with django_capture_on_commit_callbacks(execute=True, using="ingestion"):
+        queued = client.post(f"/ingestion/sources/{source.name}/scan")
+        # Queued, not run: the request answered before the scan started.
+        assert (
+            not IngestedFile.objects.exists() and RemoteSource.objects.get(pk=source.pk).last_scan_at is None
+        )
+    assert queued.status_code == 302
+    assert queued["Location"] == "/ingestion/?scanned=utility-ftp#source-utility-ftp"
+    response = client.get(queued["Location"])
+    (message,) = _messages(response)
+    assert message.startswith("utility-ftp: scan queued.")
     row = IngestedFile.objects.get()
     assert (row.name, row.status, row.inserted) == ("2026-11-01_meter.slg_v2", "imported", 8)
     html = response.content.decode()
     assert f'data-file="{row.pk}"' in html and "last scan ok" in html
+
+
+def test_a_disabled_source_is_not_scanned(operator: User, offered: RemoteSource) -> None:
+    RemoteSource.objects.filter(pk=offered.pk).update(enabled=False)
+    response = _client(operator).post("/ingestion/sources/utility-sftp/scan", follow=True)
+    assert _messages(response) == ["utility-sftp is disabled; enable it before scanning it."]
 
 
 def test_reprocess_runs_a_kept_file_again(operator: User) -> None:
@@ -220,3 +275,15 @@ def test_the_ledger_is_paginated_and_filtered_by_status(operator: User) -> None:
 def test_a_file_page_that_does_not_exist_is_a_404_page(viewer: User) -> None:
     response = _client(viewer).get("/ingestion/files/999999/", HTTP_ACCEPT="text/html")
     assert response.status_code == 404 and "Page not found" in response.content.decode()
+
+
+def test_enabled_mqtt_brokers_are_shown_with_their_state(viewer: User, redis_clean: Any) -> None:
+    from ingestion.mqtt.models import Broker
+
+    html = _client(viewer).get(PAGE).content.decode()
+    assert "MQTT brokers" not in html  # none configured
+    Broker.objects.create(name="site-broker", host="127.0.0.1")
+    Broker.objects.create(name="old-broker", host="127.0.0.1", enabled=False)
+    html = _client(viewer).get(PAGE).content.decode()
+    assert 'data-broker="site-broker"' in html and 'data-broker="old-broker"' not in html
+    assert "the MQTT ingester has not reported in" in html and "not connected" in html

@@ -60,6 +60,13 @@ def test_a_bad_range_says_so_and_shows_something() -> None:
     long = span_of({"range": "custom", "from": "2020-01-01", "to": "2026-01-01"}, today)
     assert (long.after - long.first).days == 400 and long.errors
     assert span_of({"range": "day", "date": "25/10/2026"}, today).errors
+    # Days outside the horizon are refused before any bound is computed from them.
+    for far in ("9999-12-31", "0001-01-01", "2199-12-31"):
+        span = span_of({"range": "year", "date": far}, today)
+        assert span.errors and span.first == date(2026, 1, 1), far
+    far_custom = span_of({"range": "custom", "from": "1900-01-01", "to": "9999-12-31"}, today)
+    assert far_custom.first == today
+    assert len(far_custom.errors) == 2
 
 
 @pytest.mark.clock(AFTER_FIXED_DATES)
@@ -94,6 +101,10 @@ def test_today_is_live_and_an_unknown_room_is_404(browser: Client) -> None:
     config = config_of(browser.get("/rooms/lab/").content.decode())
     assert config["live"] is True
     assert Sensor.objects.count() == 0
+    for query in ("range=year&date=9999-12-31", "range=custom&from=2026-13-01", "resolution=1s&range=x"):
+        odd = browser.get(f"/rooms/lab/?{query}")
+        assert odd.status_code == 200, query
+        assert 'class="error"' in odd.content.decode(), query
     missing = browser.get("/rooms/nowhere/")
     assert missing.status_code == 404 and "No such room" in missing.content.decode()
 

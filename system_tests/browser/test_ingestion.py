@@ -103,3 +103,30 @@ def test_a_viewer_sees_no_scan_upload_or_reprocess_control_and_a_forged_post_is_
     assert response.status == 403
     assert "Only operators scan sources" in response.text()
     assert product.request("GET", "/api/v1/ingestion/files/")[1]["count"] == before
+
+
+def test_a_file_imported_elsewhere_reaches_the_open_ledger_live(product: Product, signed_in: Any) -> None:
+    session: Session = signed_in()
+    page = session.page
+    page.goto("/ingestion/")
+    page.wait_for_selector('[data-live-status][data-state="live"]')
+    boundary = "bt-live-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bt-live.slg_v2"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + corrupt_sample()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    status, answer = product.request(
+        "POST",
+        "/api/v1/ingestion/upload",
+        raw=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert status == 201, answer
+    row = page.locator(f'[data-file="{answer["id"]}"]')
+    expect(row.locator("[data-status]")).to_have_text("rejected", timeout=5000)
+    expect(row).to_contain_text("bt-live.slg_v2")
+    assert not session.errors, session.errors

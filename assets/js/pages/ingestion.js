@@ -1,6 +1,7 @@
 // The ingestion page and a file's page: drag and drop onto the upload form (the form works
 // without this script: choose a file, submit), and live updates from the feed's `ingestion`
 // messages (a file processed by a worker, a scan's files) into the ledger.
+import { api } from "../lib/api.js";
 import { startPage } from "../lib/page.js";
 
 const { config, feed } = startPage({ subscriptions: [{ type: "subscribe", all: true }] });
@@ -21,7 +22,7 @@ if (form) {
     }
     chosen.textContent =
       file.size > limit
-        ? `${file.name} is larger than this page takes (${limit.toLocaleString()} bytes).`
+        ? `${file.name} is larger than the upload limit (${limit.toLocaleString()} bytes).`
         : `${file.name}, ${file.size.toLocaleString()} bytes: ready to upload.`;
   };
   input.addEventListener("change", show);
@@ -83,6 +84,44 @@ async function refreshLedger() {
     const next = fresh.querySelector(`[data-ing-region="${region.dataset.ingRegion}"]`);
     if (next) region.replaceWith(document.importNode(next, true));
   }
+}
+
+// After "scan now" (the server queued the scan, `?scanned=<source>`): reload the regions every
+// few seconds until the source's last scan changes, at most for SCAN_WATCH_MS.
+const SCAN_POLL_MS = 3000;
+const SCAN_WATCH_MS = 120000;
+const scanned = new URLSearchParams(window.location.search).get("scanned");
+if (scanned && !config.file) {
+  const sourceNode = () => [...document.querySelectorAll("[data-source]")].find((n) => n.dataset.source === scanned);
+  const before = sourceNode()?.dataset.lastScan ?? "";
+  const until = Date.now() + SCAN_WATCH_MS;
+  const poll = async () => {
+    await refreshLedger().catch(() => {});
+    const node = sourceNode();
+    if (!node || (node.dataset.lastScan !== before && !("scanning" in node.dataset)) || Date.now() > until) return;
+    setTimeout(poll, SCAN_POLL_MS);
+  };
+  setTimeout(poll, SCAN_POLL_MS);
+}
+
+// A file's page while a worker has it: its outcome may come before the live feed is
+// connected, so the page also asks the API now and then (bounded) and reloads when it changes.
+const PENDING = ["queued", "downloaded", "processing"];
+if (config.file && PENDING.includes(config.file.status)) {
+  const until = Date.now() + 10 * 60 * 1000;
+  const check = async () => {
+    try {
+      const row = await api.get(`/api/v1/ingestion/files/${config.file.id}`);
+      if (row.status !== config.file.status) {
+        window.location.reload();
+        return;
+      }
+    } catch {
+      // a failed check is retried at the next one
+    }
+    if (Date.now() < until) setTimeout(check, 3000);
+  };
+  setTimeout(check, 1500);
 }
 
 if (feed) {
