@@ -1,6 +1,6 @@
 """The overview page in a real browser under load: first render, POST -> repaint, JS size, heap.
 
-Starts `manage.py run --no-beat` on a fresh PostgreSQL database (`--db`, default ed_bench_ui),
+Starts `manage.py run --no-beat` on a fresh PostgreSQL database of its own (`--db`, dropped at the end),
 registers `--rooms` rooms with `--sensors` sensors among them (power meters mostly, and CO2,
 temperature and humidity in each room), signs in in Debian's Chromium (Playwright, headless),
 then:
@@ -385,7 +385,9 @@ def report(args: argparse.Namespace, minutes: float, figures: Figures) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", default="ed_bench_ui")
+    # A database of this run's own (dropped at the end): two runs at once (two people, or a
+    # rerun while one is going) dropped each other's fixed-name database mid-run.
+    parser.add_argument("--db", default=f"ed_bench_ui_{os.getpid()}")
     parser.add_argument("--pg", default=PG)
     parser.add_argument("--rooms", type=int, default=200)
     parser.add_argument("--sensors", type=int, default=2000)
@@ -398,13 +400,28 @@ def main() -> None:
     )
     args = parser.parse_args()
     minutes = max(1.0, args.minutes)
+    figures = Figures()
+    database_url = fresh_database(args.db, args.pg)
+    try:
+        measure(args, minutes, database_url, figures)
+    finally:
+        drop_database(args.db, args.pg)
+    report(args, minutes, figures)
 
+
+def drop_database(name: str, pg: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def measure(args: argparse.Namespace, minutes: float, database_url: str, figures: Figures) -> None:
+    """Start the product, make the building, and take the figures in Chromium."""
     from playwright.sync_api import sync_playwright
 
     from system_tests.conftest import launch_chromium
 
-    figures = Figures()
-    database_url = fresh_database(args.db, args.pg)
     with tempfile.TemporaryDirectory(prefix="ed-bench-static-") as static:
         collect_static(Path(static))
         with running_product(
@@ -451,7 +468,6 @@ def main() -> None:
                     if at >= 0
                     else "no traceback logged"
                 )
-    report(args, minutes, figures)
 
 
 if __name__ == "__main__":
