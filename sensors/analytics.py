@@ -852,6 +852,27 @@ def energy_comparison(now: datetime | None = None) -> dict[str, Any]:
     return {"as_of": iso_z(now), "timezone": str(tz), "comparisons": comparisons}
 
 
+def energy_comparison_json() -> bytes:
+    """`energy_comparison` as JSON, computed at most once per ANALYTICS_SUMMARY_MAX_AGE seconds
+    (and again as soon as the aggregates of a day it reads change), like the summary: every
+    overview that loads asks for it."""
+    now = timezone.now()
+    max_age = settings.ANALYTICS_SUMMARY_MAX_AGE_S
+    if max_age <= 0:
+        return orjson.dumps(energy_comparison(now))
+    tz = building_tz()
+    today = now.astimezone(tz).date()
+    first = min(today.replace(day=1), today - timedelta(days=today.weekday() + 7))
+    year_ago = _month_start(today.year - 1, today.month)
+    year_ago_end = _month_start(today.year - 1 + today.month // 12, today.month % 12 + 1)
+    days = [
+        *local_days(local_day_bounds(first)[0], now),
+        *local_days(local_day_bounds(year_ago)[0], local_day_bounds(year_ago_end)[0]),
+    ]
+    slot = str(int(now.timestamp() // max_age))
+    return analytics_cache.cached("comparison", slot, days, lambda: orjson.dumps(energy_comparison(now)))
+
+
 def period_start(period: str, now: datetime) -> datetime:
     """The start of today, this week (Monday) or this month, local, as an instant."""
     today = now.astimezone(building_tz()).date()
