@@ -65,12 +65,28 @@ class StrictSlugField(serializers.SlugField):
         return super().to_internal_value(data)
 
 
+class NumberDecimalField(serializers.DecimalField):
+    """A decimal that is a JSON number both ways. DRF wrote it as a string ("12.50") and read a
+    number or a string, while the schema said string only: `{"area_m2": 0}` was a schema
+    violation the API accepted. A form's values are all text, so there a string is read."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("coerce_to_string", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        in_form = isinstance(getattr(self.root, "initial_data", None), QueryDict)
+        if isinstance(data, str | bool) and not in_form:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 _M = TypeVar("_M", bound=models.Model)
 
 
 class ModelSerializer(serializers.ModelSerializer[_M]):
-    """DRF's ModelSerializer with the model's instants as UTCDateTimeField and its text fields
-    taking text only (StrictCharField)."""
+    """DRF's ModelSerializer with the model's instants as UTCDateTimeField, its text fields
+    taking text only (StrictCharField) and its decimals as numbers (NumberDecimalField)."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
@@ -78,6 +94,7 @@ class ModelSerializer(serializers.ModelSerializer[_M]):
         models.CharField: StrictCharField,
         models.TextField: StrictCharField,
         models.SlugField: StrictSlugField,
+        models.DecimalField: NumberDecimalField,
     }
 
 

@@ -138,7 +138,8 @@ def _error_of(exc: BaseException, broker: str) -> tuple[str, str]:
         return "connect", f"broker {broker} refused the connection (is it running?)"
     if isinstance(exc, TimeoutError):
         return "connect", f"broker {broker} did not answer in time"
-    return "connect", f"cannot connect to broker {broker}: {exc.strerror or exc}"  # type: ignore[attr-defined]
+    reason = exc.strerror if isinstance(exc, OSError) else None
+    return "connect", f"cannot connect to broker {broker}: {reason or exc}"
 
 
 @dataclass
@@ -210,6 +211,7 @@ class Connection:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._host, self._port = broker.host, broker.effective_port
+        self.tls = broker.tls
         return client
 
     def start(self) -> None:
@@ -270,6 +272,14 @@ class Connection:
             self.epoch += 1
         if was and reason.is_failure:
             self.error_kind, self.error = "connect", f"lost the connection to broker {self.name}: {reason}"
+            logger.warning("%s", self.error)
+        elif not was and not self.error:
+            # Closed before its CONNACK: with TLS 1.3 a broker refuses a missing or unknown client
+            # certificate only after the handshake, by closing the connection.
+            self.error_kind = "tls" if self.tls else "connect"
+            self.error = f"broker {self.name} closed the connection before accepting it ({reason})"
+            if self.tls:
+                self.error += "; does it require a client certificate this one does not have?"
             logger.warning("%s", self.error)
 
     def _on_subscribe(
@@ -430,6 +440,9 @@ class Ingester:
         self._config: Any = None
         self._stamps_acked: deque[tuple[float, Connection, int, list[str]]] = deque()
         self._on_stored = on_stored
+        # Brokers whose client could not be made (a TLS file missing or unreadable): broker name
+        # -> why, shown on /health until the broker is changed.
+        self.unusable: dict[str, str] = {}
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -451,6 +464,7 @@ class Ingester:
             return
         self._config = config
         wanted = {b.pk: b for b in brokers}
+        self.unusable = {name: e for name, e in self.unusable.items() if name in {b.name for b in brokers}}
         for pk in list(self.connections):
             conn = self.connections[pk]
             broker = wanted.get(pk)
@@ -463,9 +477,11 @@ class Ingester:
             if conn is None:
                 try:
                     conn = Connection(broker, mappings[pk], self.inbox)
-                except (ValueError, OSError) as exc:
+                except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
                     logger.error("broker %s cannot be used: %s", broker.name, exc)
+                    self.unusable[broker.name] = f"broker {broker.name} cannot be used: {exc}"
                     continue
+                self.unusable.pop(broker.name, None)
                 self.connections[pk] = conn
                 conn.start()
                 logger.info("broker %s: connecting to %s:%s", broker.name, broker.host, broker.effective_port)
@@ -720,12 +736,33 @@ class Ingester:
     def publish_state(self) -> None:
         """Each broker's state in Redis, for /health."""
         states = [conn.state() for conn in self.connections.values()]
+        for name, error in self.unusable.items():
+            states.append(_unusable_state(name, error))
         if not states:
             return
         try:
             state.write(states)
         except Exception as exc:  # /health then shows the ingester as gone
             logger.warning("cannot write the MQTT state to Redis: %s", exc)
+
+
+def _unusable_state(name: str, error: str) -> dict[str, Any]:
+    """The state of a broker whose client could not be made."""
+    return {
+        "broker": name,
+        "pid": os.getpid(),
+        "at": time.time(),
+        "connected": False,
+        "connected_since": None,
+        "error": error,
+        "error_kind": "config",
+        "last_message_at": None,
+        **dict.fromkeys(
+            ("messages_in", "readings_stored", "duplicates", "rejected", "malformed", "unknown_sensors"), 0
+        ),
+        "unknown_topics": 0,
+        "mappings": 0,
+    }
 
 
 __all__ = ["IGNORED", "Ingester"]

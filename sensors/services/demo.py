@@ -336,7 +336,7 @@ def simulate(
         batch = [
             {"sensor_id": sensor_id, "metric": metric, "timestamp": stamp, "value": value}
             for sensor_id, (metric, value) in building.values(moment, step_s, rng, {}).items()
-            if last_seen[sensor_id] is None or moment > last_seen[sensor_id]
+            if (seen := last_seen[sensor_id]) is None or moment > seen
         ]
         if not batch:
             continue

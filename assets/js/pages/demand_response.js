@@ -18,6 +18,8 @@ const STATUS_TEXT = {
   completed: "Completed",
   cancelled: "Cancelled",
 };
+// An axis label with the decimals its step needs (0.5 kW steps must not all read "1").
+const tick = (v) => number(v, Number.isInteger(v) ? 0 : Number.isInteger(Math.round(v * 1e6) / 1e5) ? 1 : 2);
 const kw = (value) => (value === null || value === undefined ? "–" : `${number(value, 1)} kW`);
 
 // --- The events' timeline: each event's target and delivered kW over its window ------------
@@ -46,7 +48,7 @@ function timelineOption() {
       type: "time",
       axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => `${dateTime(v)}` },
     }),
-    yAxis: axis(p, { type: "value", name: "kW", axisLabel: { color: p.muted, formatter: (v) => number(v, 0) } }),
+    yAxis: axis(p, { type: "value", name: "kW", axisLabel: { color: p.muted, formatter: tick } }),
     tooltip: { trigger: "axis", valueFormatter: kw },
     series: [
       {
@@ -112,7 +114,7 @@ if (reportNode && config.intervals) {
     (p) => ({
       legend: { top: 0, textStyle: { color: p.text } },
       xAxis: axis(p, { type: "time", axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => time(v) } }),
-      yAxis: axis(p, { type: "value", name: "kW", scale: true, axisLabel: { color: p.muted, formatter: (v) => number(v, 0) } }),
+      yAxis: axis(p, { type: "value", name: "kW", scale: true, axisLabel: { color: p.muted, formatter: tick } }),
       tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : `${number(v, 2)} kW`) },
       series: [
         {
