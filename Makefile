@@ -58,15 +58,17 @@ run: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP)
 
 ## make system-deps: what the tests need that pip cannot install, from Debian's packages (needs
 ## root or sudo the first time): OpenSSH's sshd, which the SFTP tests start on a high loopback
-## port, and Chromium, which the browser tests drive through Playwright.
-SYSTEM_PACKAGES := openssh-server chromium fonts-dejavu-core
+## port, Mosquitto, which the MQTT tests start likewise, and Chromium, which the browser tests
+## drive through Playwright.
+SYSTEM_PACKAGES := openssh-server mosquitto chromium fonts-dejavu-core
 system-deps:
 	@missing=""; \
 	command -v /usr/sbin/sshd >/dev/null || missing="$$missing openssh-server"; \
+	command -v /usr/sbin/mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  echo "installing$$missing (for the SFTP and browser tests)"; \
+	  echo "installing$$missing (for the SFTP, MQTT and browser tests)"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends $$missing >/dev/null; \
 	  : "the package may start a system sshd on port 22, which the tests do not need: stop that one"; \
@@ -121,12 +123,15 @@ test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL -u INGESTION_DATABASE_URL \
 	    DATABASE_URL=$(PG_URL) REDIS_URL=$(PG_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make lint: ruff (lint + format check), migrations up to date, module boundaries.
+## make lint: ruff (lint + format check), migrations up to date, module boundaries, types
+## (mypy with the django-stubs and DRF plugins, configured in pyproject.toml; the plugin's view of
+## settings.py is cached: after changing settings, `rm -rf .mypy_cache` if mypy disagrees).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -146,4 +151,4 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python bench/http_baseline.py
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache static/dist node_modules
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache static/dist node_modules

@@ -67,7 +67,7 @@ class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
     list_filter = ["attempt_time", LockedOutFilter, "path_info"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return (
+        attempts: QuerySet[Any] = (
             super()
             .get_queryset(request)
             .annotate(
@@ -75,6 +75,7 @@ class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
                 address_failures=_failures_within_cool_off("ip_address"),
             )
         )
+        return attempts
 
     @admin.display(description="lockout")
     def lockout(self, obj: Any) -> str:
@@ -92,7 +93,8 @@ class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
 
     @admin.display(description="counts until")
     def counts_until(self, obj: Any) -> datetime:
-        return obj.attempt_time + settings.AXES_COOLOFF_TIME
+        until: datetime = obj.attempt_time + settings.AXES_COOLOFF_TIME
+        return until
 
 
 if admin.site.is_registered(AccessAttempt):

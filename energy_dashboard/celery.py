@@ -21,7 +21,7 @@ app.autodiscover_tasks()
 class WorkerHeartbeat(bootsteps.StartStopStep):
     """Writes this worker's heartbeat to Redis on a timer, for /health and the overview."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         self.tref: Any = None

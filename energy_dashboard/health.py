@@ -89,7 +89,7 @@ def health() -> tuple[bool, dict[str, Any]]:
     """Every check; healthy only when all pass."""
     databases = database_checks()
     redis_state = redis_check()
-    processes = (
+    processes: dict[str, dict[str, Any]] = (
         process_checks()
         if redis_state["ok"]
         else {

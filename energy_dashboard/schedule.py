@@ -153,7 +153,7 @@ def sync_schedule(*, using: str = "default") -> dict[str, str]:
                 continue
             marker = _MARKER.search(task.description or "")
             untouched = marker is not None and _current(task) == marker.group("value")
-            if untouched and marker.group("value") != job.default:
+            if untouched and marker is not None and marker.group("value") != job.default:
                 _apply(task, job)
                 task.save()
                 done[job.name] = "updated"

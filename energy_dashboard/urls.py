@@ -1,13 +1,13 @@
 """URL map: the service description, /health, the API under /api/v1/, the admin."""
 
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from energy_dashboard import views
 from energy_dashboard.core import exceptions
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", views.ApiRootView.as_view(), name="api-root"),
     path("overview", views.OverviewView.as_view(), name="overview"),
     path("auth/token/", views.TokenView.as_view(), name="auth-token"),

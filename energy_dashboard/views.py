@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from axes.helpers import get_client_username
@@ -83,7 +84,7 @@ class ApiRootView(APIView):
         )
 
 
-class OverviewSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class OverviewSerializer(serializers.Serializer[Any]):
     """Counts per module and the state of the background processes."""
 
     version = serializers.CharField()
@@ -125,10 +126,10 @@ def lockout_retry_after(request: HttpRequest | Request, credentials: dict[str, A
     """Seconds until a login lockout has surely ended (its records' last failure + the cool-off)."""
     username = get_client_username(request, credentials)
     address = getattr(request, "axes_ip_address", None)
-    latest = AccessAttempt.objects.filter(Q(username=username) | Q(ip_address=address)).aggregate(
-        at=Max("attempt_time")
-    )["at"]
-    cool_off = settings.AXES_COOLOFF_TIME
+    latest: datetime | None = AccessAttempt.objects.filter(
+        Q(username=username) | Q(ip_address=address)
+    ).aggregate(at=Max("attempt_time"))["at"]
+    cool_off: timedelta = settings.AXES_COOLOFF_TIME
     if latest is None:
         return math.ceil(cool_off.total_seconds())
     return max(1, math.ceil((latest + cool_off - timezone.now()).total_seconds()))

@@ -1,5 +1,7 @@
 """The demo building's meter files: the utility's daily SLG v2 files of the car park's own
-supply (a delivery point of its own, not behind the building's main meter), made with the
+supply (a delivery point of its own, not behind the building's main meter) for a few days of
+last season, as a backfill would bring them (days outside every comparison the overview makes:
+a supply whose data starts yesterday would make today look smaller than yesterday), made with the
 project's writer (`slg.write_slg`) and taken through the pipeline as a local file would be
 (`file_take`, then `file_process`), and one corrupt file, rejected whole with its errors'
 line numbers, as an operator would find it in the ledger.
@@ -23,8 +25,10 @@ from ingestion.services import file_process, file_take
 # The car park's delivery point: PT, 16 digits, 2 letters (docs/formats/slg_v2.md).
 DEMO_CPE = "PT0002000099887766DM"
 DEMO_SENDER = "DEMOUTIL"
-# Daily files of the last complete local days.
+# Daily files of DAYS local days, the last one DAYS_AGO days before today: older than this month
+# and the last two weeks, younger than the raw readings' retention (90 days by default).
 DAYS = 3
+DAYS_AGO = 60
 # A detail line in the rejected file: 2 + 20 (CPE) + 8 (date) characters, then the time.
 _TIME_AT = 30
 
@@ -65,7 +69,7 @@ def _corrupt(content: bytes) -> bytes:
 def demo_files_load(*, now: datetime | None = None, tz: ZoneInfo) -> dict[str, int]:
     """Import the demo's files that the ledger does not hold yet (by name; idempotent)."""
     today = (now or timezone.now()).astimezone(tz).date()
-    days = [today - timedelta(days=n) for n in range(DAYS, 0, -1)]
+    days = [today - timedelta(days=DAYS_AGO + n) for n in range(DAYS - 1, -1, -1)]
     wanted = [(f"DEMO_{DEMO_CPE}_{day:%Y%m%d}.slg_v2", _file(day, tz)) for day in days]
     # The last day's file again, as a transfer that garbled two records.
     wanted.append((f"DEMO_{DEMO_CPE}_{days[-1]:%Y%m%d}_resent.slg_v2", _corrupt(wanted[-1][1])))

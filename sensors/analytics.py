@@ -726,8 +726,10 @@ QUARTER = timedelta(minutes=15)
 # The breakdown lists at most this many sub-meters under each meter (the largest first); the
 # others are summed in one line, so a main meter with a thousand sub-meters stays readable.
 BREAKDOWN_MAX_CHILDREN = 12
-# ... and at most this many top-level meters without sub-meters (the rest summed likewise).
+# ... and at most this many top-level meters without sub-meters, and hierarchies (the rest
+# summed likewise).
 BREAKDOWN_MAX_STANDALONE = 12
+BREAKDOWN_MAX_TREES = 6
 PERIODS = ("today", "week", "month")
 
 
@@ -871,7 +873,8 @@ def _rest(nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
 def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict[str, Any]:
     """Where the building's energy of a period (today, this week, this month; local) went.
 
-    - `meters`: each meter hierarchy (a top-level meter with sub-meters), every level with its
+    - `meters`: the largest BREAKDOWN_MAX_TREES meter hierarchies (a top-level meter with
+      sub-meters; `meters_more` sums the others), every level with its
       kWh, its sub-meters (the largest BREAKDOWN_MAX_CHILDREN; `more` sums the others) and its
       `unmetered_kwh`: what it measured beyond its sub-meters (negative when they measured
       more: a meter missing data, or wired wrong; `unmetered_negative` says so);
@@ -951,7 +954,8 @@ def energy_breakdown(period: str = "today", now: datetime | None = None) -> dict
         "end": local_iso(now),
         "timezone": str(building_tz()),
         "total_kwh": tree.top_level_total((pk, kwh) for pk, _, kwh in rows) if rows else None,
-        "meters": with_subs,
+        "meters": with_subs[:BREAKDOWN_MAX_TREES],
+        "meters_more": _rest(with_subs[BREAKDOWN_MAX_TREES:]),
         "standalone": standalone[:BREAKDOWN_MAX_STANDALONE],
         "standalone_more": _rest(standalone[BREAKDOWN_MAX_STANDALONE:]),
         "by_room": [{"room": room, "energy_kwh": kwh} for room, kwh in by_room],

@@ -222,7 +222,9 @@ class IngestRefused(serializers.Serializer[Any]):
 
     message = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+    # (DRF's metaclass takes declared fields off the class: this does not shadow
+    # Serializer.errors, as django-stubs' view of the class says.)
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)  # type: ignore[assignment]
     accepted = serializers.IntegerField(required=False)
     duplicates = serializers.IntegerField(required=False)
     conflicts = serializers.IntegerField(required=False)
@@ -254,6 +256,38 @@ class EnergyQuery(QuerySerializer):
             raise serializers.ValidationError({"start": "start must be before end."})
         check_rollup_range(attrs["start"], attrs["end"], attrs["interval"], max(series, 1))
         return attrs
+
+
+class EnergyPoint(serializers.Serializer[Any]):
+    """One interval's energy; `start` in the building's time zone, with its offset."""
+
+    start = serializers.DateTimeField()
+    energy_kwh = serializers.FloatField()
+
+
+class EnergySeriesOut(serializers.Serializer[Any]):
+    """One series: a room's, a sensor's, or the whole building's (`building`: every sensor's
+    energy, those in no room too); exactly one of `room`, `sensor`, `building` is given."""
+
+    room = serializers.CharField(required=False)
+    sensor = serializers.CharField(required=False)
+    building = serializers.CharField(required=False)
+    total_kwh = serializers.FloatField()
+    points = EnergyPoint(many=True)
+
+
+class EnergyReport(serializers.Serializer[Any]):
+    """The answer of GET /analytics/energy (JSON; `?format=csv` has the same rows)."""
+
+    interval = serializers.ChoiceField(choices=["15m", "1h", "1d", "1w", "1M"])
+    timezone = serializers.CharField(help_text="The building's (TIME_ZONE): local days, weeks, months.")
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    scope = serializers.ChoiceField(
+        choices=["selection", "building"],
+        help_text="`building` when no room and no sensor was named: one series, the whole building.",
+    )
+    series = EnergySeriesOut(many=True)
 
 
 class DataQuery(serializers.Serializer[Any]):

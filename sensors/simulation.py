@@ -17,9 +17,10 @@ from sensors.analytics import default_metric
 from sensors.models import Metric, Sensor
 
 
-def _occupancy_share(moment: datetime, seed: int) -> float:
-    """0..1: how full the room is, by the building's clock (weekdays 08-18, a lunch dip)."""
-    local = moment.astimezone(building_tz())
+def _occupancy_share(moment: datetime, seed: int, local: datetime | None = None) -> float:
+    """0..1: how full the room is, by the building's clock (weekdays 08-18, a lunch dip);
+    `local` is `moment` in the building's zone, when the caller has it already."""
+    local = local or moment.astimezone(building_tz())
     hour = local.hour + local.minute / 60.0
     if local.weekday() >= 5:
         return 0.05
@@ -31,19 +32,30 @@ def _occupancy_share(moment: datetime, seed: int) -> float:
     return max(0.0, ramp) * lunch
 
 
-def building_occupancy(moment: datetime) -> float:
+def building_occupancy(moment: datetime, local: datetime | None = None) -> float:
     """0..1: how full the building is (its common loads follow it), by the building's clock."""
-    return _occupancy_share(moment, 0)
+    return _occupancy_share(moment, 0, local)
 
 
-def value_for(sensor: Sensor, metric: str, moment: datetime, interval_s: float, rng: random.Random) -> float:
-    """A plausible value of `metric` for `sensor` at `moment` (energy: the interval starting at it)."""
+def value_for(
+    sensor: Sensor,
+    metric: str,
+    moment: datetime,
+    interval_s: float,
+    rng: random.Random,
+    *,
+    local: datetime | None = None,
+) -> float:
+    """A plausible value of `metric` for `sensor` at `moment` (energy: the interval starting at
+    it). `local`: `moment` in the building's zone, when the caller has it (a history of many
+    sensors converts each instant once)."""
+    local = local or moment.astimezone(building_tz())
     seed = zlib.crc32(sensor.sensor_id.encode())
-    busy = _occupancy_share(moment, seed)
+    busy = _occupancy_share(moment, seed, local)
     capacity = (sensor.room.capacity if sensor.room and sensor.room.capacity else 8) or 8
     base_w = 150.0 + (seed % 400)
     power = base_w + busy * (120.0 * capacity) + rng.gauss(0, base_w * 0.03)
-    hour = moment.astimezone(building_tz()).hour + moment.minute / 60.0
+    hour = local.hour + moment.minute / 60.0
     if metric == Metric.POWER:
         return max(0.0, power)
     if metric == Metric.ENERGY:

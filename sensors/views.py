@@ -30,6 +30,7 @@ from sensors.serializers import (
     BreakdownQuery,
     DataQuery,
     EnergyQuery,
+    EnergyReport,
     IngestRefused,
     IngestSummary,
     ReadingsBatch,
@@ -222,7 +223,7 @@ class AnalyticsEnergyView(APIView):
 
     @extend_schema(
         parameters=[EnergyQuery],
-        responses=OpenApiTypes.OBJECT,
+        responses={(200, "application/json"): EnergyReport, (200, "text/csv"): OpenApiTypes.STR},
         description="kWh per interval of each room and sensor named, or of the whole building (every "
         "sensor's energy, those in no room too: `scope` is `building`) when none is. At most "
         "ANALYTICS_MAX_POINTS points (buckets x series) over ANALYTICS_MAX_RANGE_DAYS days.",

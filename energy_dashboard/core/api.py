@@ -35,9 +35,12 @@ class UTCDateTimeField(serializers.DateTimeField):
     schema's `date-time`) has no form for. Input is read as DRF reads it (naive = building time).
     """
 
-    def to_representation(self, value: datetime | str | None) -> str | None:
-        if not value or isinstance(value, str):
-            return value or None
+    # None for no value, as DRF's own DateTimeField gives (its stubs say str).
+    def to_representation(self, value: datetime | str | None) -> str | None:  # type: ignore[override]
+        if not value:
+            return None
+        if isinstance(value, str):
+            return value
         if timezone.is_naive(value):
             value = timezone.make_aware(value, building_tz())
         return iso_z(value)
@@ -62,12 +65,28 @@ class StrictSlugField(serializers.SlugField):
         return super().to_internal_value(data)
 
 
+class NumberDecimalField(serializers.DecimalField):
+    """A decimal that is a JSON number both ways. DRF wrote it as a string ("12.50") and read a
+    number or a string, while the schema said string only: `{"area_m2": 0}` was a schema
+    violation the API accepted. A form's values are all text, so there a string is read."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("coerce_to_string", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        in_form = isinstance(getattr(self.root, "initial_data", None), QueryDict)
+        if isinstance(data, str | bool) and not in_form:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 _M = TypeVar("_M", bound=models.Model)
 
 
 class ModelSerializer(serializers.ModelSerializer[_M]):
-    """DRF's ModelSerializer with the model's instants as UTCDateTimeField and its text fields
-    taking text only (StrictCharField)."""
+    """DRF's ModelSerializer with the model's instants as UTCDateTimeField, its text fields
+    taking text only (StrictCharField) and its decimals as numbers (NumberDecimalField)."""
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
@@ -75,6 +94,7 @@ class ModelSerializer(serializers.ModelSerializer[_M]):
         models.CharField: StrictCharField,
         models.TextField: StrictCharField,
         models.SlugField: StrictSlugField,
+        models.DecimalField: NumberDecimalField,
     }
 
 
@@ -175,7 +195,8 @@ class StrictFilterBackend(DjangoFilterBackend):
     """django-filter's backend, refusing an empty value of any filter that is not free text and
     a boolean filter's value other than true / false (BOOLEANS)."""
 
-    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:
+    # DRF hands a filter backend its Request (django-filter's stubs say HttpRequest).
+    def filter_queryset(self, request: Request, queryset: QuerySet[Any], view: Any) -> QuerySet[Any]:  # type: ignore[override]
         filterset_class = self.get_filterset_class(view, queryset)
         if filterset_class is not None:
             errors: dict[str, list[str]] = {}
@@ -188,7 +209,7 @@ class StrictFilterBackend(DjangoFilterBackend):
                         errors[name] = [f"{name} {EMPTY}"]
             if errors:
                 raise ValidationError(errors)
-        return super().filter_queryset(request, queryset, view)  # type: ignore[no-any-return]
+        return super().filter_queryset(request, queryset, view)
 
 
 class QuerySerializer(serializers.Serializer[Any]):

@@ -20,7 +20,9 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
     message = serializers.CharField(help_text="What went wrong, in one sentence.")
     code = serializers.CharField(help_text="Stable for programs: `invalid`, `not_found`, `conflict`...")
-    errors = serializers.DictField(
+    # Only a description of the body: DRF's metaclass takes declared fields off the class, so
+    # this does not shadow Serializer.errors as django-stubs' view of the class says.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.JSONField(),
         required=False,
         help_text="Validation errors only: the messages per field (nested as the body is).",

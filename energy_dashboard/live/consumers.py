@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -21,6 +21,9 @@ from energy_dashboard.live.transport import (
     attach_flow_control,
     error_message,
 )
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ class LiveConsumer(AuthenticatedJsonConsumer):
     _ended = False
     _closer: asyncio.Task[None] | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: _ChannelScope, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -69,7 +72,9 @@ class LiveConsumer(AuthenticatedJsonConsumer):
         attach_flow_control(self.base_send, self.outbox)
         self.writer = asyncio.ensure_future(self.outbox.run())
         self.writer.add_done_callback(self._writer_done)
-        self._queue({"type": "welcome", "user": self.scope["user"].get_username()})
+        user = self.scope["user"]
+        assert user is not None  # authenticated: AuthenticatedJsonConsumer closed it otherwise
+        self._queue({"type": "welcome", "user": user.get_username()})
 
     async def _write(self, text: str) -> None:
         await self.send(text_data=text)

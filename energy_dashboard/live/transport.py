@@ -10,7 +10,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Required, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 from urllib.parse import urlparse
 
 from channels.auth import AuthMiddlewareStack
@@ -22,6 +22,9 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import validate_host
 
 from energy_dashboard.core import roles
+
+if TYPE_CHECKING:
+    from channels.consumer import _ChannelScope
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class OriginCheck:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(self, scope: _ChannelScope, receive: Any, send: Any) -> Any:
         origin = next((v for k, v in scope.get("headers", []) if k == b"origin"), None)
         if origin is not None:
             host = urlparse(origin.decode("latin1")).hostname or ""
@@ -93,7 +96,7 @@ def websocket_auth_stack(app: Any) -> Any:
     return OriginCheck(AuthMiddlewareStack(TokenAuthMiddleware(app)))
 
 
-class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     """A JSON consumer that closes anonymous connections with 4401, and users with no role with 4403.
 
     The handshake is accepted first so that the client sees the close code: a refused
@@ -301,7 +304,7 @@ def attach_flow_control(base_send: Any, outbox: Outbox) -> bool:
         send = getattr(getattr(send, "__self__", None), "real_send", None)
         if send is None:
             break
-    transport = getattr(protocol, "transport", None)
+    transport: Any = getattr(protocol, "transport", None)  # Twisted's, untyped
     register = getattr(transport, "registerProducer", None)
     if register is None:
         return False

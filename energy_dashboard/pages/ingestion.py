@@ -163,7 +163,7 @@ class _CappedUpload(TemporaryFileUploadHandler):
         if self.received > self.limit:
             self.too_large = True
             return None  # the rest of the file is read and dropped; nothing is kept
-        return super().receive_data_chunk(raw_data, start)  # type: ignore[no-any-return]
+        return super().receive_data_chunk(raw_data, start)
 
     def file_complete(self, file_size: int) -> Any:
         if self.too_large:

@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import orjson
 from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -23,6 +24,8 @@ from sensors import services as sensors_services
 
 # Pending invitations listed (the soonest deadlines first); the DR page lists them all.
 INVITATIONS_SHOWN = 5
+# Rooms in the breakdown's per-room list (the largest shares); the others are summed.
+ROOMS_SHOWN = 10
 # Stale or faulty sensors named on a room's card; the others are counted.
 STALE_SHOWN = 3
 COMFORT_LABELS = {"co2": "CO₂", "temperature": "Temperature", "humidity": "Humidity"}
@@ -163,12 +166,16 @@ def _compared(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
             said = {"direction": "none", "symbol": "", "words": ""}
         elif abs(pct) < 0.5:
             said = {"direction": "same", "symbol": "=", "words": "about the same as"}
+        elif pct >= 1000:  # "79007% more" reads as noise: the previous span barely had data
+            said = {"direction": "up", "symbol": "▲", "words": f"{pct / 100 + 1:.0f} times as much as"}
         elif change > 0:
             said = {"direction": "up", "symbol": "▲", "words": f"{abs(pct):.0f}% more than"}
         else:
             said = {"direction": "down", "symbol": "▼", "words": f"{abs(pct):.0f}% less than"}
         # The local clock time both spans are cut at ("HH:MM" of the ISO local time).
-        out.append({**c, **said, "cut_at": c["current"]["end"][11:16]})
+        # "yesterday", "last week", but "December 2025" (a month's name keeps its capital).
+        phrase = c["previous_label"] if c["period"] == "month" else c["previous_label"].lower()
+        out.append({**c, **said, "previous_phrase": phrase, "cut_at": c["current"]["end"][11:16]})
     return out
 
 
@@ -177,7 +184,9 @@ def overview(request: HttpRequest) -> HttpResponse:
     """The building at a glance: power now and over the last hour, energy against the past,
     the meter breakdown, rooms, demand response and the meter files."""
     now = timezone.now()
-    summary = sensors_services.analytics_summary(now)
+    # The summary every dashboard polls, from its cache (at most ANALYTICS_SUMMARY_MAX_AGE_S
+    # old: its "as of" says when): most of a page's first render otherwise.
+    summary = orjson.loads(sensors_services.analytics_summary_json())
     comparison = sensors_services.energy_comparison(now)
     breakdown = sensors_services.energy_breakdown("today", now)
     live = sensors_services.overview_live(now)
@@ -207,6 +216,11 @@ def overview(request: HttpRequest) -> HttpResponse:
             "comparisons": _compared(comparison["comparisons"]),
             "breakdown": breakdown,
             "breakdown_max": max([r["energy_kwh"] for r in breakdown["by_room"]] + [0.0]) or 1.0,
+            "rooms_shown": breakdown["by_room"][:ROOMS_SHOWN],
+            "rooms_more": {
+                "rooms": len(breakdown["by_room"][ROOMS_SHOWN:]),
+                "energy_kwh": sum(r["energy_kwh"] for r in breakdown["by_room"][ROOMS_SHOWN:]),
+            },
             "rooms": cards,
             "dr": _dr(now),
             "ingestion": ingestion,

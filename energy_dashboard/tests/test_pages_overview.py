@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -27,7 +28,7 @@ def page(client: Client) -> str:
     return response.content.decode()
 
 
-def config(html: str) -> dict:
+def config(html: str) -> dict[str, Any]:
     found = re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html, re.S)
     assert found
     return json.loads(found.group(1))
@@ -43,7 +44,7 @@ def test_an_empty_building_says_what_to_do(viewer_client: Client) -> None:
     assert "No invitation waiting for an answer" in html
 
 
-def _readings(sensor: str, metric: str, value: float, minutes: list[int]) -> list[dict]:
+def _readings(sensor: str, metric: str, value: float, minutes: list[int]) -> list[dict[str, Any]]:
     now = timezone.now()
     return [
         {
@@ -81,7 +82,7 @@ def test_a_building_shows_its_figures_breakdown_and_rooms(viewer_client: Client)
     assert 'data-comparison="day"' in html and 'data-comparison="month"' in html
     assert "Unmetered remainder" in html and "Main meter" in html
     assert re.search(r'data-remainder="main".*?2\.0 kWh', html, re.S)
-    assert "1400 ppm" in html and "high (above 1000)" in html
+    assert "1,400 ppm" in html and "high (above 1000)" in html
     assert "22.0 °C" in html and "in band" in html
     live = config(html)
     assert live["parents"] == {"lab-meter": {"part_of": "main", "parent_room": None}}

@@ -3,13 +3,18 @@ can read every answer, errors included, and every parameter it documents is chec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import jsonschema
 import pytest
 from django.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from energy_dashboard.core.api import UTCDateTimeField
 from sensors import services
 from sensors.models import Room
 
@@ -76,7 +81,11 @@ def test_a_reading_batch_refused_whole_answers_as_its_400_is_documented(
     ref = documented["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     component = schema["components"]["schemas"][ref]
     services.sensor_register(sensor_id="s-1", kind="power")
-    for body in ({"readings": []}, {"readings": [{"sensor_id": "s-1", "value": "x"}]}):
+    bodies: tuple[dict[str, Any], ...] = (
+        {"readings": []},
+        {"readings": [{"sensor_id": "s-1", "value": "x"}]},
+    )
+    for body in bodies:
         answer = operator_api.post("/api/v1/readings", body, format="json")
         assert answer.status_code == 400
         data = answer.json()
@@ -218,3 +227,79 @@ def test_an_unknown_api_path_is_a_404_for_writes_with_a_session_too(operator: An
     answer = client.patch("/api/v1/sensors/%C2%84/", {}, content_type="application/json")
     assert answer.status_code == 404
     assert answer.json()["code"] == "not_found"
+
+
+# RFC 3339's date-time (the schema's format): an offset in hours and minutes only, or Z.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset=st.one_of(
+        st.sampled_from([timedelta(0), -timedelta(minutes=36, seconds=45), timedelta(hours=14)]),
+        st.timedeltas(min_value=-timedelta(hours=23), max_value=timedelta(hours=23)),
+    ),
+)
+def test_any_instant_is_written_as_rfc3339_utc(moment: datetime, offset: timedelta) -> None:
+    aware = moment.replace(tzinfo=timezone(offset))
+    written = UTCDateTimeField().to_representation(aware)
+    assert written is not None and RFC3339.match(written), written
+    assert datetime.fromisoformat(written) == aware
+
+
+def test_a_decimal_is_a_number_both_ways(operator_api: APIClient) -> None:
+    schema = operator_api.get("/api/v1/schema/?format=json").json()
+    area = schema["components"]["schemas"]["Room"]["properties"]["area_m2"]
+    assert area["type"] == "number"
+    created = operator_api.post("/api/v1/rooms/", {"name": "r-1", "area_m2": 12.5}, format="json")
+    assert created.status_code == 201 and created.json()["area_m2"] == 12.5
+    # The schema says number: a string is refused in JSON (a form's fields are all text).
+    refused = operator_api.patch("/api/v1/rooms/r-1", {"area_m2": "13"}, format="json")
+    assert refused.status_code == 400 and list(refused.json()["errors"]) == ["area_m2"]
+    form = operator_api.patch("/api/v1/rooms/r-1", {"area_m2": "13"}, format="multipart")
+    assert form.status_code == 200 and form.json()["area_m2"] == 13
+
+
+def test_energy_with_no_rooms_or_sensors_is_the_building_as_documented(
+    viewer_api: APIClient, schema: dict[str, Any]
+) -> None:
+    """Issue 14: no `rooms` and no `sensors` is the whole building, and the schema says so."""
+    services.sensor_register(sensor_id="m-1", kind="energy_meter")
+    operation = schema["paths"]["/api/v1/analytics/energy"]["get"]
+    assert "whole building" in operation["description"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert not parameters["rooms"].get("required") and not parameters["sensors"].get("required")
+    answer = viewer_api.get("/api/v1/analytics/energy", HTTP_ACCEPT="application/json")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["scope"] == "building" and [set(s) for s in body["series"]] == [
+        {"building", "total_kwh", "points"}
+    ]
+    documented = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**documented, "components": schema["components"]})
+
+
+def test_request_bodies_have_components_of_their_own(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    # A request names no read-only field, and a required text field may not be blank.
+    assert "created_at" not in components["RoomRequest"]["properties"]
+    assert components["RoomRequest"]["properties"]["name"]["minLength"] == 1
+    assert components["RemoteSourceRequest"]["properties"]["host"]["minLength"] == 1
+    body = schema["paths"]["/api/v1/rooms/"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/RoomRequest"
+
+
+def test_a_multipart_body_without_a_named_part_is_a_400(operator_api: APIClient) -> None:
+    services.room_create(name="r-1", floor="2")
+    boundary = "11bfe68dfb51f4628d37768d64916d66"
+    garbage = f"--{boundary}\r\n-6.959221139571464e+16--{boundary}--\r\n"
+    content_type = f"multipart/form-data; boundary={boundary}"
+    answer = operator_api.generic("PATCH", "/api/v1/rooms/r-1", garbage, content_type=content_type)
+    assert answer.status_code == 400, answer.content
+    assert "no part is a named field" in answer.json()["message"]
+    # An empty form (the closing boundary alone) is still an empty PATCH.
+    empty = operator_api.generic(
+        "PATCH", "/api/v1/rooms/r-1", f"--{boundary}--\r\n", content_type=content_type
+    )
+    assert empty.status_code == 200 and empty.json()["floor"] == "2"

@@ -138,7 +138,8 @@ def _error_of(exc: BaseException, broker: str) -> tuple[str, str]:
         return "connect", f"broker {broker} refused the connection (is it running?)"
     if isinstance(exc, TimeoutError):
         return "connect", f"broker {broker} did not answer in time"
-    return "connect", f"cannot connect to broker {broker}: {exc.strerror or exc}"  # type: ignore[attr-defined]
+    reason = exc.strerror if isinstance(exc, OSError) else None
+    return "connect", f"cannot connect to broker {broker}: {reason or exc}"
 
 
 @dataclass
@@ -210,6 +211,7 @@ class Connection:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         self._host, self._port = broker.host, broker.effective_port
+        self.tls = broker.tls
         return client
 
     def start(self) -> None:
@@ -271,6 +273,14 @@ class Connection:
         if was and reason.is_failure:
             self.error_kind, self.error = "connect", f"lost the connection to broker {self.name}: {reason}"
             logger.warning("%s", self.error)
+        elif not was and not self.error:
+            # Closed before its CONNACK: with TLS 1.3 a broker refuses a missing or unknown client
+            # certificate only after the handshake, by closing the connection.
+            self.error_kind = "tls" if self.tls else "connect"
+            self.error = f"broker {self.name} closed the connection before accepting it ({reason})"
+            if self.tls:
+                self.error += "; does it require a client certificate this one does not have?"
+            logger.warning("%s", self.error)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], properties: Any
@@ -293,7 +303,8 @@ class Connection:
                 mid=message.mid,
                 qos=message.qos,
                 topic=message.topic,
-                payload=message.payload,
+                # paho types it bytes | bytearray and gives bytes, which bytes() returns as is.
+                payload=bytes(message.payload),
                 dup=bool(message.dup),
                 arrival=arrival,
                 watched_only=bool(identifiers) and SUB_MAPPINGS not in identifiers,
@@ -429,6 +440,9 @@ class Ingester:
         self._config: Any = None
         self._stamps_acked: deque[tuple[float, Connection, int, list[str]]] = deque()
         self._on_stored = on_stored
+        # Brokers whose client could not be made (a TLS file missing or unreadable): broker name
+        # -> why, shown on /health until the broker is changed.
+        self.unusable: dict[str, str] = {}
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -450,6 +464,7 @@ class Ingester:
             return
         self._config = config
         wanted = {b.pk: b for b in brokers}
+        self.unusable = {name: e for name, e in self.unusable.items() if name in {b.name for b in brokers}}
         for pk in list(self.connections):
             conn = self.connections[pk]
             broker = wanted.get(pk)
@@ -462,9 +477,11 @@ class Ingester:
             if conn is None:
                 try:
                     conn = Connection(broker, mappings[pk], self.inbox)
-                except (ValueError, OSError) as exc:
+                except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
                     logger.error("broker %s cannot be used: %s", broker.name, exc)
+                    self.unusable[broker.name] = f"broker {broker.name} cannot be used: {exc}"
                     continue
+                self.unusable.pop(broker.name, None)
                 self.connections[pk] = conn
                 conn.start()
                 logger.info("broker %s: connecting to %s:%s", broker.name, broker.host, broker.effective_port)
@@ -530,8 +547,8 @@ class Ingester:
             try:
                 stamped = self._store_once(batch)
                 break
-            except DatabaseError as exc:
-                logger.error("storing %d MQTT messages failed, again in %.1f s: %s", len(batch), pause, exc)
+            except Exception as exc:  # the database or Redis: nothing acknowledged, tried again
+                logger.error("storing %d MQTT messages failed, again in %.1f s: %r", len(batch), pause, exc)
                 for conn in {m.conn for m in batch}:
                     conn.error_kind, conn.error = "storage", f"the readings could not be stored: {exc}"
                 close_old_connections()
@@ -615,6 +632,11 @@ class Ingester:
                 tally.problem(mapping, problem.kind, problem.reason, message)
                 if problem.kind == MALFORMED:
                     message.conn.counts.malformed += 1
+                continue
+            except Exception as exc:  # a payload no rule foresaw: counted, never a crash
+                logger.exception("mapping %s could not read a message of %s", mapping.name, message.topic)
+                tally.problem(mapping, MALFORMED, f"could not be read ({type(exc).__name__})", message)
+                message.conn.counts.malformed += 1
                 continue
             for item in out:
                 items.append(item)
@@ -714,12 +736,33 @@ class Ingester:
     def publish_state(self) -> None:
         """Each broker's state in Redis, for /health."""
         states = [conn.state() for conn in self.connections.values()]
+        for name, error in self.unusable.items():
+            states.append(_unusable_state(name, error))
         if not states:
             return
         try:
             state.write(states)
         except Exception as exc:  # /health then shows the ingester as gone
             logger.warning("cannot write the MQTT state to Redis: %s", exc)
+
+
+def _unusable_state(name: str, error: str) -> dict[str, Any]:
+    """The state of a broker whose client could not be made."""
+    return {
+        "broker": name,
+        "pid": os.getpid(),
+        "at": time.time(),
+        "connected": False,
+        "connected_since": None,
+        "error": error,
+        "error_kind": "config",
+        "last_message_at": None,
+        **dict.fromkeys(
+            ("messages_in", "readings_stored", "duplicates", "rejected", "malformed", "unknown_sensors"), 0
+        ),
+        "unknown_topics": 0,
+        "mappings": 0,
+    }
 
 
 __all__ = ["IGNORED", "Ingester"]

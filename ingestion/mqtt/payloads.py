@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,6 +28,9 @@ _NOT_SLUG = re.compile(r"[^a-z0-9_-]+")
 # An epoch time past this is in milliseconds (zigbee2mqtt's last_seen "epoch"): 1e11 s is the
 # year 5138.
 EPOCH_MS_ABOVE = 1e11
+
+# Entries a mapping remembers of its sensors' names and its payloads' times.
+MEMO_MAX = 10_000
 
 MALFORMED, REJECTED, UNKNOWN_SENSOR, IGNORED = "malformed", "rejected", "unknown_sensor", "ignored"
 
@@ -131,7 +134,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_defaults(preset: str) -> dict[str, Any]:
     """The mapping fields a preset fills (a copy: callers may change it)."""
-    return orjson.loads(orjson.dumps(PRESETS[preset]))
+    defaults: dict[str, Any] = orjson.loads(orjson.dumps(PRESETS[preset]))
+    return defaults
 
 
 def check_fields(fields: Any, payload_format: str) -> str | None:  # noqa: PLR0911 (one answer per rule)
@@ -211,6 +215,9 @@ _MISSING = object()
 
 
 def _number(value: Any, what: str) -> float:
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):  # JSON's numbers: the usual case
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise Problem(MALFORMED, f"{what} is not a number: {str(value)[:40]!r}")
     try:
@@ -239,6 +246,15 @@ class Compiled:
     zone: ZoneInfo | None
     register_unknown: bool
     priority: int
+    # Per message these repeat (a device's name, a second shared by a thousand sensors): each
+    # is worked out once, remembered up to MEMO_MAX entries.
+    _names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _times: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    _longest_suffix: int = field(default=0, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        longest = max((len(e.get("sensor_suffix", "")) for e in self.fields), default=0)
+        object.__setattr__(self, "_longest_suffix", longest)
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Compiled:
@@ -274,13 +290,18 @@ class Compiled:
             if raw is _MISSING or isinstance(raw, bool) or not isinstance(raw, str | int):
                 raise Problem(MALFORMED, f"no text field {self.sensor_field!r} names the sensor")
             raw = str(raw)
+        sensor = self._names.get(raw)
+        if sensor is not None:
+            return sensor
         name = slug(raw)
         if not name:
             raise Problem(MALFORMED, f"{raw[:40]!r} makes no sensor id")
         sensor = self.sensor_prefix + name
-        longest = max((len(e.get("sensor_suffix", "")) for e in self.fields), default=0)
-        if len(sensor) + longest > SENSOR_ID_MAX:
+        if len(sensor) + self._longest_suffix > SENSOR_ID_MAX:
             raise Problem(MALFORMED, f"the sensor id {sensor[:40]!r}... is longer than {SENSOR_ID_MAX}")
+        if len(self._names) >= MEMO_MAX:
+            self._names.clear()
+        self._names[raw] = sensor
         return sensor
 
     def _time(self, document: Any) -> float | str:
@@ -291,13 +312,19 @@ class Compiled:
             seconds = float(raw)
             return seconds / 1000 if abs(seconds) > EPOCH_MS_ABOVE else seconds
         if isinstance(raw, str):
+            known = self._times.get(raw)
+            if known is not None:
+                return known
             try:
                 moment = datetime.fromisoformat(raw)
             except ValueError:
                 raise Problem(MALFORMED, f"the time {raw[:40]!r} is not ISO 8601 nor epoch seconds") from None
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=self.zone or UTC)
-            return moment.timestamp()
+            if len(self._times) >= MEMO_MAX:
+                self._times.clear()
+            seconds = self._times[raw] = moment.timestamp()
+            return seconds
         raise Problem(MALFORMED, f"the time field {self.time_field!r} is not a time")
 
     def decode(self, topic: str, payload: bytes, arrival: float) -> list[dict[str, Any]]:

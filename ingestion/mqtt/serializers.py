@@ -3,6 +3,7 @@ kept with bad input) is shown to operators only, as what remote servers said is.
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,12 +17,12 @@ from ingestion.mqtt.payloads import METRICS, PRESETS
 from ingestion.validators import validate_printable
 
 
-def _for_operators(context: dict[str, Any]) -> bool:
+def _for_operators(context: abc.Mapping[str, Any]) -> bool:
     request = context.get("request")
     return request is not None and roles.can_operate(request.user)
 
 
-class MessageExample(serializers.Serializer[Any]):
+class MqttMessageExample(serializers.Serializer[Any]):
     """A message kept as an example: its topic and the start of its payload."""
 
     topic = serializers.CharField()
@@ -29,14 +30,14 @@ class MessageExample(serializers.Serializer[Any]):
     at = serializers.DateTimeField()
 
 
-class ProblemExample(MessageExample):
+class MqttProblemExample(MqttMessageExample):
     """The last message of one kind of bad input, why, and how many of that kind."""
 
     reason = serializers.CharField()
     count = serializers.IntegerField()
 
 
-class LiveState(serializers.Serializer[Any]):
+class BrokerLiveState(serializers.Serializer[Any]):
     """What the running ingester says of a broker (counts since it started)."""
 
     connected = serializers.BooleanField()
@@ -94,19 +95,19 @@ class BrokerSerializer(serializers.ModelSerializer[Broker]):
     def get_has_password(self, broker: Broker) -> bool:
         return bool(broker.password)
 
-    @extend_schema_field(LiveState(allow_null=True))
+    @extend_schema_field(BrokerLiveState(allow_null=True))
     def get_state(self, broker: Broker) -> dict[str, Any] | None:
         try:
             found = services.live_state(broker)
         except Exception:  # Redis down: /health says so; the broker is still shown
             return None
-        return LiveState(found).data if found else None
+        return BrokerLiveState(found).data if found else None
 
-    @extend_schema_field(MessageExample(allow_null=True))
+    @extend_schema_field(MqttMessageExample(allow_null=True))
     def get_last_unclaimed(self, broker: Broker) -> dict[str, Any] | None:
         if not broker.last_unclaimed or not _for_operators(self.context):
             return None
-        return MessageExample(broker.last_unclaimed).data
+        return MqttMessageExample(broker.last_unclaimed).data
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         tls = attrs.get("tls", getattr(self.instance, "tls", False))
@@ -119,7 +120,7 @@ class BrokerSerializer(serializers.ModelSerializer[Broker]):
         return attrs
 
 
-class FieldSerializer(serializers.Serializer[Any]):
+class MappingFieldSerializer(serializers.Serializer[Any]):
     """One value a mapping reads from a message."""
 
     path = serializers.CharField(
@@ -137,7 +138,9 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
     the preset's values; `last_problems` (examples of bad input) is empty but for operators."""
 
     broker = serializers.SlugRelatedField(slug_field="name", queryset=Broker.objects.all())
-    fields = FieldSerializer(many=True, required=False)
+    # DRF's metaclass takes declared fields off the class: this does not shadow Serializer.fields
+    # as django-stubs' view of the class says (nor `label` Field.label, below).
+    fields = MappingFieldSerializer(many=True, required=False)  # type: ignore[assignment]
     last_problems = serializers.SerializerMethodField()
 
     class Meta:
@@ -164,11 +167,11 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
         read_only_fields = Mapping.STATE_FIELDS
         extra_kwargs = {"topic": {"required": False}}
 
-    @extend_schema_field(serializers.DictField(child=ProblemExample()))
+    @extend_schema_field(serializers.DictField(child=MqttProblemExample()))
     def get_last_problems(self, mapping: Mapping) -> dict[str, Any]:
         if not _for_operators(self.context):
             return {}
-        return {kind: ProblemExample(entry).data for kind, entry in (mapping.last_problems or {}).items()}
+        return {kind: MqttProblemExample(entry).data for kind, entry in (mapping.last_problems or {}).items()}
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "fields" in attrs:
@@ -191,18 +194,18 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
         return {name: getattr(self.instance, name) for name in names}
 
 
-class PresetSerializer(serializers.Serializer[Any]):
+class MqttPresetSerializer(serializers.Serializer[Any]):
     """A built-in preset: what a mapping created from it is filled with."""
 
     name = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     topic = serializers.CharField()
     payload_format = serializers.CharField()
     sensor_level = serializers.IntegerField(allow_null=True)
     sensor_field = serializers.CharField(allow_blank=True)
     key_level = serializers.IntegerField(allow_null=True)
     time_field = serializers.CharField(allow_blank=True)
-    fields = FieldSerializer(many=True)
+    fields = MappingFieldSerializer(many=True)  # type: ignore[assignment]
 
 
 def presets() -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from energy_dashboard.core.permissions import ReadAny, ReadOrOperate
 from ingestion.mqtt.models import Broker, Mapping
-from ingestion.mqtt.serializers import BrokerSerializer, MappingSerializer, PresetSerializer, presets
+from ingestion.mqtt.serializers import BrokerSerializer, MappingSerializer, MqttPresetSerializer, presets
 
 
 class BrokerViewSet(viewsets.ModelViewSet[Broker]):
@@ -28,6 +28,11 @@ class BrokerViewSet(viewsets.ModelViewSet[Broker]):
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("broker", str, description="only this broker's mappings")]
+    )
+)
 class MappingViewSet(viewsets.ModelViewSet[Mapping]):
     """Mappings of topic filters to readings; `?broker=<name>` lists one broker's."""
 
@@ -46,6 +51,6 @@ class PresetsView(APIView):
 
     permission_classes = [ReadAny]
 
-    @extend_schema(responses=PresetSerializer(many=True))
+    @extend_schema(responses=MqttPresetSerializer(many=True))
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return Response(PresetSerializer(presets(), many=True).data)
+        return Response(MqttPresetSerializer(presets(), many=True).data)

@@ -186,3 +186,19 @@ def test_the_admin_keeps_the_password_and_fills_a_new_mapping_from_its_preset(op
     assert made.status_code == 302, made.content.decode()[:3000]
     mapping = Mapping.objects.get(name="z")
     assert mapping.topic == "zigbee2mqtt/+" and len(mapping.fields) == 5
+
+
+def test_health_says_when_a_broker_is_enabled_but_no_ingester_reports(redis_clean: Any) -> None:
+    from energy_dashboard.core import heartbeats
+
+    heartbeats.worker_beat("w1@test", 1)
+    heartbeats.beat_beat(2)
+    assert Client().get("/health").status_code == 200
+    Broker.objects.create(name="site", host="127.0.0.1", port=1883)
+    answer = Client().get("/health")
+    assert answer.status_code == 503
+    mqtt = answer.json()["mqtt"]
+    assert mqtt["running"] is False and mqtt["ok"] is False
+    assert "has not reported in" in mqtt["brokers"]["site"]["error"]
+    Broker.objects.filter(name="site").update(enabled=False)
+    assert Client().get("/health").status_code == 200

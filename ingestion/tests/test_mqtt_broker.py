@@ -45,11 +45,71 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def make_client_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a client certificate it signs (for TLS client authentication): (ca, cert, key)."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # Fixed dates: OpenSSL checks them against the real clock, the tests' clock may be shifted.
+    not_before, not_after = datetime(2020, 1, 1, tzinfo=UTC), datetime(2099, 1, 1, tzinfo=UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("energy-dashboard test client CA"))
+        .issuer_name(name("energy-dashboard test client CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("energy-dashboard ingester"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "client-ca.pem", directory / "client-cert.pem", directory / "client-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
 class Mosquitto:
     """A Mosquitto on a free loopback port with its own configuration in `root`: persistence on
     (what a persistent session holds survives a restart), optionally a password file and TLS."""
 
-    def __init__(self, root: Path, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
+        client_ca: Path | None = None,
+    ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -58,6 +118,7 @@ class Mosquitto:
         self.keyfile: Path | None = None
         if tls:
             self.certfile, self.keyfile = make_certificate(root / "tls", "mosquitto")
+        self.client_ca = client_ca  # TLS client certificates required, signed by this CA
         self.log = root / "mosquitto.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._write_config()
@@ -93,6 +154,8 @@ class Mosquitto:
             lines.append("allow_anonymous true")
         if self.certfile:
             lines += [f"certfile {self.certfile}", f"keyfile {self.keyfile}"]
+        if self.client_ca:
+            lines += [f"cafile {self.client_ca}", "require_certificate true"]
         self.config = self.root / "mosquitto.conf"
         self.config.write_text("\n".join(lines) + "\n")
 
@@ -203,7 +266,7 @@ def _persistent_subscriber(server: Mosquitto, received: list[bytes], client_id: 
     )
     subscribed = threading.Event()
     subscriber.on_subscribe = lambda *args: subscribed.set()
-    subscriber.on_message = lambda c, u, message: received.append(message.payload)
+    subscriber.on_message = lambda c, u, message: received.append(bytes(message.payload))
 
     def on_connect(c: mqtt.Client, *args: Any) -> None:
         c.subscribe([("t/#", SubscribeOptions(qos=1))])

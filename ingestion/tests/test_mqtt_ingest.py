@@ -26,6 +26,7 @@ from ingestion.mqtt.models import Broker, Mapping
 from ingestion.tests.servers import make_certificate
 from ingestion.tests.test_mqtt_broker import (  # noqa: F401 (fixtures)
     Mosquitto,
+    make_client_certificate,
     mosquitto_factory_fixture,
     mosquitto_fixture,
     publish,
@@ -98,7 +99,7 @@ def values(sensor_id: str, metric: str) -> list[float]:
 
 # Shelly Gen2 API, Switch component, "Switch.GetStatus example" (the status notified on
 # <id>/status/switch:0). aenergy.total is in Wh.
-SHELLY_STATUS = {
+SHELLY_STATUS: dict[str, Any] = {
     "id": 0,
     "source": "timer",
     "output": True,
@@ -270,10 +271,12 @@ def test_bad_input_is_counted_per_mapping_with_its_last_example(mosquitto: Mosqu
         ],
     )
     wait_until(lambda: values("plug-a", "power"), "the good reading")
+    # The counts are written after the readings commit, batch by batch: wait for all five.
     row = wait_until(
-        lambda: (m := Mapping.objects.get(pk=mapping.pk)).unknown_sensor_count and m,
+        lambda: (m := Mapping.objects.get(pk=mapping.pk)).messages_count == 5 and m,
         "the counts to be written",
     )
+    wait_until(lambda: Broker.objects.get(pk=broker.pk).unclaimed_count, "the unclaimed topic to be counted")
     assert (row.malformed_count, row.rejected_count, row.unknown_sensor_count) == (2, 1, 1)
     assert row.messages_count == 5 and row.readings_count == 1
     last = row.last_problems
@@ -303,6 +306,9 @@ def test_a_connected_broker_is_shown_on_health(mosquitto: Mosquitto, ingester: A
     worker = ingester()
     publish(mosquitto, [("tele/plug/SENSOR", '{"ENERGY": {"Power": 12}}')])
     wait_until(lambda: values("plug", "power"), "the reading")
+    # Counted once readings_ingest returns, which is after the readings are visible.
+    conn = next(iter(worker.connections.values()))
+    wait_until(lambda: conn.counts.readings_stored == 1, "the batch to be counted")
     worker.publish_state()
     site = health_of("site")
     assert site["connected"] is True and site["error"] == ""
@@ -360,3 +366,63 @@ def test_tls_with_the_brokers_ca_connects_and_an_untrusted_certificate_is_a_clea
     wait_until(lambda: values("secure", "power"), "the reading over TLS")
     worker.publish_state()
     assert health_of("bad")["error_kind"] == "tls" and health_of("good")["connected"] is True
+
+
+def test_a_stored_batch_reaches_the_live_feed_like_any_other(mosquitto: Mosquitto, ingester: Any) -> None:
+    from energy_dashboard.core import events
+
+    heard: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, readings: Any, source: str, **kwargs: Any) -> None:
+        heard.append({"source": source, "readings": list(readings)})
+
+    events.energy_data.connect(receiver, weak=False, dispatch_uid="test-mqtt-live")
+    try:
+        broker = broker_for(mosquitto)
+        mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota", register_unknown=True)
+        ingester()
+        publish(mosquitto, [(f"tele/plug{n}/SENSOR", f'{{"ENERGY": {{"Power": {n}}}}}') for n in range(3)])
+        wait_until(lambda: sum(len(h["readings"]) for h in heard) >= 3, "the energy_data event")
+    finally:
+        events.energy_data.disconnect(dispatch_uid="test-mqtt-live")
+    assert {h["source"] for h in heard} == {"mqtt"}
+    sent = sorted((r["sensor_id"], r["metric"], r["value"]) for h in heard for r in h["readings"])
+    assert sent == [("plug0", "power", 0.0), ("plug1", "power", 1.0), ("plug2", "power", 2.0)]
+
+
+def test_a_client_certificate_is_presented_when_the_broker_requires_one(
+    mosquitto_factory: Any, ingester: Any, secrets_dir: Any
+) -> None:
+    client_ca, cert, key = make_client_certificate(secrets_dir / "client")
+    server = mosquitto_factory("mtls", tls=True, client_ca=client_ca)
+    trusted = secrets_dir / "broker-ca.pem"
+    shutil.copyfile(server.certfile, trusted)
+    with_cert = broker_for(
+        server,
+        name="with-cert",
+        tls=True,
+        ca_file=str(trusted),
+        client_cert_file=str(cert),
+        client_key_file=str(key),
+    )
+    without = broker_for(server, name="without", tls=True, ca_file=str(trusted))
+    for row in (with_cert, without):
+        mqtt_services.mapping_create(broker=row, name="t", preset="tasmota", register_unknown=True)
+    worker = ingester(subscribed=False)
+    conns = {c.name: c for c in worker.connections.values()}
+    assert conns["with-cert"].subscribed.wait(15), conns["with-cert"].error
+    wait_until(lambda: conns["without"].error, "the broker to refuse the client without a certificate")
+    assert not conns["without"].connected and conns["without"].error_kind in ("tls", "connect")
+
+
+def test_a_broker_whose_tls_files_cannot_be_read_is_a_clear_state(secrets_dir: Any) -> None:
+    broker = Broker.objects.create(
+        name="site", host="127.0.0.1", port=8883, tls=True, ca_file=str(secrets_dir / "missing-ca.pem")
+    )
+    mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota")
+    worker = Ingester(batch_seconds=0.05)
+    worker.reload()
+    assert not worker.connections and "cannot be used" in worker.unusable["site"]
+    worker.publish_state()
+    site = health_of("site")
+    assert site["connected"] is False and site["error_kind"] == "config" and "cannot be used" in site["error"]

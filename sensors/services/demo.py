@@ -168,19 +168,35 @@ class _Building:
         self.plain = [s for s in self.sensors if s.sensor_id not in self.children]
 
     def values(
-        self, moment: datetime, step_s: float, rng: random.Random, shed_w: Mapping[str, float]
+        self,
+        moment: datetime,
+        step_s: float,
+        rng: random.Random,
+        shed_w: Mapping[str, float],
+        only: set[str] | None = None,
     ) -> dict[str, tuple[str, float]]:
-        """sensor_id -> (metric, value) at `moment`; `shed_w` is taken off those sensors' power
-        (a demand-response event's devices obeying their shed commands)."""
+        """sensor_id -> (metric, value) at `moment` of every sensor, or of those in `only` (and
+        what their meters sum); `shed_w` is taken off those sensors' power (a demand-response
+        event's devices obeying their shed commands)."""
+        local = moment.astimezone(building_tz())
+        wanted = (
+            None
+            if only is None
+            else only | {c for m in only & self.children.keys() for c in self.children[m]}
+        )
         out: dict[str, tuple[str, float]] = {}
         for sensor in self.plain:
+            if wanted is not None and sensor.sensor_id not in wanted:
+                continue
             metric = default_metric[sensor.kind]
-            value = simulation.value_for(sensor, metric, moment, step_s, rng)
+            value = simulation.value_for(sensor, metric, moment, step_s, rng, local=local)
             if metric == Metric.POWER and sensor.sensor_id in shed_w:
                 value = max(0.0, value - shed_w[sensor.sensor_id])
             out[sensor.sensor_id] = (metric, round(value, 4))
-        busy = simulation.building_occupancy(moment)
+        busy = simulation.building_occupancy(moment, local)
         for meter in self.meters:
+            if wanted is not None and meter.sensor_id not in wanted:
+                continue
             own_kwh = (meter.own_base_w + meter.own_busy_w * busy) * step_s / 3_600_000.0
             metered = sum(out[child][1] for child in self.children[meter.sensor_id] if child in out)
             out[meter.sensor_id] = (Metric.ENERGY, round(metered + own_kwh, 4))
@@ -242,12 +258,16 @@ def demo_history(
             break
         if moment <= skip_until:
             continue
-        values = building.values(moment, step, rng, shed_w or {})
-        for sensor_id, (metric, value) in values.items():
-            span = gaps[sensor_id]
-            if moment < not_before[sensor_id] or (span is not None and span[0] <= moment <= span[1]):
-                continue
-            rows.append((sensor_id, metric, moment, value, False))
+        due = {
+            sensor_id
+            for sensor_id, span in gaps.items()
+            if moment >= not_before[sensor_id] and (span is None or not span[0] <= moment <= span[1])
+        }
+        if not due:
+            continue
+        for sensor_id, (metric, value) in building.values(moment, step, rng, shed_w or {}, due).items():
+            if sensor_id in due:
+                rows.append((sensor_id, metric, moment, value, False))
         if len(rows) >= IMPORT_BATCH:
             written += readings_import(rows=rows, source="demo")["accepted"]
             rows = []
@@ -316,7 +336,7 @@ def simulate(
         batch = [
             {"sensor_id": sensor_id, "metric": metric, "timestamp": stamp, "value": value}
             for sensor_id, (metric, value) in building.values(moment, step_s, rng, {}).items()
-            if last_seen[sensor_id] is None or moment > last_seen[sensor_id]
+            if (seen := last_seen[sensor_id]) is None or moment > seen
         ]
         if not batch:
             continue

@@ -157,6 +157,27 @@ def test_a_daylight_saving_day_has_25_local_hours(viewer_api: APIClient) -> None
 
 @pytest.mark.clock(AFTER_FIXED_DATES)
 @pytest.mark.usefixtures("lab")
+def test_the_spring_daylight_saving_day_has_23_local_hours(viewer_api: APIClient) -> None:
+    # 2026-03-29 in Lisbon: 01:00 becomes 02:00 (UTC+0 to UTC+1); midnight to midnight is 23 hours.
+    first = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    services.readings_ingest(readings=readings("e1", "energy", [2.0] * 23, base=first, step_min=60))
+    services.aggregates_compute()
+    day = "start=2026-03-29T00:00:00&end=2026-03-30T00:00:00"
+    hourly = viewer_api.get(f"{URL}?resolution=1h&metrics=energy&{day}").json()
+    stamps = [p[0] for p in hourly["series"][0]["points"]]
+    assert len(stamps) == 23
+    assert stamps[:3] == [
+        "2026-03-29T00:00:00+00:00",
+        "2026-03-29T02:00:00+01:00",
+        "2026-03-29T03:00:00+01:00",
+    ]
+    assert hourly["end"] == "2026-03-30T00:00:00+01:00"
+    daily = viewer_api.get(f"{URL}?resolution=1d&metrics=energy&{day}").json()
+    assert daily["series"][0]["points"] == [["2026-03-29T00:00:00+00:00", 46.0]]
+
+
+@pytest.mark.clock(AFTER_FIXED_DATES)
+@pytest.mark.usefixtures("lab")
 def test_points_past_the_limit_are_refused_and_auto_steps_up(
     viewer_api: APIClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

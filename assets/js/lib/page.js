@@ -1,5 +1,6 @@
 // What every page's script does first: the theme button, the building's time zone, and, for
 // pages that follow the live feed, the one WebSocket of the page with its status badge.
+import { bindScrollRegions } from "./a11y.js";
 import { pageConfig } from "./config.js";
 import { setTimeZone, dateTime } from "./format.js";
 import { LiveFeed } from "./live.js";
@@ -14,6 +15,7 @@ export function startPage({ subscriptions } = {}) {
   const config = pageConfig();
   setTimeZone(config.timeZone);
   bindThemeToggle();
+  bindScrollRegions();
   for (const node of document.querySelectorAll("time[data-local-time]")) {
     node.textContent = dateTime(node.getAttribute("datetime"));
   }

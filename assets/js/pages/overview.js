@@ -5,16 +5,19 @@
 // power, a sub-meter counting in its parent) is pushed into the existing chart's series
 // (lib/charts.js coalesces repaints to a few a second; the chart is never rebuilt). A room's
 // power is its meters' net of their sub-meters, as the server counts it (sensors.hierarchy).
-// Sections that change with aggregates, events and files are re-read from the page itself
-// (the server renders them) at most every few seconds, and after a reconnect the chart's
-// gap is filled from the same read.
+// After a reconnect, the readings stored meanwhile come from the data API (lib/gap.js) and
+// are replayed into the chart in time order. Sections that change with aggregates, events and
+// files are re-read from the page itself (the server renders them) at most every few seconds
+// and after a reconnect.
 import { axis, createChart } from "../lib/charts.js";
 import { metric, power, time } from "../lib/format.js";
+import { bindGapFill } from "../lib/gap.js";
 import { startPage } from "../lib/page.js";
 
 const HOUR_MS = 3600 * 1000;
 const CURRENT_MS = 15 * 60 * 1000; // a power reading counts as "now" this long (analytics.CURRENT_WINDOW)
 const REFRESH_MS = 4000;
+const MIN_STEP_MS = 1000;
 const COMFORT = ["co2", "temperature", "humidity"];
 const { config, feed } = startPage({ subscriptions: [{ type: "subscribe", all: true }] });
 
@@ -123,13 +126,17 @@ function updateCard(room, now) {
   }
 }
 
-function pushTotal(at) {
-  const total = buildingPower(Date.now());
+function pushTotal(at, reference = Date.now()) {
+  const total = buildingPower(reference);
   if (total === null) return;
-  nowNode.textContent = power(total);
+  nowNode.textContent = power(buildingPower(Date.now()) ?? total);
   if (updatedNode) updatedNode.textContent = `Updated ${time(at)}.`;
   const last = points[points.length - 1];
-  points.push([Math.max(at, last ? last[0] : at), total]);
+  const moment = Math.max(at, last ? last[0] : at);
+  // At most one point a second: a feed of many batches a second keeps an hour's chart at
+  // 3,600 points, not hundreds of thousands (the newest total of the second wins).
+  if (last && moment - last[0] < MIN_STEP_MS && last.live) last[1] = total;
+  else points.push(Object.assign([moment, total], { live: true }));
   const cutoff = Date.now() - HOUR_MS;
   let drop = 0;
   while (drop < points.length && points[drop][0] < cutoff) drop += 1;
@@ -138,8 +145,7 @@ function pushTotal(at) {
   chart.update({ series: [{ data: points }] });
 }
 
-function onReadings(readings) {
-  const rooms = new Set();
+function take(readings, rooms) {
   let newest = 0;
   let powerSeen = false;
   for (const r of readings) {
@@ -154,9 +160,29 @@ function onReadings(readings) {
       if (parent && parent.parent_room) rooms.add(parent.parent_room);
     }
   }
+  return powerSeen ? newest : null;
+}
+
+function onReadings(readings, { gap = false } = {}) {
+  const rooms = new Set();
   const now = Date.now();
+  if (gap) {
+    // A gap's readings (oldest first) replayed second by second: the chart gets the totals
+    // it would have drawn live, not one point for the whole hole.
+    let start = 0;
+    while (start < readings.length) {
+      const second = Math.floor(Date.parse(readings[start].timestamp) / MIN_STEP_MS);
+      let end = start;
+      while (end < readings.length && Math.floor(Date.parse(readings[end].timestamp) / MIN_STEP_MS) === second) end += 1;
+      const at = take(readings.slice(start, end), rooms);
+      if (at !== null) pushTotal(Math.min(at, now), at);
+      start = end;
+    }
+  } else {
+    const at = take(readings, rooms);
+    if (at !== null) pushTotal(Math.min(at, now));
+  }
   for (const room of rooms) updateCard(room, now);
-  if (powerSeen) pushTotal(Math.min(newest, now));
 }
 
 // --- Stale sensors ---------------------------------------------------------------------------
@@ -227,15 +253,12 @@ async function refresh() {
     if (now && next) now.replaceWith(document.importNode(next, true));
   }
   if (!gap) return;
+  // After a reconnect: the server's newest values too (a room's comfort figures from sensors
+  // whose readings fell into the hole past the data API's hour).
   const configNode = fresh.getElementById("page-config");
   if (!configNode) return;
   const next = JSON.parse(configNode.textContent || "{}");
   for (const [sensor, room, name, at, value] of next.latest || []) remember(sensor, room, name, Date.parse(at), value);
-  // The server's windows up to now, then the live points that are newer than its last one.
-  const served = (next.recent || []).map(([at, watts]) => [Date.parse(at), watts]);
-  const lastServed = served.length ? served[served.length - 1][0] : 0;
-  points = [...served, ...points.filter(([at]) => at > lastServed + (next.stepS || 300) * 1000)];
-  chart.update({ series: [{ data: points }] });
   for (const room of cards.keys()) updateCard(room, Date.now());
 }
 
@@ -254,5 +277,12 @@ if (feed) {
     }
   });
   feed.addEventListener("resume", () => scheduleRefresh({ gap: true }));
+  // The rooms on the page, and the sensors in no room it knows (a main meter, often).
+  const unroomed = () => [...new Set([...latest.values()].filter((r) => !r.room).map((r) => r.sensor))];
+  bindGapFill(
+    feed,
+    () => ({ rooms: [...cards.keys()], sensors: unroomed(), metrics: ["power", "co2", "temperature", "humidity"] }),
+    (readings, options) => onReadings(readings, options),
+  );
   feed.start();
 }
