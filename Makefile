@@ -123,12 +123,15 @@ test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL -u INGESTION_DATABASE_URL \
 	    DATABASE_URL=$(PG_URL) REDIS_URL=$(PG_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## make lint: ruff (lint + format check), migrations up to date, module boundaries.
+## make lint: ruff (lint + format check), migrations up to date, module boundaries, types
+## (mypy with the django-stubs and DRF plugins, configured in pyproject.toml; the plugin's view of
+## settings.py is cached: after changing settings, `rm -rf .mypy_cache` if mypy disagrees).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -148,4 +151,4 @@ bench: $(STAMP) bench-deps
 	$(BIN)/python bench/http_baseline.py
 
 clean:
-	rm -rf var .pytest_cache .ruff_cache static/dist node_modules
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache static/dist node_modules

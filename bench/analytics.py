@@ -402,7 +402,7 @@ def has_readings(pg: str, db: str, readings: int) -> bool:
         return False
     # At least: a measuring run adds live power readings (see live_power).
     expected = readings // sensor_count(readings) * sensor_count(readings)
-    return expected <= count <= expected + expected // 100
+    return bool(expected <= count <= expected + expected // 100)
 
 
 def main() -> None:

@@ -270,6 +270,7 @@ def run(args: argparse.Namespace) -> None:
     )
     measured = services.event_measure(event=event)
     measure_ms = median_ms(lambda: services.event_measure(event=event), args.repeat)
+    assert measured.performance is not None
     print(
         f"event_measure: ok={measured.performance['ok']} days_used={len(measured.performance['days_used'])} "
         f"reason={measured.performance['reason']!r}"

@@ -37,10 +37,14 @@ def wrk(url: str, token: str | None, duration: int, connections: int) -> dict[st
     out = subprocess.run(
         [*argv, url], check=True, capture_output=True, text=True, timeout=duration + 30
     ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert found, out  # wrk prints it on every run
+    rps = float(found.group(1))
 
     def percentile(p: str) -> float:
-        value, unit = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M).groups()  # type: ignore[union-attr]
+        found = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        assert found, out  # wrk --latency prints each percentile
+        value, unit = found.groups()
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

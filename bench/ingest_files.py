@@ -118,7 +118,9 @@ def main() -> None:
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        process_ms = dict(conn.execute("SELECT name, process_ms FROM ingestion_ingestedfile").fetchall())
+        process_ms: dict[str, int] = dict(
+            conn.execute("SELECT name, process_ms FROM ingestion_ingestedfile").fetchall()
+        )
         print()
         for label, (count, wall, rss_kb) in results.items():
             seconds = process_ms[f"{label}.slg_v2"] / 1000
@@ -128,7 +130,7 @@ def main() -> None:
             )
 
         # Raw COPY of the large file's rows into the same (emptied) table, same indexes.
-        sensors = dict(
+        sensors: dict[str, int] = dict(
             conn.execute(
                 "SELECT external_id, id FROM sensors_sensor WHERE external_id LIKE 'PT2%'"
             ).fetchall()

@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from demand_response import services
@@ -64,11 +65,11 @@ class FlexibleDeviceViewSet(viewsets.ModelViewSet[FlexibleDevice]):
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
 
-    def perform_create(self, serializer: FlexibleDeviceSerializer) -> None:  # type: ignore[override]
+    def perform_create(self, serializer: BaseSerializer[FlexibleDevice]) -> None:
         with refused():
             serializer.instance = services.device_create(**serializer.validated_data)
 
-    def perform_update(self, serializer: FlexibleDeviceSerializer) -> None:  # type: ignore[override]
+    def perform_update(self, serializer: BaseSerializer[FlexibleDevice]) -> None:
         with refused():
             serializer.instance = services.device_update(
                 device=self.get_object(), **serializer.validated_data

@@ -439,7 +439,7 @@ AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=16 * 1024 * 1024)
 
 
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     # Token first: an anonymous request then gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -451,7 +451,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [
         "energy_dashboard.core.parsers.JSONParser",
         "energy_dashboard.core.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "energy_dashboard.core.parsers.MultiPartParser",
     ],
     # django-filter's, refusing empty typed values and booleans other than true / false (400).
     "DEFAULT_FILTER_BACKENDS": ["energy_dashboard.core.api.StrictFilterBackend"],

@@ -19,13 +19,16 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from energy_dashboard.supervisor import die_with_parent
+
+if TYPE_CHECKING:
+    from django.http import StreamingHttpResponse
 
 _run_dir = Path(tempfile.mkdtemp(prefix="ed-test-"))
 os.environ.setdefault("DEBUG", "true")
@@ -294,3 +297,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if plan is not None and plan.clock is not None:
         plan.clock.stop()
         del config.stash[_clock_key]
+
+
+def streamed(response: object) -> StreamingHttpResponse:
+    """`response` as the streamed response it must be: the test clients' types (DRF's stubs)
+    call every response a DRF Response, which has no streaming_content."""
+    from django.http import StreamingHttpResponse
+
+    assert isinstance(response, StreamingHttpResponse), f"not streamed: {type(response).__name__}"
+    return response

@@ -84,7 +84,7 @@ class ApiRootView(APIView):
         )
 
 
-class OverviewSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class OverviewSerializer(serializers.Serializer[Any]):
     """Counts per module and the state of the background processes."""
 
     version = serializers.CharField()

@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, ViewportSize, sync_playwright
 
 BASE = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -253,8 +253,8 @@ def _new_session(
     browser: Browser,
     product: Product,
     *,
-    color_scheme: str = "light",
-    viewport: dict[str, int] | None = None,
+    color_scheme: Literal["light", "dark"] = "light",
+    viewport: ViewportSize | None = None,
     theme: str | None = None,
     bypass_csp: bool = False,
 ) -> Session:
@@ -263,7 +263,7 @@ def _new_session(
     context = browser.new_context(
         base_url=product.url,
         viewport=viewport or {"width": 1366, "height": 900},
-        color_scheme=color_scheme,  # type: ignore[arg-type]
+        color_scheme=color_scheme,
         timezone_id=TIME_ZONE,
         locale="en-GB",
         bypass_csp=bypass_csp,

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, time, timedelta
 
 from django.db.models import Q
 
-from demand_response.models import DREvent, EventDevice, FlexibleDevice, Invitation
-from demand_response.services._common import or_now
+from demand_response.models import OPEN_EVENT, DREvent, EventDevice, FlexibleDevice, Invitation
+from demand_response.services._common import DRError, or_now
 from demand_response.services.devices import device_create
 from demand_response.services.events import events_tick
 from demand_response.services.flexibility import flexibility_compute
@@ -39,9 +39,12 @@ DEMO_DEVICES: list[tuple[str, str, str, float, float, int]] = [
 # The completed event: 14:00-16:00 local on the last weekday before today, 2 kW asked.
 EVENT_HOURS = (14, 16)
 EVENT_KW = 2.0
+EVENT_KEY = "demo-event-"  # its invitation's external_id, with the event's local date
 # The pending invitation: 15:00-17:00 local on the next weekday, answer due 2 hours before.
 INVITATION_HOURS = (15, 17)
 INVITATION_MAX_KW = 1.5
+# The next event, accepted already: 10:00-11:00 local on the next weekday.
+SCHEDULED_HOURS = (10, 11)
 
 
 def _local(day: datetime, hour: int) -> datetime:
@@ -63,22 +66,26 @@ def event_window(now: datetime) -> tuple[datetime, datetime]:
     return _local(day, EVENT_HOURS[0]), _local(day, EVENT_HOURS[1])
 
 
-def invitation_window(now: datetime) -> tuple[datetime, datetime]:
-    """The pending demo invitation's window: on the next weekday after `now`'s local date."""
+def invitation_window(now: datetime, hours: tuple[int, int] = INVITATION_HOURS) -> tuple[datetime, datetime]:
+    """A demo invitation's window (the pending one's by default): on the next weekday after
+    `now`'s local date."""
     day = _weekday(now, 1)
-    return _local(day, INVITATION_HOURS[0]), _local(day, INVITATION_HOURS[1])
+    return _local(day, hours[0]), _local(day, hours[1])
 
 
 def demo_load(*, now: datetime | None = None) -> dict[str, int]:
     """Give the demo building its demand response (idempotent): the devices, one completed and
-    measured event, one pending invitation. Needs the sensors module's demo building."""
+    measured event, the next event (accepted, scheduled), one pending invitation. Needs the
+    sensors module's demo building."""
     now = or_now(now)
     devices = _devices()
     event, readings = _completed_event(now)
+    scheduled = _scheduled_event(now)
     pending = _pending_invitation(now)
     return {
         "devices": devices,
         "completed_event": event.pk if event is not None else 0,
+        "scheduled_event": scheduled.pk if scheduled is not None else 0,
         "pending_invitation": pending.pk if pending is not None else 0,
         "readings": readings,
     }
@@ -104,7 +111,9 @@ def _devices() -> int:
 def _completed_event(now: datetime) -> tuple[DREvent | None, int]:
     """The demo's one past event, replayed once (a later run finds it and changes nothing), and
     how many readings the replay wrote."""
-    existing = DREvent.objects.filter(invitation__source=DEMO_SOURCE).order_by("pk").first()
+    existing = DREvent.objects.filter(
+        invitation__source=DEMO_SOURCE, invitation__external_id__startswith=EVENT_KEY
+    ).first()
     if existing is not None:
         return existing, 0
     start, end = event_window(now)
@@ -119,7 +128,7 @@ def _completed_event(now: datetime) -> tuple[DREvent | None, int]:
         response_deadline=start - timedelta(hours=2),
         programme=DEMO_PROGRAMME,
         source=DEMO_SOURCE,
-        external_id=f"demo-event-{start.astimezone(building_tz()):%Y%m%d}",
+        external_id=f"{EVENT_KEY}{start.astimezone(building_tz()):%Y%m%d}",
     )
     invitation_accept(invitation=invitation, answered_by="operator:operator", now=start - timedelta(hours=3))
     events_tick(now=start)
@@ -137,6 +146,38 @@ def _completed_event(now: datetime) -> tuple[DREvent | None, int]:
     return event, readings
 
 
+def _ask_kw(now: datetime, start: datetime, end: datetime) -> float:
+    """Half of what the policy may commit over [start, end) now, so that its check passes: at
+    night the loads (and so what they can shed) are small, and an ask the building cannot meet
+    would only be declined."""
+    flexible_kw = flexibility_compute(now=now, start=start, end=end).total_kw
+    return max(round(min(INVITATION_MAX_KW, flexible_kw * policy_get().max_share / 2), 2), 0.01)
+
+
+def _scheduled_event(now: datetime) -> DREvent | None:
+    """The next event: an invitation for the next weekday, accepted by an operator now, so
+    the scheduler dispatches it when it starts (kept while it is open; another once it ended)."""
+    waiting = DREvent.objects.filter(invitation__source=DEMO_SOURCE, status__in=OPEN_EVENT).first()
+    if waiting is not None:
+        return waiting
+    start, end = invitation_window(now, SCHEDULED_HOURS)
+    invitation = invitation_create(
+        reduction_kw=_ask_kw(now, start, end),
+        start=start,
+        end=end,
+        response_deadline=start - timedelta(hours=2),
+        programme=DEMO_PROGRAMME,
+        source=DEMO_SOURCE,
+        external_id=f"demo-scheduled-{start.astimezone(building_tz()):%Y%m%d}",
+    )
+    if invitation.status == Invitation.Status.PENDING:
+        try:
+            invitation_accept(invitation=invitation, answered_by="operator:operator", now=now)
+        except DRError:
+            return None  # no device can shed now (all disabled, say): it stays an invitation
+    return DREvent.objects.filter(invitation=invitation).first()
+
+
 def _pending_invitation(now: datetime) -> Invitation | None:
     """An invitation waiting for the operators, sized to what the policy could commit now (the
     auto-response accepts it when enabled; it is off by default, so it waits)."""
@@ -146,11 +187,7 @@ def _pending_invitation(now: datetime) -> Invitation | None:
     if waiting is not None:
         return waiting
     start, end = invitation_window(now)
-    policy = policy_get()
-    flexible_kw = flexibility_compute(now=now, start=start, end=end).total_kw
-    # Half of what the policy may commit, so its check passes: at night the loads (and so what
-    # they can shed) are small, and an ask the building cannot meet would only be declined.
-    reduction_kw = max(round(min(INVITATION_MAX_KW, flexible_kw * policy.max_share / 2), 2), 0.01)
+    reduction_kw = _ask_kw(now, start, end)
     return invitation_create(
         reduction_kw=reduction_kw,
         start=start,

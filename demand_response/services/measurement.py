@@ -62,6 +62,7 @@ def event_measure(*, event: DREvent, now: datetime | None = None) -> DREvent:
     sensor_ids = sorted({r.device.sensor_id for r in (shed or rows)})
     q_start, q_end = _floor_quarter(event.start), _ceil_quarter(event.end)
     request = baselines.BaselineRequest(
+        # The model's field is text of BaselineMethod's choices; the request checks it is one.
         method=event.baseline_method,  # type: ignore[arg-type]
         event_start=q_start,
         event_end=q_end,

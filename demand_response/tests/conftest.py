@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,7 +74,7 @@ def loads(plant: dict[str, FlexibleDevice]) -> datetime:
 
 
 @pytest.fixture
-def dr_events() -> list[dict[str, Any]]:
+def dr_events() -> Iterator[list[dict[str, Any]]]:
     """Every dr_events signal sent during the test (once its transaction committed)."""
     from energy_dashboard.core import events
 

@@ -90,12 +90,13 @@ def example_history(event_window_kw: float | None = None) -> dict[datetime, floa
 
 def caiso(**overrides: object) -> BaselineRequest:
     """The worked example's 10 of 10 request."""
-    fields: dict[object, object] = {
+    fields: dict[str, object] = {
         "method": "caiso_10of10",
         "event_start": at(EVENT_DAY, 14),
         "event_end": at(EVENT_DAY, 16),
         "tz": LISBON,
     } | overrides
+    # Overrides may be of any type: the tests give the request wrong ones on purpose.
     return BaselineRequest(**fields)  # type: ignore[arg-type]
 
 

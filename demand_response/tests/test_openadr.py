@@ -339,6 +339,7 @@ def test_no_load_is_reported_without_fresh_readings(
 ) -> None:
     power("ahu-power", 40, timezone.now() - timedelta(hours=2))
     ven = run_ven()
+    assert ven.client is not None
     # openleadr schedules its polling and sampling jobs just after the registration is set.
     until(ven.client.scheduler.get_jobs, 5, "the VEN scheduling its polls and samples")
     time.sleep(2.5)  # two sampling periods of 1 s

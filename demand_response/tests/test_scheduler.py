@@ -416,14 +416,16 @@ def test_delivery_is_measured_against_the_10_of_10_baseline(plant: dict[str, Fle
 def test_days_of_other_events_are_left_out_of_the_baseline(plant: dict[str, FlexibleDevice]) -> None:
     history(ahu_kw=lambda m: 30.0, ev_kw=20.0, until=EVENT_END)
     earlier = ran(5, ["ahu"], EVENT_START - timedelta(days=1), EVENT_END - timedelta(days=1))
-    assert "2025-06-17" not in earlier.performance["days_used"]  # type: ignore[index]
+    assert earlier.performance is not None
+    assert "2025-06-17" not in earlier.performance["days_used"]
     event = ran(5, ["ahu"], EVENT_START, EVENT_END)
-    assert event.performance["excluded_days"] == ["2025-06-17"]  # type: ignore[index]
-    assert "2025-06-17" not in event.performance["days_used"]  # type: ignore[index]
-    assert event.performance["days_used"][-1] == "2025-06-03"  # type: ignore[index]
+    assert event.performance is not None
+    assert event.performance["excluded_days"] == ["2025-06-17"]
+    assert "2025-06-17" not in event.performance["days_used"]
+    assert event.performance["days_used"][-1] == "2025-06-03"
     # Only the shed ahu is measured; its load did not move, so nothing was delivered.
-    assert event.performance["sensors"] == ["ahu-power"]  # type: ignore[index]
-    assert event.performance["intervals_missing"] == 0  # type: ignore[index]
+    assert event.performance["sensors"] == ["ahu-power"]
+    assert event.performance["intervals_missing"] == 0
     assert event.measured_kw == pytest.approx(0.0)
 
 
@@ -482,6 +484,7 @@ def test_high_4_of_5_is_used_when_the_programme_asks(plant: dict[str, FlexibleDe
     services.event_activate(event=event, now=EVENT_START)
     services.event_complete(event=event, now=EVENT_END)
     event.refresh_from_db()
-    assert event.performance["method"] == "high_4of5"  # type: ignore[index]
-    assert len(event.performance["days_used"]) == 4  # type: ignore[index]
-    assert event.performance["adjustment_kind"] == "additive"  # type: ignore[index]
+    assert event.performance is not None
+    assert event.performance["method"] == "high_4of5"
+    assert len(event.performance["days_used"]) == 4
+    assert event.performance["adjustment_kind"] == "additive"

@@ -34,7 +34,7 @@ def store(model: type[Model], pk: int, **values: Any) -> bool:
     """Write `values` over the row's fields without validation; False if the database refused."""
     try:
         with transaction.atomic(using=DB):
-            model.objects.filter(pk=pk).update(**values)  # type: ignore[attr-defined]
+            model._default_manager.filter(pk=pk).update(**values)
     except DatabaseError:
         return False
     return True

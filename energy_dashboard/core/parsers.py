@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.http import QueryDict
-from rest_framework import status
+from django.utils.http import parse_header_parameters
+from rest_framework import parsers, status
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
@@ -83,3 +84,28 @@ class FormParser(BaseParser):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         return QueryDict(read_bounded(stream, parser_context), encoding=encoding)
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    """DRF's multipart parser, refusing a body whose parts are none of them a named field or
+    file: Django drops a part without `Content-Disposition: form-data; name=...`, and a body of
+    such parts went on as an empty form (a PATCH of nothing answered 200). An empty form, the
+    closing boundary alone, is still read as one."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        result = super().parse(stream, media_type, parser_context)
+        if result.data or result.files:
+            return result
+        request = (parser_context or {}).get("request")
+        try:
+            length = int(getattr(request, "META", {}).get("CONTENT_LENGTH") or 0)
+        except (TypeError, ValueError):
+            length = 0
+        boundary = parse_header_parameters(media_type or "")[1].get("boundary", "")
+        # "--" boundary "--" and a line end: an empty form.
+        if length > len(boundary) + 8:
+            raise ParseError(
+                "Multipart form parse error - no part is a named field or file "
+                '(each needs Content-Disposition: form-data; name="...").'
+            )
+        return result

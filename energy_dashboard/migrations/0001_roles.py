@@ -1,9 +1,17 @@
 """Creates the operators and viewers groups; their permissions follow on post_migrate."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import migrations
 
+if TYPE_CHECKING:
+    from django.apps.registry import Apps
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
-def create_groups(apps, schema_editor):  # type: ignore[no-untyped-def]
+
+def create_groups(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     Group = apps.get_model("auth", "Group")
     for name in ("operators", "viewers"):
         Group.objects.using(schema_editor.connection.alias).get_or_create(name=name)

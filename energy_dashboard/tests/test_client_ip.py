@@ -25,7 +25,7 @@ BASE = Path(__file__).resolve().parents[2]
 
 
 def _ip(remote_addr: str, forwarded: str | None = None) -> str | None:
-    extra = {"REMOTE_ADDR": remote_addr}
+    extra: dict[str, Any] = {"REMOTE_ADDR": remote_addr}
     if forwarded is not None:
         extra["HTTP_X_FORWARDED_FOR"] = forwarded
     return client_ip(RequestFactory().get("/", **extra))
@@ -153,7 +153,7 @@ def test_the_middleware_drops_every_forwarded_header_of_an_untrusted_peer() -> N
         seen.update(request.META)
         return None
 
-    headers = {
+    headers: dict[str, Any] = {
         "HTTP_X_FORWARDED_FOR": "1.2.3.4",
         "HTTP_X_FORWARDED_PROTO": "https",
         "HTTP_X_FORWARDED_HOST": "evil.example",

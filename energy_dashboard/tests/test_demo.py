@@ -113,8 +113,7 @@ def test_the_demo_building_has_everything_the_pages_show_and_loads_once() -> Non
     assert {d.sensor_id for d in devices} <= set(Sensor.objects.values_list("sensor_id", flat=True))
 
     # A completed event, dispatched by the scheduler and measured against its baseline.
-    event = DREvent.objects.get(invitation__source="demo")
-    assert event.status == DREvent.Status.COMPLETED
+    event = DREvent.objects.get(invitation__source="demo", status=DREvent.Status.COMPLETED)
     assert event.end < now
     assert event.dispatched_kw == pytest.approx(event.target_kw)
     assert event.dispatches.filter(status=EventDevice.Status.RESTORED).exists()
@@ -126,6 +125,11 @@ def test_the_demo_building_has_everything_the_pages_show_and_loads_once() -> Non
     assert all(i["baseline_kw"] > i["actual_kw"] for i in report["intervals"])
     # The devices shed what they were told to: the delivery is the dispatch, give or take noise.
     assert event.measured_kw == pytest.approx(event.target_kw, rel=0.25)
+
+    # The next event: accepted, scheduled, its devices committed.
+    upcoming = DREvent.objects.get(invitation__source="demo", status=DREvent.Status.SCHEDULED)
+    assert upcoming.start > now
+    assert upcoming.dispatches.exists()
 
     # A pending invitation, before its deadline, that the policy's rules would accept.
     pending = Invitation.objects.get(source="demo", status=Invitation.Status.PENDING)

@@ -57,7 +57,7 @@ def _limit() -> int:
     return int(settings.AXES_FAILURE_LIMIT)
 
 
-def _token(api: APIClient, username: str, password: str, remote_addr: str, **extra: str) -> Any:
+def _token(api: APIClient, username: str, password: str, remote_addr: str, **extra: Any) -> Any:
     return api.post(
         TOKEN_URL,
         {"username": username, "password": password},

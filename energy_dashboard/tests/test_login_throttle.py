@@ -48,7 +48,7 @@ def _no_lockout(settings: Any) -> None:
 
 
 def _login(api: APIClient, username: str, password: str, remote_addr: str, forwarded: str | None) -> Any:
-    extra = {"REMOTE_ADDR": remote_addr}
+    extra: dict[str, Any] = {"REMOTE_ADDR": remote_addr}
     if forwarded is not None:
         extra["HTTP_X_FORWARDED_FOR"] = forwarded
     return api.post(TOKEN_URL, {"username": username, "password": password}, format="json", **extra)

@@ -191,7 +191,7 @@ def test_forged_posts_by_a_viewer_with_a_valid_token_are_refused_and_change_noth
     client = _client(viewer, csrf=True)
     client.get(PAGE)
     token = client.cookies["csrftoken"].value
-    posts = [
+    posts: list[tuple[str, dict[str, Any]]] = [
         ("/ingestion/upload", {"file": SimpleUploadedFile("v.slg_v2", meter_file("PT4005", count=2))}),
         (f"/ingestion/files/{row.pk}/reprocess", {}),
         ("/ingestion/sources/utility-sftp/scan", {}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -27,7 +28,7 @@ def page(client: Client) -> str:
     return response.content.decode()
 
 
-def config(html: str) -> dict:
+def config(html: str) -> dict[str, Any]:
     found = re.search(r'<script id="page-config" type="application/json">(.*?)</script>', html, re.S)
     assert found
     return json.loads(found.group(1))
@@ -43,7 +44,7 @@ def test_an_empty_building_says_what_to_do(viewer_client: Client) -> None:
     assert "No invitation waiting for an answer" in html
 
 
-def _readings(sensor: str, metric: str, value: float, minutes: list[int]) -> list[dict]:
+def _readings(sensor: str, metric: str, value: float, minutes: list[int]) -> list[dict[str, Any]]:
     now = timezone.now()
     return [
         {

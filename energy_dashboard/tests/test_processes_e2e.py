@@ -129,7 +129,7 @@ def test_run_starts_everything_and_sigterm_leaves_no_orphans(tmp_path: Path) -> 
     )
     try:
         deadline = time.monotonic() + 90
-        status, body = 0, {}
+        status, body = 0, dict[str, Any]()
         while time.monotonic() < deadline and run.poll() is None:
             try:
                 status, body = _get_json(f"http://127.0.0.1:{port}/health")

@@ -67,14 +67,16 @@ def test_schedule_follows_the_code_until_an_operator_edits_it(settings: Any) -> 
     ]
     with mock.patch.object(schedule, "jobs", return_value=changed):
         assert sync_schedule()["ingestion: FTP scan"] == "updated"
-    assert PeriodicTask.objects.get(name="ingestion: FTP scan").interval.every == 45
+    interval = PeriodicTask.objects.get(name="ingestion: FTP scan").interval
+    assert interval is not None and interval.every == 45
 
     # An operator retimes room metrics in the admin; a later sync keeps the operator's value.
     task = PeriodicTask.objects.get(name="sensors: room metrics")
     task.interval, _ = IntervalSchedule.objects.get_or_create(every=120, period="seconds")
     task.save()
     assert sync_schedule()["sensors: room metrics"] == "kept (operator's)"
-    assert PeriodicTask.objects.get(name="sensors: room metrics").interval.every == 120
+    interval = PeriodicTask.objects.get(name="sensors: room metrics").interval
+    assert interval is not None and interval.every == 120
 
 
 def test_deleted_job_is_recreated_by_migrate() -> None:

@@ -81,7 +81,11 @@ def test_a_reading_batch_refused_whole_answers_as_its_400_is_documented(
     ref = documented["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     component = schema["components"]["schemas"][ref]
     services.sensor_register(sensor_id="s-1", kind="power")
-    for body in ({"readings": []}, {"readings": [{"sensor_id": "s-1", "value": "x"}]}):
+    bodies: tuple[dict[str, Any], ...] = (
+        {"readings": []},
+        {"readings": [{"sensor_id": "s-1", "value": "x"}]},
+    )
+    for body in bodies:
         answer = operator_api.post("/api/v1/readings", body, format="json")
         assert answer.status_code == 400
         data = answer.json()
@@ -284,3 +288,18 @@ def test_request_bodies_have_components_of_their_own(schema: dict[str, Any]) -> 
     assert components["RemoteSourceRequest"]["properties"]["host"]["minLength"] == 1
     body = schema["paths"]["/api/v1/rooms/"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"]["$ref"] == "#/components/schemas/RoomRequest"
+
+
+def test_a_multipart_body_without_a_named_part_is_a_400(operator_api: APIClient) -> None:
+    services.room_create(name="r-1", floor="2")
+    boundary = "11bfe68dfb51f4628d37768d64916d66"
+    garbage = f"--{boundary}\r\n-6.959221139571464e+16--{boundary}--\r\n"
+    content_type = f"multipart/form-data; boundary={boundary}"
+    answer = operator_api.generic("PATCH", "/api/v1/rooms/r-1", garbage, content_type=content_type)
+    assert answer.status_code == 400, answer.content
+    assert "no part is a named field" in answer.json()["message"]
+    # An empty form (the closing boundary alone) is still an empty PATCH.
+    empty = operator_api.generic(
+        "PATCH", "/api/v1/rooms/r-1", f"--{boundary}--\r\n", content_type=content_type
+    )
+    assert empty.status_code == 200 and empty.json()["floor"] == "2"

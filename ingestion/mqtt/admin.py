@@ -15,7 +15,7 @@ from ingestion.mqtt import services
 from ingestion.mqtt.models import Broker, Mapping
 
 
-class BrokerForm(forms.ModelForm):  # type: ignore[type-arg]
+class BrokerForm(forms.ModelForm):
     """The password is typed in but never shown; left empty, the stored one is kept."""
 
     password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, max_length=256)
@@ -28,7 +28,7 @@ class BrokerForm(forms.ModelForm):  # type: ignore[type-arg]
         return self.cleaned_data["password"] or (self.instance.password if self.instance.pk else "")
 
 
-class MappingInline(admin.TabularInline):  # type: ignore[type-arg]
+class MappingInline(admin.TabularInline):
     model = Mapping
     fields = ["name", "enabled", "topic", "preset", "messages_count", "readings_count", "malformed_count"]
     readonly_fields = ["messages_count", "readings_count", "malformed_count"]
@@ -37,7 +37,7 @@ class MappingInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Broker)
-class BrokerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class BrokerAdmin(admin.ModelAdmin):
     """Brokers with the topics no mapping claimed."""
 
     form = BrokerForm
@@ -48,7 +48,7 @@ class BrokerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     inlines = [MappingInline]
 
 
-class MappingForm(forms.ModelForm):  # type: ignore[type-arg]
+class MappingForm(forms.ModelForm):
     """A new mapping takes its preset's values for the fields left empty."""
 
     class Meta:
@@ -60,7 +60,8 @@ class MappingForm(forms.ModelForm):  # type: ignore[type-arg]
         self.fields["topic"].required = False  # the preset's when left empty
 
     def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean()
+        cleaned = super().clean()
+        assert cleaned is not None  # ModelForm.clean returns its cleaned_data
         filled = services.mapping_fill_from_preset(cleaned, creating=self.instance.pk is None)
         for name, value in filled.items():
             if cleaned.get(name) != value:
@@ -69,7 +70,7 @@ class MappingForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Mapping)
-class MappingAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MappingAdmin(admin.ModelAdmin):
     """Mappings with their counts and the last example of each kind of bad input."""
 
     form = MappingForm

@@ -111,7 +111,7 @@ class _Client(mqtt.Client):
             raise
 
 
-@dataclass
+@dataclass(slots=True)  # one a message: no per-instance dict
 class Incoming:
     """A message as the network thread hands it over."""
 
@@ -138,7 +138,8 @@ def _error_of(exc: BaseException, broker: str) -> tuple[str, str]:
         return "connect", f"broker {broker} refused the connection (is it running?)"
     if isinstance(exc, TimeoutError):
         return "connect", f"broker {broker} did not answer in time"
-    return "connect", f"cannot connect to broker {broker}: {exc.strerror or exc}"  # type: ignore[attr-defined]
+    reason = exc.strerror if isinstance(exc, OSError) else None
+    return "connect", f"cannot connect to broker {broker}: {reason or exc}"
 
 
 @dataclass
@@ -439,6 +440,9 @@ class Ingester:
         self._config: Any = None
         self._stamps_acked: deque[tuple[float, Connection, int, list[str]]] = deque()
         self._on_stored = on_stored
+        # Brokers whose client could not be made (a TLS file missing or unreadable): broker name
+        # -> why, shown on /health until the broker is changed.
+        self.unusable: dict[str, str] = {}
 
     # --- configuration -----------------------------------------------------------------------
 
@@ -460,6 +464,7 @@ class Ingester:
             return
         self._config = config
         wanted = {b.pk: b for b in brokers}
+        self.unusable = {name: e for name, e in self.unusable.items() if name in {b.name for b in brokers}}
         for pk in list(self.connections):
             conn = self.connections[pk]
             broker = wanted.get(pk)
@@ -472,9 +477,11 @@ class Ingester:
             if conn is None:
                 try:
                     conn = Connection(broker, mappings[pk], self.inbox)
-                except (ValueError, OSError) as exc:
+                except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
                     logger.error("broker %s cannot be used: %s", broker.name, exc)
+                    self.unusable[broker.name] = f"broker {broker.name} cannot be used: {exc}"
                     continue
+                self.unusable.pop(broker.name, None)
                 self.connections[pk] = conn
                 conn.start()
                 logger.info("broker %s: connecting to %s:%s", broker.name, broker.host, broker.effective_port)
@@ -729,12 +736,33 @@ class Ingester:
     def publish_state(self) -> None:
         """Each broker's state in Redis, for /health."""
         states = [conn.state() for conn in self.connections.values()]
+        for name, error in self.unusable.items():
+            states.append(_unusable_state(name, error))
         if not states:
             return
         try:
             state.write(states)
         except Exception as exc:  # /health then shows the ingester as gone
             logger.warning("cannot write the MQTT state to Redis: %s", exc)
+
+
+def _unusable_state(name: str, error: str) -> dict[str, Any]:
+    """The state of a broker whose client could not be made."""
+    return {
+        "broker": name,
+        "pid": os.getpid(),
+        "at": time.time(),
+        "connected": False,
+        "connected_since": None,
+        "error": error,
+        "error_kind": "config",
+        "last_message_at": None,
+        **dict.fromkeys(
+            ("messages_in", "readings_stored", "duplicates", "rejected", "malformed", "unknown_sensors"), 0
+        ),
+        "unknown_topics": 0,
+        "mappings": 0,
+    }
 
 
 __all__ = ["IGNORED", "Ingester"]

@@ -3,6 +3,7 @@ kept with bad input) is shown to operators only, as what remote servers said is.
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -16,7 +17,7 @@ from ingestion.mqtt.payloads import METRICS, PRESETS
 from ingestion.validators import validate_printable
 
 
-def _for_operators(context: dict[str, Any]) -> bool:
+def _for_operators(context: abc.Mapping[str, Any]) -> bool:
     request = context.get("request")
     return request is not None and roles.can_operate(request.user)
 
@@ -137,7 +138,9 @@ class MappingSerializer(serializers.ModelSerializer[Mapping]):
     the preset's values; `last_problems` (examples of bad input) is empty but for operators."""
 
     broker = serializers.SlugRelatedField(slug_field="name", queryset=Broker.objects.all())
-    fields = MappingFieldSerializer(many=True, required=False)
+    # DRF's metaclass takes declared fields off the class: this does not shadow Serializer.fields
+    # as django-stubs' view of the class says (nor `label` Field.label, below).
+    fields = MappingFieldSerializer(many=True, required=False)  # type: ignore[assignment]
     last_problems = serializers.SerializerMethodField()
 
     class Meta:
@@ -195,14 +198,14 @@ class MqttPresetSerializer(serializers.Serializer[Any]):
     """A built-in preset: what a mapping created from it is filled with."""
 
     name = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     topic = serializers.CharField()
     payload_format = serializers.CharField()
     sensor_level = serializers.IntegerField(allow_null=True)
     sensor_field = serializers.CharField(allow_blank=True)
     key_level = serializers.IntegerField(allow_null=True)
     time_field = serializers.CharField(allow_blank=True)
-    fields = MappingFieldSerializer(many=True)
+    fields = MappingFieldSerializer(many=True)  # type: ignore[assignment]
 
 
 def presets() -> list[dict[str, Any]]:

@@ -47,6 +47,12 @@ def mapping_create(*, broker: Broker, name: str, preset: str = Mapping.Preset.JS
     return mapping
 
 
+NOT_REPORTING = (
+    "the MQTT ingester has not reported in: `manage.py run` starts it when a broker is enabled as it "
+    "starts, so restart it after enabling the first broker (or run `manage.py mqtt_ingest`)"
+)
+
+
 def brokers_enabled() -> bool:
     """Whether the ingester has a broker to subscribe to (`manage.py run` starts it then)."""
     return Broker.objects.filter(enabled=True).exists()
@@ -67,7 +73,7 @@ def health() -> dict[str, Any]:
     for name in enabled:
         found = live.get(name)
         if found is None:
-            brokers[name] = {"connected": False, "error": "the MQTT ingester has not reported in"}
+            brokers[name] = {"connected": False, "error": NOT_REPORTING}
             continue
         brokers[name] = {
             "connected": found["connected"],

@@ -93,8 +93,8 @@ def ftp_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cal
     """Start FTP servers with special options (throttle, mlsd, tls) for one test; all stop after it."""
     started: list[FtpServer] = []
 
-    def start(**options: object) -> FtpServer:
-        server = FtpServer(tmp_path_factory.mktemp("ftp-special"), **options)  # type: ignore[arg-type]
+    def start(**options: Any) -> FtpServer:
+        server = FtpServer(tmp_path_factory.mktemp("ftp-special"), **options)
         populate(server.home)
         started.append(server)
         server.start()

@@ -132,7 +132,7 @@ def fake_getaddrinfo(answers: dict[str, list[str]], calls: list[str] | None = No
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         rounds = answers[host]
         current = rounds[0] if len(rounds) == 1 else rounds.pop(0)
-        result = []
+        result: list[tuple[Any, ...]] = []
         for text in current.split(","):
             address = ipaddress.ip_address(text)
             if address.version == 4:

@@ -17,6 +17,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
+from energy_dashboard.testing import streamed
 from ingestion import services
 from ingestion.models import IngestedFile, RemoteSource
 from ingestion.tests.helpers import meter_file
@@ -148,7 +149,7 @@ def test_an_uploaded_bad_file_is_rejected_with_its_errors_and_kept(
         and "Q" in body["errors"][0]["message"]
     )
     content = viewer_api.get(f"/api/v1/ingestion/files/{body['id']}/content")
-    assert content.status_code == 200 and b"".join(content.streaming_content) == broken
+    assert content.status_code == 200 and b"".join(streamed(content)) == broken
 
 
 def test_viewers_cannot_upload(viewer_api: APIClient) -> None:
@@ -417,7 +418,8 @@ def post_upload(user: Any, content: bytes) -> tuple[Any, CountingStream]:
         "/api/v1/ingestion/upload", {"file": SimpleUploadedFile("big.slg_v2", content)}, format="multipart"
     )
     counting = CountingStream(request._stream)
-    request._stream = counting
+    # The counting wrapper reads like the stream it wraps (WSGIRequest declares a BinaryIO).
+    request._stream = counting  # type: ignore[assignment]
     force_authenticate(request, user=user)
     response = UploadView.as_view()(request)
     response.render()

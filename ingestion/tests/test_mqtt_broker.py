@@ -266,7 +266,7 @@ def _persistent_subscriber(server: Mosquitto, received: list[bytes], client_id: 
     )
     subscribed = threading.Event()
     subscriber.on_subscribe = lambda *args: subscribed.set()
-    subscriber.on_message = lambda c, u, message: received.append(message.payload)
+    subscriber.on_message = lambda c, u, message: received.append(bytes(message.payload))
 
     def on_connect(c: mqtt.Client, *args: Any) -> None:
         c.subscribe([("t/#", SubscribeOptions(qos=1))])

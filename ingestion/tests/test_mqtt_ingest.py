@@ -99,7 +99,7 @@ def values(sensor_id: str, metric: str) -> list[float]:
 
 # Shelly Gen2 API, Switch component, "Switch.GetStatus example" (the status notified on
 # <id>/status/switch:0). aenergy.total is in Wh.
-SHELLY_STATUS = {
+SHELLY_STATUS: dict[str, Any] = {
     "id": 0,
     "source": "timer",
     "output": True,
@@ -413,3 +413,28 @@ def test_a_client_certificate_is_presented_when_the_broker_requires_one(
     assert conns["with-cert"].subscribed.wait(15), conns["with-cert"].error
     wait_until(lambda: conns["without"].error, "the broker to refuse the client without a certificate")
     assert not conns["without"].connected and conns["without"].error_kind in ("tls", "connect")
+
+
+def test_a_broker_whose_tls_files_cannot_be_read_is_a_clear_state(secrets_dir: Any) -> None:
+    broker = Broker.objects.create(
+        name="site", host="127.0.0.1", port=8883, tls=True, ca_file=str(secrets_dir / "missing-ca.pem")
+    )
+    mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota")
+    worker = Ingester(batch_seconds=0.05)
+    worker.reload()
+    assert not worker.connections and "cannot be used" in worker.unusable["site"]
+    worker.publish_state()
+    site = health_of("site")
+    assert site["connected"] is False and site["error_kind"] == "config" and "cannot be used" in site["error"]
+
+
+def test_the_brokers_address_is_checked_again_at_every_connection(
+    mosquitto: Mosquitto, ingester: Any, settings: Any
+) -> None:
+    broker = broker_for(mosquitto)
+    mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota")
+    settings.INGESTION_ALLOWED_NETWORKS = []  # loopback no longer allowed after the broker was saved
+    worker = ingester(subscribed=False)
+    conn = next(iter(worker.connections.values()))
+    wait_until(lambda: conn.error_kind == "address", "the refused address")
+    assert "INGESTION_ALLOWED_NETWORKS" in conn.error and not conn.connected

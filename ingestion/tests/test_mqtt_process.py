@@ -134,7 +134,7 @@ def test_an_ingester_killed_mid_stream_then_restarted_stores_each_message_exactl
     register_sensors()
     doomed = start_process("mqtt-a", "manage.py", "mqtt_ingest", env=ingester_env())
     wait_until(
-        lambda: mqtt_services.live_state(broker) and mqtt_services.live_state(broker)["connected"],
+        lambda: (state := mqtt_services.live_state(broker)) and state["connected"],
         "connected",
     )
     time.sleep(0.5)  # the subscription answered
@@ -170,7 +170,7 @@ def test_a_broker_restart_mid_stream_loses_and_doubles_nothing(
     register_sensors()
     ingester = start_process("mqtt", "manage.py", "mqtt_ingest", env=ingester_env())
     wait_until(
-        lambda: mqtt_services.live_state(broker) and mqtt_services.live_state(broker)["connected"],
+        lambda: (state := mqtt_services.live_state(broker)) and state["connected"],
         "connected",
     )
     time.sleep(0.5)

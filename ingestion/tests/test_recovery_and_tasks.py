@@ -51,7 +51,8 @@ def test_an_upload_whose_task_was_lost_is_taken_again(
     IngestedFile.objects.filter(pk=row.pk).update(downloaded_at=long_ago(settings))
     tasks.ftp_scan_all()
     assert queued_ids == [row.pk]  # the fresh one may still have its task on the way
-    assert services.file_run(file_id=row.pk).status == "imported"
+    done = services.file_run(file_id=row.pk)
+    assert done is not None and done.status == "imported"
     assert IngestedFile.objects.get(pk=fresh.pk).status == "downloaded"
 
 

@@ -21,6 +21,8 @@ from ingestion.remote import (
     Endpoint,
     RemoteError,
     RemoteFile,
+    RemoteProtocol,
+    SftpClient,
     backoff_delay,
     connect,
     download_with_retries,
@@ -110,7 +112,8 @@ def test_patterns_choose_the_files(sftp_endpoint: Endpoint, ftp_endpoint: Endpoi
     for endpoint in (sftp_endpoint, ftp_endpoint):
         only_sgl = replace(endpoint, patterns=("*.sgl_v2",))
         assert [f.name for f in list_files_with_retries(only_sgl)] == ["2024-03-02_meter-b.sgl_v2"]
-        tmp = replace(endpoint, patterns=["*.tmp", "readme.*"])
+        # A list, as a form gives it: Endpoint takes it as patterns (annotated a tuple).
+        tmp = replace(endpoint, patterns=["*.tmp", "readme.*"])  # type: ignore[arg-type]
         assert [f.name for f in list_files_with_retries(tmp)] == [
             "2024-03-05_meter-d.slg_v2.tmp",
             "readme.txt",
@@ -212,6 +215,7 @@ def test_sftp_wrong_password_without_a_key_is_an_auth_error(sftp_endpoint: Endpo
 
 
 def test_sftp_accepts_a_pkcs8_pem_key(sftp_endpoint: Endpoint) -> None:
+    assert sftp_endpoint.private_key is not None
     key = serialization.load_ssh_private_key(sftp_endpoint.private_key.encode(), password=None)
     pkcs8 = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -309,6 +313,7 @@ def test_fetch_host_key_shows_the_key_without_logging_in(
     anonymous = replace(sftp_endpoint, username="nobody-here", private_key=None, host_key=None)
     assert fetch_host_key(anonymous) == (sftp_server.host_key_line, sftp_server.host_fingerprint)
     with connect(sftp_endpoint) as client:
+        assert isinstance(client, SftpClient)
         assert client.fetch_host_key() == (sftp_server.host_key_line, sftp_server.host_fingerprint)
 
 
@@ -346,9 +351,9 @@ def test_plain_ftp_to_a_server_that_requires_tls_is_refused(ftps_server: FtpServ
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "ftps", "sftp"])
-def test_connection_refused_is_retried_with_exponential_backoff(protocol: str) -> None:
+def test_connection_refused_is_retried_with_exponential_backoff(protocol: RemoteProtocol) -> None:
     endpoint = Endpoint(
-        protocol=protocol,  # type: ignore[arg-type]
+        protocol=protocol,
         host="127.0.0.1",
         port=free_port(),  # nothing listens there
         username="u",
@@ -376,12 +381,12 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 @pytest.mark.parametrize("protocol", ["ftp", "sftp"])
-def test_a_server_that_accepts_but_never_answers_times_out(protocol: str) -> None:
+def test_a_server_that_accepts_but_never_answers_times_out(protocol: RemoteProtocol) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         endpoint = Endpoint(
-            protocol=protocol,  # type: ignore[arg-type]
+            protocol=protocol,
             host="127.0.0.1",
             port=silent.getsockname()[1],
             username="u",

@@ -180,6 +180,7 @@ def test_a_server_that_goes_away_mid_download_is_retried_and_nothing_partial_is_
         row = services.file_run(file_id=file_id, sleep=restart)
         watcher.join()
         assert killed.is_set(), "the download ended before the server could be killed"
+        assert row is not None
         assert row.status == "imported" and row.inserted == 2000, row.message
         assert row.sha256 and Path(row.stored_path).read_bytes() == content
         assert not part.exists()

@@ -11,6 +11,7 @@ import tracemalloc
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -87,7 +88,9 @@ def slg(*details: bytes, newline: bytes = b"\r\n") -> bytes:
 
 
 def read(
-    data: bytes | Iterable[bytes], tz: ZoneInfo = LISBON, **options: int
+    data: Any,
+    tz: ZoneInfo = LISBON,
+    **options: int,  # any shape, wrong ones included
 ) -> tuple[SlgReader, list[Record]]:
     reader = SlgReader(data, tz=tz, **options)
     return reader, list(reader)
@@ -102,8 +105,8 @@ def labels(day_minutes: Iterable[int]) -> list[str]:
     return [f"{(m + 15) // 60:02d}{(m + 15) % 60:02d}" for m in day_minutes]
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def local_day(tz: ZoneInfo, day: date) -> list[datetime]:
@@ -128,6 +131,7 @@ def written(
     records: Iterable[tuple[str, datetime, int, bool]], tz: ZoneInfo = LISBON, **options: object
 ) -> bytes:
     options.setdefault("file_date", date(2026, 10, 26))
+    # Options of any type: the tests hand the writer wrong ones on purpose.
     return b"".join(write_slg(records, tz=tz, **options))  # type: ignore[arg-type]
 
 
@@ -512,6 +516,7 @@ def test_raise_for_problems() -> None:
 
 
 def test_reader_misuse_raises_slg_error_only() -> None:
+    # Each call passes what the annotations refuse, on purpose: the reader's own checks are tested.
     with pytest.raises(SlgError, match=r"tz must be a zoneinfo\.ZoneInfo"):
         SlgReader(b"", tz=UTC)  # type: ignore[arg-type]
     with pytest.raises(SlgError, match="binary mode"):
@@ -519,7 +524,7 @@ def test_reader_misuse_raises_slg_error_only() -> None:
     with pytest.raises(SlgError, match="binary mode"):
         list(SlgReader(io.StringIO("00EGAC"), tz=LISBON))  # type: ignore[arg-type]
     with pytest.raises(SlgError, match="yields int"):
-        list(SlgReader(iter([1, 2]), tz=LISBON))  # type: ignore[list-item]
+        list(SlgReader(iter([1, 2]), tz=LISBON))  # type: ignore[arg-type]
     with pytest.raises(SlgError, match="max_problems"):
         SlgReader(b"", tz=LISBON, max_problems=-1)
     reader = SlgReader(b"", tz=LISBON)
@@ -741,7 +746,7 @@ def test_writer_layout_padded_and_not() -> None:
         ([(CPE, utc(3000, 3, 10), 1, False)], "date", "is outside the years"),
     ],
 )
-def test_writer_refuses_what_would_not_read_back(records: list, field: str, message: str) -> None:
+def test_writer_refuses_what_would_not_read_back(records: list[Any], field: str, message: str) -> None:
     with pytest.raises(SlgError, match=message) as caught:
         written(records)
     assert caught.value.field == field and caught.value.line == len(records) + 1
@@ -761,7 +766,7 @@ def test_writer_argument_errors() -> None:
         with pytest.raises(SlgError):
             written([], **options)
     with pytest.raises(SlgError, match="tz must be"):
-        written([], tz=UTC)  # type: ignore[arg-type]
+        written([], tz=UTC)  # type: ignore[arg-type]  # a timezone.utc, not a ZoneInfo, on purpose
 
 
 # Memory -------------------------------------------------------------------------------------------------
@@ -979,7 +984,12 @@ def test_a_file_in_cpe_order_works_out_each_dates_instants_once(monkeypatch: pyt
     # computed for the first CPE and shared by the others (a cache of 64 dates recomputed them).
     calls: list[object] = []
     spans = slg_module._spans
-    monkeypatch.setattr(slg_module, "_spans", lambda *args: calls.append(args) or spans(*args))
+
+    def counted(*args: Any) -> Any:
+        calls.append(args)
+        return spans(*args)
+
+    monkeypatch.setattr(slg_module, "_spans", counted)
     first = datetime(2026, 3, 1, tzinfo=UTC)
     records = [
         (f"PT00020000000000{n:02d}AB", first + timedelta(minutes=15 * q), 100, False)

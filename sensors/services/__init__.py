@@ -58,6 +58,7 @@ from sensors.services.registry import (
 )
 from sensors.services.upkeep import (
     aggregates_compute,
+    planner_statistics_refresh,
     readings_cleanup,
     rollups_backfill,
     room_metrics_payload,
@@ -83,6 +84,7 @@ __all__ = [
     "meters_for_external_ids",
     "overview",
     "overview_live",
+    "planner_statistics_refresh",
     "power_latest",
     "readings_cleanup",
     "readings_import",

@@ -166,7 +166,7 @@ def test_bulk_action_and_room_assignment(operator_client: Client) -> None:
     )
     assert response.status_code == 302, response.content[:2000]
     meter.refresh_from_db()
-    assert meter.room.name == "lab" and meter.expected_interval_s == 900
+    assert meter.room is not None and meter.room.name == "lab" and meter.expected_interval_s == 900
 
 
 def test_viewer_cannot_change_sensors(viewer: Any) -> None:

@@ -4,6 +4,7 @@ services, the API and the admin."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import Client
 from rest_framework.test import APIClient
@@ -110,8 +111,8 @@ def test_api_shows_and_sets_part_of_with_messages(operator_api: APIClient) -> No
 
 
 @pytest.mark.usefixtures("meters")
-def test_admin_refuses_a_cycle_with_the_message(client: Client, operator: object) -> None:
-    client.force_login(operator)  # type: ignore[arg-type]
+def test_admin_refuses_a_cycle_with_the_message(client: Client, operator: User) -> None:
+    client.force_login(operator)
     main = sensor("main")
     response = client.post(
         f"/admin/sensors/sensor/{main.pk}/change/",

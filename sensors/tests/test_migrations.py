@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from django.db import IntegrityError, connections, transaction
@@ -37,7 +38,7 @@ def rows(sql: str) -> list[tuple[object, ...]]:
         return list(cursor.fetchall())
 
 
-def adapt(moment: datetime) -> object:
+def adapt(moment: datetime) -> Any:  # the backend's own form (text on SQLite)
     return connections[DB].ops.adapt_datetimefield_value(moment)
 
 

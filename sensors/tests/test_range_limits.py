@@ -13,7 +13,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from energy_dashboard.testing import AFTER_FIXED_DATES
+from energy_dashboard.testing import AFTER_FIXED_DATES, streamed
 from sensors import analytics, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -378,7 +378,7 @@ def test_an_export_holds_a_chunk_of_rows_not_the_range(
         else:
             body = {"sensors": ["p1"], "start": iso(T0), "end": iso(end), "limit": 100_000}
             response = viewer_api.post("/api/v1/data/query?format=csv", body, format="json")
-        chunks = iter(response.streaming_content)
+        chunks = iter(streamed(response))
         next(chunks)  # the first 500 rows
         _, peak = tracemalloc.get_traced_memory()
     finally:

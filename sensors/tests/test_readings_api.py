@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from energy_dashboard.core.parsers import JSONParser
-from energy_dashboard.testing import AFTER_FIXED_DATES
+from energy_dashboard.testing import AFTER_FIXED_DATES, streamed
 from sensors import rules, services
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -172,7 +172,7 @@ def test_sensor_data_csv_is_streamed(viewer_api: APIClient) -> None:
         f"/api/v1/sensors/p1/data?format=csv&start={iso(T0)}&end={iso(T0 + timedelta(hours=1))}"
     )
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(streamed(response)).decode())))
     assert rows == [
         ["timestamp", "value", "quality"],
         ["2026-11-02T10:00:00Z", "1.0", "measured"],
@@ -238,7 +238,7 @@ def test_energy_csv(viewer_api: APIClient) -> None:
     response = viewer_api.get(
         f"/api/v1/analytics/energy?sensors=e1&interval=1h&format=csv&start={iso(T0)}&end={iso(T0 + timedelta(hours=1))}"
     )
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(streamed(response)).decode())))
     assert rows == [
         ["kind", "key", "start", "energy_kwh"],
         ["sensor", "e1", "2026-11-02T10:00:00+00:00", "3.0"],
@@ -311,7 +311,7 @@ def test_data_query_raw_and_aggregated_and_csv(viewer_api: APIClient) -> None:
     ).json()
     assert limited["count"] == 3 and limited["truncated"] is True
     response = viewer_api.post("/api/v1/data/query?format=csv", {"sensors": ["c1"], **span}, format="json")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(streamed(response)).decode())))
     assert rows[0] == ["sensor_id", "room", "metric", "timestamp", "value"] and len(rows) == 3
 
 

@@ -90,7 +90,8 @@ def test_repeats_inside_one_batch() -> None:
         (point(value=float("inf")), "finite number"),
         (point(value=None), "finite number"),
         (point(sensor="ghost"), "unknown sensor 'ghost'"),
-        # Sensor ids that are not strings, or missing, whatever the other items name.
+        # Sensor ids that are not strings, or missing, whatever the other items name (the
+        # ignores: wrong types on purpose).
         (point(sensor=["p1"]), "sensor_id is missing"),  # type: ignore[arg-type]
         (point(sensor=7), "sensor_id is missing"),  # type: ignore[arg-type]
         ({"metric": "power", "timestamp": iso(T0), "value": 1}, "sensor_id is missing"),

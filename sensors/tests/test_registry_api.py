@@ -92,7 +92,8 @@ def test_operator_registers_a_sensor_and_the_bus_hears_it(
         events.sensor_events.disconnect(dispatch_uid="t")
     assert response.status_code == 201, response.json()
     assert response.json()["room"] == "lab"
-    assert Sensor.objects.get(sensor_id="lab-hum").room.name == "lab"
+    room = Sensor.objects.get(sensor_id="lab-hum").room
+    assert room is not None and room.name == "lab"
     assert [(e["sensor_id"], e["event"], e["room"]) for e in heard] == [("lab-hum", "registered", "lab")]
 
 

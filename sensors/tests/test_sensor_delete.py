@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connections, transaction
@@ -63,7 +64,7 @@ def test_a_deletion_during_an_ingest_leaves_no_reading_of_the_deleted_sensor() -
     assert services.readings_ingest(readings=batch("racing", 1, 1))["accepted"] == 1
     stored = threading.Event()
     release = threading.Event()
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}
 
     def ingest() -> None:
         try:
@@ -94,7 +95,7 @@ def test_a_deletion_during_an_ingest_leaves_no_reading_of_the_deleted_sensor() -
     ingesting.join(10)
     deleting.join(10)
 
-    assert outcome["ingest"]["accepted"] == 500  # type: ignore[index]
+    assert outcome["ingest"]["accepted"] == 500
     assert outcome["deleted"] is True
     assert not Sensor.objects.filter(pk=pk).exists()
     assert Reading.objects.filter(sensor_id=pk).count() == 0

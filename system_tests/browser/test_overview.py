@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from system_tests.conftest import Product, Session
@@ -34,7 +35,7 @@ def _aggregate(product: Product) -> None:
 
 
 def test_a_posted_batch_reaches_the_chart_and_its_room_card_within_two_seconds(
-    product: Product, signed_in: Session
+    product: Product, signed_in: Callable[..., Session]
 ) -> None:
     assert product.request("POST", "/api/v1/rooms/", {"name": "bt-live-room"})[0] == 201
     assert (
@@ -82,7 +83,9 @@ def test_a_posted_batch_reaches_the_chart_and_its_room_card_within_two_seconds(
     assert not session.errors, session.errors
 
 
-def test_the_comparisons_and_the_hierarchy_remainder_show(product: Product, signed_in: Session) -> None:
+def test_the_comparisons_and_the_hierarchy_remainder_show(
+    product: Product, signed_in: Callable[..., Session]
+) -> None:
     for sensor in (
         {"sensor_id": "bt-main", "kind": "energy_meter", "name": "BT main meter"},
         {"sensor_id": "bt-sub", "kind": "energy_meter", "name": "BT sub-meter", "part_of": "bt-main"},

@@ -256,6 +256,10 @@ def test_live_readings_join_todays_chart(product: Product, signed_in: Any) -> No
         " return el.edChart && el.edChart.getOption().series.some(s => s.data.some(p => p[1] === 777)); }",
         timeout=5000,
     )
+    # The sensors table follows: the latest value, with its unit.
+    page.locator('tr[data-sensor="bt-roomlive-power"] [data-latest]').filter(has_text="777 W").wait_for(
+        timeout=5000
+    )
     assert not session.errors, session.errors
 
 

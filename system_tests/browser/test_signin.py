@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Callable
 
 from system_tests.conftest import OPERATOR_PASSWORD, Product, Session, sign_in
 
@@ -28,7 +29,7 @@ def test_a_wrong_password_is_refused_with_a_message(anonymous: Session) -> None:
     assert page.get_by_role("alert").is_visible()
 
 
-def test_sign_out_ends_the_session(signed_in: Session) -> None:
+def test_sign_out_ends_the_session(signed_in: Callable[..., Session]) -> None:
     session = signed_in()
     page = session.page
     page.get_by_role("button", name="Sign out").click()

@@ -18,6 +18,8 @@ const STATUS_TEXT = {
   completed: "Completed",
   cancelled: "Cancelled",
 };
+// An axis label with the decimals its step needs (0.5 kW steps must not all read "1").
+const tick = (v) => number(v, Number.isInteger(v) ? 0 : Number.isInteger(Math.round(v * 1e6) / 1e5) ? 1 : 2);
 const kw = (value) => (value === null || value === undefined ? "–" : `${number(value, 1)} kW`);
 
 // --- The events' timeline: each event's target and delivered kW over its window ------------
@@ -46,7 +48,7 @@ function timelineOption() {
       type: "time",
       axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => `${dateTime(v)}` },
     }),
-    yAxis: axis(p, { type: "value", name: "kW", axisLabel: { color: p.muted, formatter: (v) => number(v, 0) } }),
+    yAxis: axis(p, { type: "value", name: "kW", axisLabel: { color: p.muted, formatter: tick } }),
     tooltip: { trigger: "axis", valueFormatter: kw },
     series: [
       {
@@ -86,11 +88,14 @@ function timelineOption() {
     ],
   });
 }
-if (timelineNode && config.events) {
-  timeline = createChart(timelineNode, (p) => timelineOption()(p), {
-    description: "Each event's target reduction over its window, and the reduction measured after it.",
+function ensureTimeline(node) {
+  // The chart is drawn once; a page that had no event gets it when the first one arrives.
+  if (timeline || !node) return;
+  timeline = createChart(node, (p) => timelineOption()(p), {
+    description: "Each event's target reduction over its window, the reduction measured after it, and what pending invitations ask.",
   });
 }
+ensureTimeline(timelineNode);
 
 // --- An event's report: baseline and metered load per quarter-hour -------------------------
 
@@ -112,7 +117,7 @@ if (reportNode && config.intervals) {
     (p) => ({
       legend: { top: 0, textStyle: { color: p.text } },
       xAxis: axis(p, { type: "time", axisLabel: { color: p.muted, hideOverlap: true, formatter: (v) => time(v) } }),
-      yAxis: axis(p, { type: "value", name: "kW", scale: true, axisLabel: { color: p.muted, formatter: (v) => number(v, 0) } }),
+      yAxis: axis(p, { type: "value", name: "kW", scale: true, axisLabel: { color: p.muted, formatter: tick } }),
       tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "–" : `${number(v, 2)} kW`) },
       series: [
         {
@@ -206,10 +211,13 @@ async function refreshRegions() {
     region.replaceWith(document.importNode(next, true));
   }
   const configNode = fresh.getElementById("page-config");
-  if (timeline && configNode) {
-    const freshConfig = JSON.parse(configNode.textContent || "{}");
-    timelineEvents = freshConfig.events || [];
-    timelineInvitations = freshConfig.invitations || [];
+  if (configNode) {
+    const freshEvents = JSON.parse(configNode.textContent || "{}");
+    timelineEvents = freshEvents.events || [];
+    timelineInvitations = freshEvents.invitations || [];
+  }
+  if (!timeline) ensureTimeline(document.querySelector('[data-chart="dr-timeline"]'));
+  else {
     timeline.update({
       series: [
         { data: steps(timelineEvents, "target_kw") },

@@ -342,10 +342,57 @@ function onReading(r) {
   return true;
 }
 
+// The sensors table follows the feed too: each sensor's latest value, last seen and status.
+const BADGE = {
+  active: ["badge-good", "Active"],
+  stale: ["badge-fair", "Stale"],
+  fault: ["badge-poor", "Fault"],
+  inactive: ["badge-neutral", "Inactive"],
+};
+
+function sensorRow(sensorId) {
+  return document.querySelector(`tr[data-sensor="${CSS.escape(sensorId)}"]`);
+}
+
+function updateSensorRow(r) {
+  const row = sensorRow(r.sensor_id);
+  if (!row) return;
+  // Late data (older than what the row shows) changes nothing.
+  const at = Date.parse(r.timestamp);
+  if (at <= Number(row.dataset.newest || 0)) return;
+  row.dataset.newest = String(at);
+  const latest = row.querySelector("[data-latest]");
+  if (latest && latest.dataset.metric === r.metric) {
+    latest.dataset.value = String(r.value);
+    latest.textContent = metric(r.metric, r.value);
+  }
+  const seen = row.querySelector("[data-last-seen]");
+  if (seen) seen.textContent = dateTime(r.timestamp);
+}
+
+// What the server rendered is the newest known until the feed says otherwise.
+for (const row of document.querySelectorAll("tr[data-sensor]")) {
+  const seen = row.querySelector("time[data-last-seen]");
+  if (seen) row.dataset.newest = String(Date.parse(seen.getAttribute("datetime")));
+}
+
+function updateSensorStatus(message) {
+  const row = message.sensor_id && sensorRow(message.sensor_id);
+  const badge = row && row.querySelector(".badge[data-status]");
+  const shown = BADGE[message.status];
+  if (!badge || !shown) return;
+  badge.className = `badge ${shown[0]}`;
+  badge.dataset.status = message.status;
+  badge.textContent = shown[1];
+}
+
 if (feed) {
   feed.addEventListener("message", (event) => {
     const message = event.detail;
-    if (message.type !== "reading" || !config.live) return;
+    if (message.type === "sensor_status") updateSensorStatus(message);
+    if (message.type !== "reading") return;
+    for (const r of message.readings) updateSensorRow(r);
+    if (!config.live) return;
     const touched = new Map();
     for (const r of message.readings) {
       const result = onReading(r);

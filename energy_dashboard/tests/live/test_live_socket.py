@@ -330,7 +330,7 @@ def test_publish_without_redis_logs_a_warning_and_does_not_raise(
 
 def test_sensor_followers_get_only_their_sensors(viewer: Any) -> None:
     headers = token_header(viewer)
-    batch = [
+    batch: list[dict[str, Any]] = [
         {
             "sensor_id": "a",
             "room": "lab",
