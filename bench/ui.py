@@ -22,8 +22,11 @@ Prints each figure beside its target: first render < 1 s; POST -> repaint p99 < 
 < 350 KB gzipped; heap at the end within 20% of the heap after 1 minute. Loopback only;
 bounded by --minutes (and the set-up's own timeouts).
 
+With --profile, the page is CPU-profiled for 20 s after the first minute and its busiest
+functions printed (where the time goes when it falls behind).
+
 Usage: python bench/ui.py [--minutes 10] [--rooms 200] [--sensors 2000] [--rate 1000]
-       [--batch 100] [--loads 5]
+       [--batch 100] [--loads 5] [--profile]
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class Stream:
     rate: int
     batch: int
     seconds: float
+    profile: bool = False
 
 
 def produce(stream: Stream, out: Any) -> None:
@@ -97,11 +101,13 @@ def produce(stream: Stream, out: Any) -> None:
     lock = threading.Lock()
 
     def post(body: bytes, at: float) -> None:
-        status, _ = post_readings(stream.port, stream.token, body, timeout=30)
+        status, answer = post_readings(stream.port, stream.token, body, timeout=30)
         with lock:
             took.append((time.time() - at) * 1000)
             if status not in (200, 201):
                 failures[0] += 1
+                if failures[0] <= 3:  # what was refused, and why
+                    print(f"POST refused: {status} {answer[:300]!r}", flush=True)
 
     t0 = time.time()
     seq = 0
@@ -218,6 +224,7 @@ class Figures:
     sent: dict[int, float] = field(default_factory=dict)
     took: list[float] = field(default_factory=list)
     failures: int = 0
+    profile: list[tuple[str, float]] = field(default_factory=list)
 
 
 def first_renders(page: Any, loads: int, figures: Figures) -> None:
@@ -243,6 +250,19 @@ def first_renders(page: Any, loads: int, figures: Figures) -> None:
     figures.js_raw = sum(len(body) for body, _ in scripts.values())
     figures.js_gzip = sum(len(gzip.compress(body, compresslevel=6)) for body, _ in scripts.values())
     figures.js_sent = sum(sent for _, sent in scripts.values())
+
+
+def top_functions(profile: dict[str, Any], count: int = 12) -> list[tuple[str, float]]:
+    """The page's functions by self time in a CPU profile (DevTools protocol), ms each."""
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    samples, deltas = profile.get("samples", []), profile.get("timeDeltas", [])
+    self_ms: dict[str, float] = {}
+    for sample, delta in zip(samples, deltas, strict=False):
+        frame = by_id[sample]["callFrame"]
+        where = frame["url"].rsplit("/", 1)[-1] or "(native)"
+        name = f"{frame['functionName'] or '(anonymous)'} {where}:{frame['lineNumber'] + 1}"
+        self_ms[name] = self_ms.get(name, 0.0) + delta / 1000
+    return sorted(self_ms.items(), key=lambda item: -item[1])[:count]
 
 
 def streaming(page: Any, context: Any, stream: Stream, figures: Figures) -> None:
@@ -272,6 +292,7 @@ def streaming(page: Any, context: Any, stream: Stream, figures: Figures) -> None
 
     figures.heap_start = heap()
     figures.offsets.append(clock_offset())
+    profiling = False
     mp = multiprocessing.get_context("spawn")
     out = mp.Queue()
     producer = mp.Process(target=produce, args=(stream, out))
@@ -283,6 +304,15 @@ def streaming(page: Any, context: Any, stream: Stream, figures: Figures) -> None
         if figures.heap_1min is None and time.monotonic() - started >= 60:
             figures.heap_1min = heap()
             print(f"heap after 1 minute: {figures.heap_1min / 1e6:.1f} MB", flush=True)
+            if stream.profile:
+                cdp.send("Profiler.enable")
+                cdp.send("Profiler.start")
+                profiling = True
+        elif profiling and time.monotonic() - started >= 80:
+            figures.profile = top_functions(cdp.send("Profiler.stop")["profile"])
+            profiling = False
+    if profiling:
+        figures.profile = top_functions(cdp.send("Profiler.stop")["profile"])
     figures.sent, figures.took, figures.failures = out.get(timeout=120)
     producer.join(30)
     time.sleep(2)  # the last batches' repaints
@@ -336,6 +366,10 @@ def report(args: argparse.Namespace, minutes: float, figures: Figures) -> None:
         f"{figures.js_sent / 1024:.0f} KB on the wire, {figures.js_files} files)"
         f"   target < {TARGET_JS_KB:.0f} KB: {verdict(figures.js_gzip / 1024 < TARGET_JS_KB)}"
     )
+    if figures.profile:
+        print("\nthe page's busiest functions (self time over 20 s of streaming; minified names):")
+        for name, ms in figures.profile:
+            print(f"  {ms:8.0f} ms  {name}")
     if figures.heap_1min:
         growth = figures.heap_end / figures.heap_1min - 1
         print(
@@ -355,6 +389,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--minutes", type=float, default=10.0, help="streaming time (at least 1)")
     parser.add_argument("--loads", type=int, default=5, help="overview loads for the first render")
+    parser.add_argument(
+        "--profile", action="store_true", help="CPU-profile the page for 20 s after the first minute"
+    )
     args = parser.parse_args()
     minutes = max(1.0, args.minutes)
 
@@ -399,7 +436,7 @@ def main() -> None:
                 )
                 page = context.new_page()
                 first_renders(page, args.loads, figures)
-                stream = Stream(product.port, token, plan, args.rate, args.batch, minutes * 60)
+                stream = Stream(product.port, token, plan, args.rate, args.batch, minutes * 60, args.profile)
                 streaming(page, context, stream, figures)
                 browser.close()
     report(args, minutes, figures)

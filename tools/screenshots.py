@@ -3,8 +3,9 @@
 Starts `manage.py run --demo` in a throw-away folder exactly as the browser tests do
 (system_tests/conftest.py's `running_product`), signs in as the demo operator in Debian's
 Chromium (Playwright), and takes: each page at 1440x900 in the light theme; the overview in
-the dark theme and on a 375-px phone; the overview in kiosk mode at 1920x1080. A page whose
-route is not in the URL conf yet (or whose object the demo lacks) is skipped with a note.
+the dark theme and on a 375-px phone; the overview (light) and a room (dark) in kiosk mode at
+1920x1080. A page whose route is not in the URL conf yet (or whose object the demo lacks) is
+skipped with a note.
 
 Usage: python tools/screenshots.py [--out docs/screenshots] [--only overview,room]
 """
@@ -54,6 +55,7 @@ SHOTS = [
     Shot("overview-phone.png", "overview", PHONE),
     Shot("overview-kiosk.png", "overview", WALL, kiosk=True),
     Shot("room.png", "room", DESKTOP),
+    Shot("room-kiosk.png", "room", WALL, theme="dark", kiosk=True),
     Shot("demand-response.png", "demand-response", DESKTOP),
     Shot("ingestion.png", "ingestion", DESKTOP),
 ]
