@@ -81,7 +81,8 @@ def test_a_reading_batch_refused_whole_answers_as_its_400_is_documented(
     ref = documented["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
     component = schema["components"]["schemas"][ref]
     services.sensor_register(sensor_id="s-1", kind="power")
-    for body in ({"readings": []}, {"readings": [{"sensor_id": "s-1", "value": "x"}]}):
+    bodies: list[dict[str, Any]] = [{"readings": []}, {"readings": [{"sensor_id": "s-1", "value": "x"}]}]
+    for body in bodies:
         answer = operator_api.post("/api/v1/readings", body, format="json")
         assert answer.status_code == 400
         data = answer.json()
@@ -146,6 +147,7 @@ def test_stored_instants_are_written_in_utc_with_z(viewer_api: APIClient, moment
         ("/api/v1/demand-response/devices/?enabled=null", "enabled"),
         ("/api/v1/demand-response/invitations/?start_after=", "start_after"),
         ("/api/v1/demand-response/flexibility?start=", "start"),
+        ("/api/v1/analytics/breakdown?period=", "period"),
     ],
 )
 def test_a_bad_or_empty_typed_parameter_is_a_400_naming_it(
