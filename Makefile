@@ -23,7 +23,7 @@ NODE_STAMP := node_modules/.installed
 ASSETS_STAMP := static/dist/.built
 ASSET_SOURCES := $(shell find assets -type f 2>/dev/null)
 
-.PHONY: screenshots run test test-browser test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
+.PHONY: screenshots run test test-browser test-schema test-postgres test-clock lint fmt venv clean bench-deps bench lock system-deps assets
 
 $(STAMP): requirements/base.txt requirements/dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -78,7 +78,8 @@ system-deps:
 ## make test: the whole suite on SQLite and an embedded Redis; again without the tests that
 ## start real processes (e2e) as if it were TEST_CLOCK (pytest --clock: each test starts at
 ## 23:59 on the 25-hour autumn day, a Sunday, so the next minute is another day and week;
-## about 3 minutes more); then the browser tests. make test-clock runs more instants.
+## about 3 minutes more); then the browser tests and the API schema run (make test-schema).
+## make test-clock runs more instants.
 TEST_CLOCK ?= 2026-10-25T23:59
 test: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
@@ -87,6 +88,7 @@ test: $(STAMP) $(ENV_FILE) $(ASSETS_STAMP) system-deps
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -q -m "not e2e" \
 	    --clock=$(TEST_CLOCK) $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-browser
+	$(MAKE) --no-print-directory test-schema
 
 ## make test-clock: the whole suite (SQLite, embedded Redis) once per instant in CLOCK_INSTANTS,
 ## each test starting at that instant as if it were now (pytest --clock; building-local times,
@@ -117,6 +119,15 @@ test-browser: $(STAMP) $(ASSETS_STAMP) system-deps
 screenshots: $(STAMP) $(ASSETS_STAMP) system-deps
 	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
 	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python tools/screenshots.py
+
+## make test-schema: Schemathesis against the product as `manage.py run` serves it, every
+## operation of /api/v1/schema/ as a viewer and as an operator, all checks, a fixed seed and
+## SCHEMA_MAX_EXAMPLES cases per operation and phase (system_tests/schema/); fails on any 5xx
+## or answer the schema does not describe. About 2 minutes on an idle 2-core machine.
+test-schema: $(STAMP) $(ASSETS_STAMP)
+	env -u DATABASE_URL -u SENSORS_DATABASE_URL -u DEMAND_RESPONSE_DATABASE_URL \
+	    -u INGESTION_DATABASE_URL -u REDIS_URL $(BIN)/python -m pytest -c system_tests/pytest.ini \
+	    system_tests/schema -rA $(SCHEMA_PYTEST_ARGS)
 
 ## make test-postgres: the whole suite on PostgreSQL and the machine's Redis.
 test-postgres: $(STAMP) $(ASSETS_STAMP) system-deps

@@ -321,8 +321,9 @@ class DataQuery(serializers.Serializer[Any]):
         return attrs
 
 
-class BreakdownQuery(serializers.Serializer[Any]):
-    """Query parameters of GET /analytics/breakdown."""
+class BreakdownQuery(QuerySerializer):
+    """Query parameters of GET /analytics/breakdown (`?period=` empty is a 400, as the schema
+    allows only the choices)."""
 
     period = serializers.ChoiceField(
         choices=["today", "week", "month"],

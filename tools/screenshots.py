@@ -22,7 +22,7 @@ from pathlib import Path
 BASE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE))
 
-from playwright.sync_api import Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, ViewportSize, sync_playwright  # noqa: E402
 
 from system_tests.conftest import (  # noqa: E402
     OPERATOR_PASSWORD,
@@ -33,9 +33,9 @@ from system_tests.conftest import (  # noqa: E402
     sign_in,
 )
 
-DESKTOP = {"width": 1440, "height": 900}
-PHONE = {"width": 375, "height": 812}
-WALL = {"width": 1920, "height": 1080}
+DESKTOP: ViewportSize = {"width": 1440, "height": 900}
+PHONE: ViewportSize = {"width": 375, "height": 812}
+WALL: ViewportSize = {"width": 1920, "height": 1080}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Shot:
 
     file: str
     page: str
-    viewport: dict[str, int]
+    viewport: ViewportSize
     theme: str = "light"
     kiosk: bool = False
 

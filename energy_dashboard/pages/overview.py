@@ -187,7 +187,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     # The summary every dashboard polls, from its cache (at most ANALYTICS_SUMMARY_MAX_AGE_S
     # old: its "as of" says when): most of a page's first render otherwise.
     summary = orjson.loads(sensors_services.analytics_summary_json())
-    comparison = sensors_services.energy_comparison(now)
+    comparison = orjson.loads(sensors_services.energy_comparison_json())
     breakdown = sensors_services.energy_breakdown("today", now)
     live = sensors_services.overview_live(now)
     cards, stale = _room_cards(summary)

@@ -150,6 +150,7 @@ def test_stored_instants_are_written_in_utc_with_z(viewer_api: APIClient, moment
         ("/api/v1/demand-response/devices/?enabled=null", "enabled"),
         ("/api/v1/demand-response/invitations/?start_after=", "start_after"),
         ("/api/v1/demand-response/flexibility?start=", "start"),
+        ("/api/v1/analytics/breakdown?period=", "period"),
     ],
 )
 def test_a_bad_or_empty_typed_parameter_is_a_400_naming_it(

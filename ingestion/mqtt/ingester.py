@@ -111,7 +111,7 @@ class _Client(mqtt.Client):
             raise
 
 
-@dataclass
+@dataclass(slots=True)  # one a message: no per-instance dict
 class Incoming:
     """A message as the network thread hands it over."""
 

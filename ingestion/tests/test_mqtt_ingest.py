@@ -426,3 +426,15 @@ def test_a_broker_whose_tls_files_cannot_be_read_is_a_clear_state(secrets_dir: A
     worker.publish_state()
     site = health_of("site")
     assert site["connected"] is False and site["error_kind"] == "config" and "cannot be used" in site["error"]
+
+
+def test_the_brokers_address_is_checked_again_at_every_connection(
+    mosquitto: Mosquitto, ingester: Any, settings: Any
+) -> None:
+    broker = broker_for(mosquitto)
+    mqtt_services.mapping_create(broker=broker, name="t", preset="tasmota")
+    settings.INGESTION_ALLOWED_NETWORKS = []  # loopback no longer allowed after the broker was saved
+    worker = ingester(subscribed=False)
+    conn = next(iter(worker.connections.values()))
+    wait_until(lambda: conn.error_kind == "address", "the refused address")
+    assert "INGESTION_ALLOWED_NETWORKS" in conn.error and not conn.connected

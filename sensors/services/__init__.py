@@ -24,6 +24,7 @@ from sensors.analytics import (
     default_metric,
     energy_breakdown,
     energy_comparison,
+    energy_comparison_json,
     energy_report,
     energy_report_json,
     energy_rows,
@@ -57,6 +58,7 @@ from sensors.services.registry import (
 )
 from sensors.services.upkeep import (
     aggregates_compute,
+    planner_statistics_refresh,
     readings_cleanup,
     rollups_backfill,
     room_metrics_payload,
@@ -73,6 +75,7 @@ __all__ = [
     "demo_load",
     "energy_breakdown",
     "energy_comparison",
+    "energy_comparison_json",
     "energy_report",
     "energy_report_json",
     "energy_rows",
@@ -81,6 +84,7 @@ __all__ = [
     "meters_for_external_ids",
     "overview",
     "overview_live",
+    "planner_statistics_refresh",
     "power_latest",
     "readings_cleanup",
     "readings_import",

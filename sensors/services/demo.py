@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -21,7 +21,7 @@ from sensors.models import Metric, Reading, Room, Sensor
 from sensors.rules import TypedRow
 from sensors.services.readings import readings_import, readings_ingest
 from sensors.services.registry import room_create, sensor_register, sensor_update
-from sensors.services.upkeep import aggregates_compute
+from sensors.services.upkeep import aggregates_compute, planner_statistics_refresh
 
 DB = "sensors"
 
@@ -275,7 +275,7 @@ def demo_history(
         written += readings_import(rows=rows, source="demo")["accepted"]
     days = 0
     if written:
-        _refresh_statistics()
+        planner_statistics_refresh()
         days = _aggregate()
     return {"readings": written, "days": days}
 
@@ -299,16 +299,6 @@ def _aggregate() -> int:
             if not done["marks"]:
                 break
     return days
-
-
-def _refresh_statistics() -> None:
-    """Refresh SQLite's query-planner statistics after a bulk load, as PostgreSQL's autovacuum
-    does by itself. Without them SQLite reads a room's windows through each sensor's whole
-    history rather than the readings' time index: a year's backfill took over a minute."""
-    connection = connections[DB]
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
 
 
 def simulate(

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from energy_dashboard.core.clock import iso_z
@@ -119,7 +119,30 @@ def readings_cleanup(*, batch_size: int = 10_000, max_batches: int = 1_000) -> d
             deleted[name] += count
             if count < batch_size:
                 break
+    planner_statistics_refresh()
     return deleted
+
+
+# Rows SQLite's ANALYZE samples per index: enough for the planner to tell the readings' time
+# index from a sensor's whole history, and a few milliseconds whatever the table's size.
+SQLITE_ANALYSIS_LIMIT = 1000
+
+
+def planner_statistics_refresh() -> bool:
+    """Refresh SQLite's query-planner statistics (the daily retention job does, and the demo
+    after its bulk load); PostgreSQL's autovacuum keeps its own. True when it ran.
+
+    SQLite has none until ANALYZE runs, and without them it reads a room's 5-minute windows
+    through each sensor's whole history rather than the readings' time index: a year of history
+    made one aggregation run take over a minute. The sample is bounded (`analysis_limit`), so
+    this stays cheap on a large database."""
+    connection = connections[DB]
+    if connection.vendor != "sqlite":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+        cursor.execute("ANALYZE")
+    return True
 
 
 def _retention_cutoff(now: datetime, days: int) -> datetime | None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from energy_dashboard.testing import AFTER_FIXED_DATES
@@ -179,6 +180,23 @@ def test_retention_deletes_old_raw_readings_and_keeps_rollups(settings: Any) -> 
     assert services.readings_cleanup(batch_size=1)["readings"] == 1
     assert Reading.objects.count() == 1
     assert Rollup.objects.filter(resolution="1d").count() == 2
+
+
+@pytest.mark.usefixtures("lab")
+def test_the_daily_retention_job_refreshes_sqlites_planner_statistics() -> None:
+    # Without statistics SQLite read a room's windows through each sensor's whole history; the
+    # daily job gives it some (PostgreSQL's autovacuum keeps its own: nothing to do there).
+    put("p1", "power", 0, 1, base=timezone.now() - timedelta(hours=1))
+    connection = connections["sensors"]
+    if connection.vendor != "sqlite":
+        assert services.planner_statistics_refresh() is False
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS sqlite_stat1")
+    services.readings_cleanup()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT idx FROM sqlite_stat1 WHERE tbl = 'sensors_reading'")
+        assert cursor.fetchall(), "ANALYZE left no statistics for the readings table"
 
 
 @pytest.mark.usefixtures("lab")

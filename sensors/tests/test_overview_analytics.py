@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from rest_framework.test import APIClient
 
@@ -292,3 +293,29 @@ def test_the_live_start_is_the_top_level_power_and_each_sensors_newest_reading()
     ]
     assert services.meter_parents()["lab-meter"] == {"part_of": "main", "parent_room": None}
     assert services.meter_parents()["lab-power"] == {"part_of": "main-power", "parent_room": "plant"}
+
+
+def test_the_cached_comparison_is_the_comparison(settings: Any) -> None:
+    settings.ANALYTICS_SUMMARY_MAX_AGE_S = 3600
+    services.sensor_register(sensor_id="main", kind="energy_meter")
+    now = datetime.now(UTC)
+    store(list(hourly("main", "energy", 1.0, now - timedelta(days=2), now - timedelta(minutes=1))))
+    first = orjson.loads(services.energy_comparison_json())
+    assert first["comparisons"][0]["previous_whole"]["energy_kwh"] == pytest.approx(24, abs=1)
+    # Within its slot and with the same day versions, the same answer; new aggregates of
+    # today make a new one.
+    assert orjson.loads(services.energy_comparison_json()) == first
+    store(
+        [
+            {
+                "sensor_id": "main",
+                "metric": "energy",
+                "timestamp": iso(now - timedelta(seconds=30)),
+                "value": 100.0,
+            }
+        ]
+    )
+    again = orjson.loads(services.energy_comparison_json())
+    assert again["comparisons"][0]["current"]["energy_kwh"] == pytest.approx(
+        first["comparisons"][0]["current"]["energy_kwh"] + 100
+    )

@@ -98,10 +98,16 @@ def test_an_answer_made_elsewhere_reaches_the_open_page_live(product: Product, s
     expect(item.locator("[data-status]")).to_have_text("Declined", timeout=5000)
     expect(item).to_contain_text("declined from the API")
     expect(item.get_by_role("button", name=re.compile("Accept"))).to_have_count(0)
-    # A new invitation appears without a reload.
+    # A new invitation appears without a reload, in the list and on the timeline.
+    chart = page.locator('[data-chart="dr-timeline"]')
     fresh = _invitation(product, 5, hours=50)
     expect(page.locator(f'[data-invitation="{fresh["id"]}"] [data-status]')).to_have_text(
         "Pending", timeout=5000
+    )
+    page.wait_for_function(
+        "([el, start]) => el.edChart.getOption().series[2].data.some((p) => p[0] === Date.parse(start))",
+        arg=[chart.element_handle(), fresh["start"]],
+        timeout=5000,
     )
     assert not session.errors, session.errors
 

@@ -88,11 +88,14 @@ function timelineOption() {
     ],
   });
 }
-if (timelineNode && config.events) {
-  timeline = createChart(timelineNode, (p) => timelineOption()(p), {
-    description: "Each event's target reduction over its window, and the reduction measured after it.",
+function ensureTimeline(node) {
+  // The chart is drawn once; a page that had no event gets it when the first one arrives.
+  if (timeline || !node) return;
+  timeline = createChart(node, (p) => timelineOption()(p), {
+    description: "Each event's target reduction over its window, the reduction measured after it, and what pending invitations ask.",
   });
 }
+ensureTimeline(timelineNode);
 
 // --- An event's report: baseline and metered load per quarter-hour -------------------------
 
@@ -208,10 +211,13 @@ async function refreshRegions() {
     region.replaceWith(document.importNode(next, true));
   }
   const configNode = fresh.getElementById("page-config");
-  if (timeline && configNode) {
-    const freshConfig = JSON.parse(configNode.textContent || "{}");
-    timelineEvents = freshConfig.events || [];
-    timelineInvitations = freshConfig.invitations || [];
+  if (configNode) {
+    const freshEvents = JSON.parse(configNode.textContent || "{}");
+    timelineEvents = freshEvents.events || [];
+    timelineInvitations = freshEvents.invitations || [];
+  }
+  if (!timeline) ensureTimeline(document.querySelector('[data-chart="dr-timeline"]'));
+  else {
     timeline.update({
       series: [
         { data: steps(timelineEvents, "target_kw") },

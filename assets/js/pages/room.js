@@ -8,6 +8,7 @@ import { api } from "../lib/api.js";
 import { axis, createChart } from "../lib/charts.js";
 import { pageConfig } from "../lib/config.js";
 import { dateTime, day, metric, number, power, time } from "../lib/format.js";
+import { bindGapFill } from "../lib/gap.js";
 import { startPage } from "../lib/page.js";
 import { localIso, localMidnight } from "../lib/zoned.js";
 
@@ -386,25 +387,44 @@ function updateSensorStatus(message) {
   badge.textContent = shown[1];
 }
 
+/** Readings into the charts (from the feed, or from the gap fill after a reconnect). */
+function applyReadings(readings) {
+  for (const r of readings) updateSensorRow(r);
+  if (!config.live) return;
+  const touched = new Map();
+  for (const r of readings) {
+    const result = onReading(r);
+    if (result) touched.set(r.metric, touched.get(r.metric) === "rebuild" ? "rebuild" : result);
+  }
+  for (const [name, how] of touched) {
+    if (how === "rebuild" || !state.charts.has(name)) rebuild(name);
+    else drawMetric(name);
+  }
+}
+
+let historyLoaded = null;
+
 if (feed) {
   feed.addEventListener("message", (event) => {
     const message = event.detail;
     if (message.type === "sensor_status") updateSensorStatus(message);
-    if (message.type !== "reading") return;
-    for (const r of message.readings) updateSensorRow(r);
-    if (!config.live) return;
-    const touched = new Map();
-    for (const r of message.readings) {
-      const result = onReading(r);
-      if (result) touched.set(r.metric, touched.get(r.metric) === "rebuild" ? "rebuild" : result);
-    }
-    for (const [name, how] of touched) {
-      if (how === "rebuild" || !state.charts.has(name)) rebuild(name);
-      else drawMetric(name);
-    }
+    if (message.type === "reading") applyReadings(message.readings);
   });
-  // After a reconnect: what arrived meanwhile comes from the API.
-  feed.addEventListener("resume", () => loadHistory());
+  // After a reconnect the history is read again; its aggregates lack the window the job has not
+  // computed yet, so the readings stored meanwhile come from the data API (lib/gap.js) and join
+  // the reloaded charts as live ones do. (This listener is added first, so the reload has begun
+  // when the gap fill runs.)
+  feed.addEventListener("resume", () => {
+    historyLoaded = loadHistory();
+  });
+  bindGapFill(
+    feed,
+    () => ({ rooms: [config.room] }),
+    async (readings) => {
+      await historyLoaded;
+      applyReadings(readings);
+    },
+  );
   feed.start();
 }
 
@@ -427,5 +447,5 @@ for (const cell of document.querySelectorAll("[data-latest][data-value]")) {
   if (!Number.isNaN(value)) cell.textContent = metric(cell.dataset.metric, value);
 }
 
-loadHistory();
+historyLoaded = loadHistory();
 loadCarpet();

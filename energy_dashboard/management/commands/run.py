@@ -247,9 +247,9 @@ class Command(BaseCommand):
         supervisor.start(Child("web", web, pass_fds=(http_sock.fileno(),)))
 
     def _load_demo(self, now: datetime | None = None) -> None:
-        # Each module's demo through its own services, in dependency order: the building's
-        # sensors; the utility's meter files; its demand response, which replays a past event
-        # over the history it writes; the rest of the history. Idempotent: a second run adds
+        # Each module's demo through its own services, in dependency order: the utility's meter
+        # files; the building's sensors; its demand response, which replays a past event over
+        # the history it writes; the rest of the history. Idempotent: a second run adds
         # only what time added since. (Imported here: only --demo needs the other modules.)
         import time
 
@@ -260,9 +260,10 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         now = now or timezone.now()
-        counts = sensors_services.demo_load()
-        # The files first: the history's aggregation then rolls their readings up too.
+        # The files first: the history's aggregation then rolls their readings up too (and the
+        # count of sensors includes the meter the import registers).
         files = ingestion_services.demo_load(now=now)
+        counts = sensors_services.demo_load()
         dr = dr_services.demo_load(now=now)
         history = sensors_services.demo_history(now=now)
         self.stdout.write(
