@@ -3,6 +3,8 @@ readings store holds."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -84,3 +86,14 @@ def source_for(server: Any, name: str = "utility", **extra: Any) -> Any:
             shutil.copyfile(server.certfile, pinned)
             fields["ca_file"] = str(pinned)
     return RemoteSource.objects.create(name=name, **(fields | extra))
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 20, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy, and return it; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,7 @@ from django.utils import timezone
 from ingestion.mqtt import services as mqtt_services
 from ingestion.mqtt.ingester import Ingester
 from ingestion.mqtt.models import Broker, Mapping
+from ingestion.tests.helpers import wait_until
 from ingestion.tests.servers import make_certificate
 from ingestion.tests.test_mqtt_broker import (  # noqa: F401 (fixtures)
     Mosquitto,
@@ -50,16 +50,6 @@ def stored(sensor_id: str, metric: str) -> list[dict[str, Any]]:
             limit=1_000_000,
         )
     )
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

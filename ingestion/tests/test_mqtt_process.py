@@ -25,6 +25,7 @@ from energy_dashboard.supervisor import descendants
 from energy_dashboard.testing import free_port, subprocess_env
 from ingestion.mqtt import services as mqtt_services
 from ingestion.mqtt.models import Broker
+from ingestion.tests import helpers
 from ingestion.tests.test_mqtt_broker import Mosquitto, client, mosquitto_fixture  # noqa: F401 (a fixture)
 from sensors import services as sensors
 
@@ -50,13 +51,8 @@ def stored_values(metric: str = "power") -> list[float]:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    """The shared poll, with the longer wait of tests that start processes."""
+    return helpers.wait_until(check, what, timeout=timeout, interval=0.1)
 
 
 def register_sensors() -> None:
