@@ -59,6 +59,14 @@ def _too_many(field: str, count: int) -> None:
         )
 
 
+def default_to_last_day(attrs: dict[str, Any]) -> None:
+    """A series' range: `end` defaults to now and `start` to a day before it; start < end."""
+    attrs.setdefault("end", timezone.now())
+    attrs.setdefault("start", attrs["end"] - timedelta(days=1))
+    if attrs["start"] >= attrs["end"]:
+        raise serializers.ValidationError({"start": "start must be before end."})
+
+
 def check_raw_range(start: datetime, end: datetime) -> None:
     """A raw range spans at most READINGS_MAX_RANGE_DAYS."""
     days = settings.READINGS_MAX_RANGE_DAYS
@@ -181,10 +189,7 @@ class SeriesQuery(QuerySerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Raw: at most READINGS_MAX_RANGE_DAYS; rollups: at most ANALYTICS_MAX_RANGE_DAYS and
         ANALYTICS_MAX_POINTS buckets (an export streams the whole range, pages do not)."""
-        attrs.setdefault("end", timezone.now())
-        attrs.setdefault("start", attrs["end"] - timedelta(days=1))
-        if attrs["start"] >= attrs["end"]:
-            raise serializers.ValidationError({"start": "start must be before end."})
+        default_to_last_day(attrs)
         if attrs["resolution"] == "raw":
             check_raw_range(attrs["start"], attrs["end"])
         else:
@@ -356,10 +361,7 @@ class RoomSeriesQuery(QuerySerializer):
                 {"metrics": f"unknown metric {unknown[0]!r}; known: {', '.join(Metric.values)}."}
             )
         attrs["metrics"] = names or list(Metric.values)
-        attrs.setdefault("end", timezone.now())
-        attrs.setdefault("start", attrs["end"] - timedelta(days=1))
-        if attrs["start"] >= attrs["end"]:
-            raise serializers.ValidationError({"start": "start must be before end."})
+        default_to_last_day(attrs)
         if attrs["resolution"] == "raw":
             check_raw_range(attrs["start"], attrs["end"])
         days = settings.ANALYTICS_MAX_RANGE_DAYS
